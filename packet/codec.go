@@ -177,6 +177,10 @@ func (d *decoder) varint(what string) int {
 		n |= int(c&0x7f) << shift
 		shift += 7
 		if c&0x80 == 0 {
+			if k > 0 && c == 0 {
+				d.fail("%s: variable byte integer not minimally encoded [MQTT-1.5.5-1]", what)
+				return 0
+			}
 			return n
 		}
 	}

@@ -34,7 +34,7 @@ func (p *Connect) Append(dst []byte, v Version) ([]byte, error) {
 	if p.Version != 0 {
 		v = p.Version
 	}
-	if err := p.check(); err != nil {
+	if err := p.check(v); err != nil {
 		return dst, err
 	}
 	dst, start := beginPacket(dst)
@@ -77,7 +77,7 @@ func (p *Connect) Append(dst []byte, v Version) ([]byte, error) {
 	return finishPacket(dst, start, byte(CONNECT)<<4)
 }
 
-func (p *Connect) check() error {
+func (p *Connect) check(v Version) error {
 	if !ValidString(p.ClientID) {
 		return malformed(CONNECT, "client identifier is not a valid UTF-8 string")
 	}
@@ -97,6 +97,14 @@ func (p *Connect) check() error {
 		if len(w.Payload) > 65535 {
 			return malformed(CONNECT, "will payload longer than 65535 bytes")
 		}
+		if v == V5 {
+			if err := checkProps(&w.Props, propContextWill); err != nil {
+				return err
+			}
+		}
+	}
+	if v == V5 {
+		return checkProps(&p.Props, CONNECT)
 	}
 	return nil
 }
@@ -137,6 +145,10 @@ func (p *Connect) decode(body []byte) error {
 	p.KeepAlive = d.uint16("keep alive")
 	if level == V5 {
 		d.props(&p.Props, CONNECT)
+		if d.err == nil && p.Props.Has(PropAuthData) && !p.Props.Has(PropAuthMethod) {
+			// MQTT 5.0 section 3.1.2.11.10.
+			d.failProto("authentication data without an authentication method")
+		}
 	}
 	p.ClientID = d.string("client identifier")
 	if willFlag {
@@ -174,6 +186,11 @@ func (*Connack) Type() Type { return CONNACK }
 
 // Append appends the CONNACK encoding.
 func (p *Connack) Append(dst []byte, v Version) ([]byte, error) {
+	if v == V5 {
+		if err := checkProps(&p.Props, CONNACK); err != nil {
+			return dst, err
+		}
+	}
 	dst, start := beginPacket(dst)
 	var flags byte
 	if p.SessionPresent {

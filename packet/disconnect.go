@@ -57,6 +57,9 @@ func appendCodeProps(dst []byte, t Type, code ReasonCode, props *Properties, v V
 	if v != V5 || code == 0 && props.IsZero() {
 		return append(dst, byte(t)<<4, 0), nil
 	}
+	if err := checkProps(props, t); err != nil {
+		return dst, err
+	}
 	dst, start := beginPacket(dst)
 	dst = append(dst, byte(code))
 	if !props.IsZero() {

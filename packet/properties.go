@@ -261,12 +261,8 @@ func (p *Properties) uint32Field(id PropID) *uint32 {
 	return &p.MaximumPacketSize
 }
 
-// appendProps appends the length-prefixed properties of a packet of type t,
-// writing only those t allows.
-func appendProps(dst []byte, p *Properties, t Type) []byte {
-	if p == nil || p.IsZero() {
-		return append(dst, 0)
-	}
+// filtered returns a copy of p holding only the properties t allows.
+func (p *Properties) filtered(t Type) Properties {
 	allowed := allowedProps[t]
 	q := *p
 	q.Present &= allowed
@@ -276,6 +272,62 @@ func appendProps(dst []byte, p *Properties, t Type) []byte {
 	if allowed&(1<<PropSubscriptionID) == 0 {
 		q.SubscriptionIDs = nil
 	}
+	return q
+}
+
+// encodedSize returns the size of the properties appendProps writes for a
+// packet of type t, without the length prefix.
+func (p *Properties) encodedSize(t Type) int {
+	if p == nil || p.IsZero() {
+		return 0
+	}
+	q := p.filtered(t)
+	return q.size()
+}
+
+// checkProps reports a property of a packet of type t that cannot be
+// encoded: a string or binary value over 65,535 bytes, or a subscription
+// identifier outside 1..268,435,455.
+func checkProps(p *Properties, t Type) error {
+	if p == nil || p.IsZero() {
+		return nil
+	}
+	q := p.filtered(t)
+	for id := PropID(1); id <= maxPropID; id++ {
+		if q.Present&(1<<id) == 0 {
+			continue
+		}
+		switch propKinds[id] {
+		case kindString:
+			if len(*q.stringField(id)) > 65535 {
+				return malformed(t, "property %#x longer than 65535 bytes", byte(id))
+			}
+		case kindBinary:
+			if len(*q.binaryField(id)) > 65535 {
+				return malformed(t, "property %#x longer than 65535 bytes", byte(id))
+			}
+		}
+	}
+	for _, id := range q.SubscriptionIDs {
+		if id == 0 || id > maxSubscriptionID {
+			return malformed(t, "subscription identifier %d outside 1..%d", id, maxSubscriptionID)
+		}
+	}
+	for _, u := range q.User {
+		if len(u.Key) > 65535 || len(u.Value) > 65535 {
+			return malformed(t, "user property longer than 65535 bytes")
+		}
+	}
+	return nil
+}
+
+// appendProps appends the length-prefixed properties of a packet of type t,
+// writing only those t allows.
+func appendProps(dst []byte, p *Properties, t Type) []byte {
+	if p == nil || p.IsZero() {
+		return append(dst, 0)
+	}
+	q := p.filtered(t)
 	dst = appendVarint(dst, q.size())
 	for id := PropID(1); id <= maxPropID; id++ {
 		if q.Present&(1<<id) == 0 {
@@ -321,16 +373,19 @@ func (d *decoder) props(p *Properties, t Type) {
 		where = "will properties"
 	}
 	for d.i < end && d.err == nil {
-		id := PropID(d.varint("property identifier"))
+		n := d.varint("property identifier")
 		if d.err != nil {
 			return
 		}
-		if id > maxPropID || propKinds[id] == 0 {
-			d.fail("unknown property identifier %#x", byte(id))
+		if n > maxPropID || propKinds[n] == 0 {
+			d.fail("unknown property identifier %#x", n)
 			return
 		}
+		id := PropID(n)
 		if allowed&(1<<id) == 0 {
-			d.failProto("property %#x is not allowed in %s", byte(id), where)
+			// An identifier not valid for its packet type makes a
+			// Malformed Packet (MQTT 5.0 section 2.2.2.2).
+			d.fail("property %#x is not allowed in %s", byte(id), where)
 			return
 		}
 		if id != PropUserProperty && id != PropSubscriptionID && p.Present&(1<<id) != 0 {

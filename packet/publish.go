@@ -28,7 +28,7 @@ func (p *Publish) remaining(v Version) int {
 		n += 2
 	}
 	if v == V5 {
-		ps := p.Props.size()
+		ps := p.Props.encodedSize(PUBLISH)
 		n += varintLen(ps) + ps
 	}
 	return n
@@ -42,6 +42,11 @@ func (p *Publish) Append(dst []byte, v Version) ([]byte, error) {
 	}
 	if p.QoS > 2 {
 		return dst, malformed(PUBLISH, "QoS %d", p.QoS)
+	}
+	if v == V5 {
+		if err := checkProps(&p.Props, PUBLISH); err != nil {
+			return dst, err
+		}
 	}
 	rem := p.remaining(v)
 	if rem > MaxRemainingLength {
@@ -130,6 +135,9 @@ func (p *Ack) Append(dst []byte, v Version) ([]byte, error) {
 	}
 	if v != V5 || p.ReasonCode == 0 && p.Props.IsZero() {
 		return appendUint16(append(dst, first, 2), p.PacketID), nil
+	}
+	if err := checkProps(&p.Props, p.PacketType); err != nil {
+		return dst, err
 	}
 	dst, start := beginPacket(dst)
 	dst = append(appendUint16(dst, p.PacketID), byte(p.ReasonCode))

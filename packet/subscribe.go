@@ -1,5 +1,7 @@
 package packet
 
+import "strings"
+
 // Subscription is one topic filter of a SUBSCRIBE packet with its options.
 type Subscription struct {
 	Filter            string
@@ -23,6 +25,11 @@ func (*Subscribe) Type() Type { return SUBSCRIBE }
 func (p *Subscribe) Append(dst []byte, v Version) ([]byte, error) {
 	if len(p.Subscriptions) == 0 {
 		return dst, protocolErr(SUBSCRIBE, "no topic filter [MQTT-3.8.3-3]")
+	}
+	if v == V5 {
+		if err := checkProps(&p.Props, SUBSCRIBE); err != nil {
+			return dst, err
+		}
 	}
 	dst, start := beginPacket(dst)
 	dst = appendUint16(dst, p.PacketID)
@@ -64,24 +71,30 @@ func (p *Subscribe) decode(body []byte, v Version) error {
 			break
 		}
 		s.QoS = opts & 3
-		if s.QoS == 3 {
-			return malformed(SUBSCRIBE, "QoS 3 for %q [MQTT-3.8.3-4]", s.Filter)
-		}
 		if v == V5 {
+			if opts&0xc0 != 0 {
+				return malformed(SUBSCRIBE, "reserved subscription option bits set [MQTT-3.8.3-5]")
+			}
+			if s.QoS == 3 {
+				// A Protocol Error in 5.0 (section 3.8.3.1).
+				return protocolErr(SUBSCRIBE, "maximum QoS 3 for %q", s.Filter)
+			}
 			s.NoLocal = opts&0x04 != 0
 			s.RetainAsPublished = opts&0x08 != 0
 			s.RetainHandling = opts >> 4 & 3
 			if s.RetainHandling == 3 {
 				return protocolErr(SUBSCRIBE, "retain handling 3 for %q", s.Filter)
 			}
-			if opts&0xc0 != 0 {
-				return malformed(SUBSCRIBE, "reserved subscription option bits set [MQTT-3.8.3-5]")
-			}
+		} else if s.QoS == 3 {
+			return malformed(SUBSCRIBE, "QoS 3 for %q [MQTT-3.8.3-4]", s.Filter)
 		} else if opts&0xfc != 0 {
-			return malformed(SUBSCRIBE, "reserved subscription option bits set [MQTT-3-8.3-4]")
+			return malformed(SUBSCRIBE, "reserved subscription option bits set [MQTT-3.8.3-4]")
 		}
 		if err := ValidFilter(s.Filter); err != nil {
 			return malformed(SUBSCRIBE, "topic filter: %v", err)
+		}
+		if s.NoLocal && strings.HasPrefix(s.Filter, "$share/") {
+			return protocolErr(SUBSCRIBE, "no local set on shared subscription %q [MQTT-3.8.3-4]", s.Filter)
 		}
 		p.Subscriptions = append(p.Subscriptions, s)
 	}
@@ -134,6 +147,11 @@ func (*Unsubscribe) Type() Type { return UNSUBSCRIBE }
 func (p *Unsubscribe) Append(dst []byte, v Version) ([]byte, error) {
 	if len(p.Filters) == 0 {
 		return dst, protocolErr(UNSUBSCRIBE, "no topic filter [MQTT-3.10.3-2]")
+	}
+	if v == V5 {
+		if err := checkProps(&p.Props, UNSUBSCRIBE); err != nil {
+			return dst, err
+		}
 	}
 	dst, start := beginPacket(dst)
 	dst = appendUint16(dst, p.PacketID)
@@ -196,6 +214,11 @@ func (p *Unsuback) decode(body []byte, v Version) error {
 }
 
 func appendIDCodes(dst []byte, t Type, id uint16, codes []ReasonCode, props *Properties, v Version, withCodes bool) ([]byte, error) {
+	if v == V5 {
+		if err := checkProps(props, t); err != nil {
+			return dst, err
+		}
+	}
 	dst, start := beginPacket(dst)
 	dst = appendUint16(dst, id)
 	if v == V5 {

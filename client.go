@@ -1,0 +1,350 @@
+package mqtt
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/b4e21b16/mqtt/packet"
+)
+
+// Client is a connection to an MQTT broker and the session that lives on it.
+//
+// All methods are safe for concurrent use by any number of goroutines. A
+// Client runs goroutines of its own: one session goroutine, which alone owns
+// the protocol state (packet identifiers, in-flight messages, subscriptions,
+// keepalive); a reader and a writer goroutine per network connection; and one
+// delivery goroutine per receiving channel in use. None of them ever calls
+// application code: the application receives on channels (Subscription
+// Messages, Client.Messages) and waits on Pending completions.
+//
+// Close and Disconnect return only after every goroutine the Client started
+// has exited.
+type Client struct {
+	cfg     Config
+	servers []server
+	log     *slog.Logger
+	s       *session
+
+	// conn is the current connection, read by QoS 0 publishers without going
+	// through the session; it is written only by the session goroutine.
+	conn atomic.Pointer[connection]
+
+	closing   chan struct{} // closed by Close
+	closeOnce sync.Once
+	done      chan struct{} // closed when the client has stopped for good
+	errMu     sync.Mutex
+	err       error          // why the client stopped; guarded by errMu
+	exited    chan struct{}  // closed when the session goroutine and pumps have exited
+	pumps     sync.WaitGroup // delivery goroutines
+
+	sessionPresent atomic.Bool
+	clientID       atomic.Pointer[string]
+	dropped        atomic.Uint64 // QoS 0 messages dropped by DropNewest
+}
+
+// Connect dials the first server in cfg.Servers that accepts the connection,
+// performs the CONNECT/CONNACK exchange and returns a running Client. A
+// CONNACK that refuses the connection gives a *ConnectError; ctx bounds the
+// whole attempt.
+func Connect(ctx context.Context, cfg Config) (*Client, error) {
+	cfg, servers, err := cfg.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	c := &Client{
+		cfg:     cfg,
+		servers: servers,
+		log:     cfg.Logger,
+		closing: make(chan struct{}),
+		done:    make(chan struct{}),
+		exited:  make(chan struct{}),
+	}
+	c.s = newSession(c)
+	conn, err := c.dialAny(ctx)
+	if err != nil {
+		return nil, err
+	}
+	c.s.attach(conn)
+	go c.s.run()
+	return c, nil
+}
+
+// dialAny tries each server in turn and returns the first established
+// connection, or the error of the last attempt (a refusal wins over a
+// network error, since it is more telling).
+func (c *Client) dialAny(ctx context.Context) (*connection, error) {
+	var errs []error
+	for _, srv := range c.servers {
+		conn, err := c.dial(ctx, srv)
+		if err == nil {
+			return conn, nil
+		}
+		c.log.Info("mqtt: connect failed", "server", srv.url, "err", err)
+		errs = append(errs, err)
+		if ctx.Err() != nil {
+			break
+		}
+	}
+	if len(errs) == 1 {
+		return nil, errs[0]
+	}
+	return nil, errors.Join(errs...)
+}
+
+// Done is closed when the client has stopped: closed by the application, or
+// the connection was lost for good. Err then says why.
+func (c *Client) Done() <-chan struct{} { return c.done }
+
+// Err returns why the client stopped (nil while it runs). It wraps ErrClosed
+// after Close or Disconnect, and ErrConnectionLost with the cause otherwise.
+func (c *Client) Err() error {
+	c.errMu.Lock()
+	defer c.errMu.Unlock()
+	return c.err
+}
+
+// stop records the first cause and closes Done. Only the session calls it.
+func (c *Client) stop(cause error) {
+	c.errMu.Lock()
+	if c.err == nil {
+		c.err = cause
+	}
+	c.errMu.Unlock()
+	select {
+	case <-c.done:
+	default:
+		close(c.done)
+	}
+}
+
+// Close ends the client at once: the network connection is closed without a
+// DISCONNECT (so the broker publishes the will, if any), waiting calls fail
+// with ErrClosed, and receiving channels are closed. It returns when every
+// goroutine of the client has exited. Close is idempotent and returns nil.
+func (c *Client) Close() error {
+	c.closeOnce.Do(func() { close(c.closing) })
+	<-c.exited
+	return nil
+}
+
+// Disconnect ends the client gracefully: new publishes are refused, in-flight
+// QoS 1 and 2 publishes are given until ctx ends to complete, then DISCONNECT
+// is sent (the broker discards the will) and the connection closed. It
+// returns when every goroutine of the client has exited; the error is ctx's
+// if it ended before the in-flight work settled, ErrClosed if the client was
+// already closed, and otherwise nil.
+func (c *Client) Disconnect(ctx context.Context) error {
+	req := &disconnectReq{ctx: ctx, settled: make(chan error, 1)}
+	if err := c.s.submit(ctx, req); err != nil {
+		if errors.Is(err, ErrClosed) || errors.Is(err, ErrConnectionLost) {
+			<-c.exited
+			return ErrClosed
+		}
+		return err
+	}
+	err := <-req.settled
+	<-c.exited
+	return err
+}
+
+// SessionPresent reports the CONNACK session-present flag of the current
+// connection: whether the broker resumed a stored session.
+func (c *Client) SessionPresent() bool { return c.sessionPresent.Load() }
+
+// ClientID returns the client identifier in use: Config.ClientID, or the one
+// the broker assigned (MQTT 5.0).
+func (c *Client) ClientID() string {
+	if p := c.clientID.Load(); p != nil {
+		return *p
+	}
+	return c.cfg.ClientID
+}
+
+// ProtocolVersion returns the protocol version of the current connection.
+func (c *Client) ProtocolVersion() ProtocolVersion {
+	if conn := c.conn.Load(); conn != nil {
+		return ProtocolVersion(conn.version)
+	}
+	return c.cfg.Version
+}
+
+// Messages returns the channel of messages that match no live subscription,
+// such as those a resumed session delivers before Subscribe is called again.
+// The channel is closed when the client stops.
+func (c *Client) Messages() <-chan Message { return c.s.defaultQ.out }
+
+// Dropped returns how many QoS 0 messages were discarded because a receiving
+// channel's buffer was full (OverflowPolicy DropNewest).
+func (c *Client) Dropped() uint64 { return c.dropped.Load() }
+
+// Publish sends m and waits for it to complete: for QoS 0 until it is queued
+// on the connection, for QoS 1 until PUBACK, for QoS 2 until PUBCOMP. A
+// broker refusal gives a *ReasonError. If ctx ends after the packet was
+// sent, Publish returns ctx's error but the message stays in flight and its
+// acknowledgement is still processed.
+func (c *Client) Publish(ctx context.Context, m Message) error {
+	if m.QoS == AtMostOnce {
+		return c.publishQoS0(ctx, &m)
+	}
+	p, err := c.startPublish(ctx, m)
+	if err != nil {
+		return err
+	}
+	return p.Wait(ctx)
+}
+
+// PublishAsync starts publishing m and returns at once. The Pending
+// completes as Publish would return; its Done channel can be used in a
+// select. Invalid arguments complete it immediately with the error.
+func (c *Client) PublishAsync(m Message) *Pending {
+	if m.QoS == AtMostOnce {
+		p := newPending(context.Background(), m)
+		p.complete(c.publishQoS0(context.Background(), &m))
+		return p
+	}
+	p, err := c.startPublish(context.Background(), m)
+	if err != nil {
+		p = newPending(context.Background(), m)
+		p.complete(err)
+	}
+	return p
+}
+
+func (c *Client) startPublish(ctx context.Context, m Message) (*Pending, error) {
+	if err := checkPublish(&m, packet.MaxPacketSize); err != nil {
+		return nil, err
+	}
+	p := newPending(ctx, m)
+	if err := c.s.submit(ctx, p); err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+// publishQoS0 writes a QoS 0 message straight to the current connection's
+// writer, without a round trip through the session goroutine.
+func (c *Client) publishQoS0(ctx context.Context, m *Message) error {
+	if err := checkPublish(m, packet.MaxPacketSize); err != nil {
+		return err
+	}
+	conn := c.conn.Load()
+	if conn == nil {
+		if err := c.Err(); err != nil {
+			return err
+		}
+		return ErrClosed
+	}
+	if err := conn.checkOutbound(m); err != nil {
+		return err
+	}
+	var p packet.Publish
+	m.toPublish(&p)
+	if err := conn.w.sendPublish(ctx, &p, conn.ctx.Done()); err != nil {
+		if ctx.Err() != nil {
+			return err
+		}
+		if e := c.Err(); e != nil {
+			return e
+		}
+		return lostError(err)
+	}
+	return nil
+}
+
+// Subscribe subscribes to one topic filter and returns the subscription
+// whose channel receives the matching messages. It waits for the SUBACK; a
+// refusal gives a *SubscribeError.
+func (c *Client) Subscribe(ctx context.Context, filter string, qos QoS) (*Subscription, error) {
+	return c.SubscribeFilters(ctx, Filter{Topic: filter, QoS: qos})
+}
+
+// Filter is one topic filter of a subscription with its options.
+type Filter struct {
+	Topic string
+	QoS   QoS // the maximum QoS the broker may deliver with
+	// MQTT 5.0 subscription options.
+	NoLocal           bool // do not receive own publications
+	RetainAsPublished bool // keep the retain flag as published
+	RetainHandling    byte // 0: send retained messages, 1: only if new, 2: never
+}
+
+// SubscribeFilters subscribes to several topic filters in one SUBSCRIBE and
+// returns one subscription that receives messages matching any of them. If
+// the broker refuses some filters, the subscription is returned for the
+// granted ones together with a *SubscribeError naming the refused; if it
+// refuses all, the subscription is nil.
+func (c *Client) SubscribeFilters(ctx context.Context, filters ...Filter) (*Subscription, error) {
+	if len(filters) == 0 {
+		return nil, &ArgumentError{What: "topic filter", Err: errors.New("none given")}
+	}
+	subs := make([]packet.Subscription, len(filters))
+	for i, f := range filters {
+		if err := packet.ValidFilter(f.Topic); err != nil {
+			return nil, &ArgumentError{What: "topic filter", Value: f.Topic, Err: err}
+		}
+		if f.QoS > ExactlyOnce {
+			return nil, &ArgumentError{What: "QoS", Value: fmt.Sprint(byte(f.QoS)), Err: errors.New("want 0, 1 or 2")}
+		}
+		if f.RetainHandling > 2 {
+			return nil, &ArgumentError{What: "retain handling", Value: fmt.Sprint(f.RetainHandling), Err: errors.New("want 0, 1 or 2")}
+		}
+		subs[i] = packet.Subscription{Filter: f.Topic, QoS: byte(f.QoS), NoLocal: f.NoLocal,
+			RetainAsPublished: f.RetainAsPublished, RetainHandling: f.RetainHandling}
+	}
+	req := &subscribeReq{ctx: ctx, filters: subs, reply: make(chan subscribeResult, 1)}
+	if err := c.s.submit(ctx, req); err != nil {
+		return nil, err
+	}
+	select {
+	case r := <-req.reply:
+		return r.sub, r.err
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+// Unsubscribe removes topic filters, waiting for the UNSUBACK. Subscriptions
+// left without filters are closed: their channels close after the messages
+// already taken. Messages still queued for them are discarded (and, at QoS 1
+// and 2, acknowledged).
+func (c *Client) Unsubscribe(ctx context.Context, filters ...string) error {
+	if len(filters) == 0 {
+		return &ArgumentError{What: "topic filter", Err: errors.New("none given")}
+	}
+	for _, f := range filters {
+		if err := packet.ValidFilter(f); err != nil {
+			return &ArgumentError{What: "topic filter", Value: f, Err: err}
+		}
+	}
+	req := &unsubscribeReq{ctx: ctx, filters: filters, reply: make(chan error, 1)}
+	if err := c.s.submit(ctx, req); err != nil {
+		return err
+	}
+	select {
+	case err := <-req.reply:
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// Ping sends PINGREQ and returns the time until PINGRESP arrived.
+func (c *Client) Ping(ctx context.Context) (rtt time.Duration, err error) {
+	req := &pingReq{reply: make(chan time.Duration, 1)}
+	if err := c.s.submit(ctx, req); err != nil {
+		return 0, err
+	}
+	select {
+	case rtt := <-req.reply:
+		return rtt, nil
+	case <-ctx.Done():
+		return 0, ctx.Err()
+	case <-c.done:
+		return 0, c.Err()
+	}
+}

@@ -1,0 +1,261 @@
+package mqtt
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/b4e21b16/mqtt/packet"
+)
+
+// ProtocolVersion selects the MQTT version spoken on the wire.
+type ProtocolVersion byte
+
+// Protocol versions for Config.Version.
+const (
+	// VersionAuto speaks MQTT 5.0 and falls back to 3.1.1 when the broker
+	// refuses 5.0 with "unsupported protocol version". It is the default.
+	VersionAuto ProtocolVersion = 0
+	// Version311 pins MQTT 3.1.1.
+	Version311 ProtocolVersion = 4
+	// Version5 pins MQTT 5.0.
+	Version5 ProtocolVersion = 5
+)
+
+// OverflowPolicy says what happens to a QoS 0 message that arrives while the
+// receiving channel's buffer (Config.MessageBuffer) is full.
+type OverflowPolicy byte
+
+const (
+	// DropNewest discards the arriving QoS 0 message and counts it in
+	// Stats().Dropped. Reading from the connection continues, so keepalive,
+	// acknowledgements and other subscriptions are unaffected. The default.
+	DropNewest OverflowPolicy = iota
+	// Block stops reading from the connection until the application makes
+	// room, pushing back on the broker through TCP flow control. No QoS 0
+	// message is dropped by the client, but every subscription waits for
+	// the slowest one, and the broker may drop or disconnect by its own
+	// rules. Keepalive keeps running; the client does not declare the
+	// connection dead while it is itself holding the reading back.
+	Block
+)
+
+// Dialer opens a network connection; net.Dialer.DialContext has this shape.
+type Dialer func(ctx context.Context, network, addr string) (net.Conn, error)
+
+// Config configures a Client. The zero value of every field is a sane
+// default, except Servers, which must name at least one broker.
+type Config struct {
+	// Servers lists broker URLs, tried in order: mqtt://host:port or
+	// tcp://host:port (port 1883 by default).
+	Servers []string
+	// ClientID identifies the session. Empty asks the broker to assign one
+	// (MQTT 5.0 reports it through Client.ClientID; 3.1.1 then requires
+	// CleanStart).
+	ClientID string
+	// Username and Password authenticate the client. They never appear in
+	// errors or logs.
+	Username string
+	Password []byte
+	// KeepAlive is the longest the client stays silent; it sends PINGREQ
+	// when it has sent nothing for this long. Default 60 s; negative
+	// disables keepalive. Sent to the broker in whole seconds (at most 65535).
+	KeepAlive time.Duration
+	// PingTimeout is how long the client waits for any packet after a
+	// PINGREQ before declaring the connection lost (ErrKeepAliveTimeout).
+	// Default: KeepAlive, at most 30 s.
+	PingTimeout time.Duration
+	// CleanStart discards any session state on the broker (3.1.1: Clean
+	// Session).
+	CleanStart bool
+	// SessionExpiry is how long an MQTT 5.0 broker keeps the session after
+	// the connection ends (seconds resolution). Zero ends the session with
+	// the connection, as the 5.0 specification defines; set it, with
+	// CleanStart false, for a persistent session. Ignored by 3.1.1, where a
+	// session without CleanStart persists.
+	SessionExpiry time.Duration
+	// Will is the last will, published by the broker when the connection
+	// ends without a DISCONNECT. Its Topic must be a valid topic name.
+	Will *Message
+	// Version selects the protocol version (default VersionAuto).
+	Version ProtocolVersion
+	// ConnectTimeout bounds dialing and the CONNECT/CONNACK exchange of each
+	// attempt. Default 30 s.
+	ConnectTimeout time.Duration
+	// Dialer replaces the default net.Dialer, for proxies and tests.
+	Dialer Dialer
+	// MaxPacketSize is the largest packet the client accepts from the broker
+	// (announced in MQTT 5.0; a larger packet ends the connection).
+	// Default 16 MiB; at most 268,435,460.
+	MaxPacketSize int
+	// ReceiveMaximum is the most unacknowledged QoS 1 and 2 messages the
+	// broker may send at once (announced in MQTT 5.0). Since the client
+	// acknowledges a message only when the application has taken it, this
+	// bounds the memory a slow consumer can hold. Default 256.
+	ReceiveMaximum uint16
+	// MessageBuffer is the number of QoS 0 messages buffered per receiving
+	// channel before the OverflowPolicy applies. Default 1024.
+	MessageBuffer int
+	// QoS0Overflow chooses what happens when MessageBuffer is full.
+	QoS0Overflow OverflowPolicy
+	// Logger receives connection lifecycle events at Info and per-packet
+	// events at Debug. Nil disables logging.
+	Logger *slog.Logger
+}
+
+const (
+	defaultKeepAlive      = 60 * time.Second
+	defaultConnectTimeout = 30 * time.Second
+	defaultMaxPacketSize  = 16 << 20
+	defaultReceiveMaximum = 256
+	defaultMessageBuffer  = 1024
+	maxPingTimeout        = 30 * time.Second
+)
+
+// server is one parsed entry of Config.Servers.
+type server struct {
+	url     string // as configured, for errors and logs (credentials removed)
+	network string // "tcp"
+	addr    string // host:port
+}
+
+// withDefaults validates cfg and returns a copy with defaults filled in.
+func (cfg Config) withDefaults() (Config, []server, error) {
+	if len(cfg.Servers) == 0 {
+		return cfg, nil, ErrNoServers
+	}
+	servers := make([]server, 0, len(cfg.Servers))
+	for _, s := range cfg.Servers {
+		srv, err := parseServer(s)
+		if err != nil {
+			return cfg, nil, err
+		}
+		servers = append(servers, srv)
+	}
+	switch {
+	case cfg.KeepAlive == 0:
+		cfg.KeepAlive = defaultKeepAlive
+	case cfg.KeepAlive < 0:
+		cfg.KeepAlive = 0
+	case cfg.KeepAlive < time.Second:
+		cfg.KeepAlive = time.Second
+	case cfg.KeepAlive > 65535*time.Second:
+		return cfg, nil, &ArgumentError{What: "KeepAlive", Value: cfg.KeepAlive.String(), Err: fmt.Errorf("more than 65535 s")}
+	}
+	if cfg.PingTimeout <= 0 {
+		cfg.PingTimeout = min(cfg.KeepAlive, maxPingTimeout)
+		if cfg.PingTimeout == 0 {
+			cfg.PingTimeout = maxPingTimeout
+		}
+	}
+	if cfg.ConnectTimeout <= 0 {
+		cfg.ConnectTimeout = defaultConnectTimeout
+	}
+	if cfg.MaxPacketSize <= 0 {
+		cfg.MaxPacketSize = defaultMaxPacketSize
+	}
+	cfg.MaxPacketSize = min(cfg.MaxPacketSize, packet.MaxPacketSize)
+	if cfg.ReceiveMaximum == 0 {
+		cfg.ReceiveMaximum = defaultReceiveMaximum
+	}
+	if cfg.MessageBuffer <= 0 {
+		cfg.MessageBuffer = defaultMessageBuffer
+	}
+	if cfg.Version != VersionAuto && cfg.Version != Version311 && cfg.Version != Version5 {
+		return cfg, nil, &ArgumentError{What: "Version", Value: fmt.Sprint(cfg.Version), Err: fmt.Errorf("want VersionAuto, Version311 or Version5")}
+	}
+	if !packet.ValidString(cfg.ClientID) {
+		return cfg, nil, &ArgumentError{What: "ClientID", Value: cfg.ClientID, Err: packet.ErrTopicEncoding}
+	}
+	if !packet.ValidString(cfg.Username) {
+		return cfg, nil, &ArgumentError{What: "Username", Value: "(hidden)", Err: packet.ErrTopicEncoding}
+	}
+	if len(cfg.Password) > 65535 {
+		return cfg, nil, &ArgumentError{What: "Password", Value: "(hidden)", Err: fmt.Errorf("longer than 65535 bytes")}
+	}
+	if w := cfg.Will; w != nil {
+		if err := checkPublish(w, cfg.MaxPacketSize); err != nil {
+			return cfg, nil, fmt.Errorf("mqtt: will: %w", err)
+		}
+		if len(w.Payload) > 65535 {
+			return cfg, nil, &ArgumentError{What: "will payload", Value: fmt.Sprintf("%d bytes", len(w.Payload)), Err: fmt.Errorf("longer than 65535 bytes")}
+		}
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Dialer == nil {
+		var d net.Dialer
+		cfg.Dialer = d.DialContext
+	}
+	return cfg, servers, nil
+}
+
+func parseServer(s string) (server, error) {
+	u, err := url.Parse(s)
+	if err != nil {
+		return server{}, &ArgumentError{What: "server URL", Value: redactURL(s), Err: fmt.Errorf("cannot parse: %w", redactErr(err))}
+	}
+	shown := u.Redacted()
+	switch strings.ToLower(u.Scheme) {
+	case "mqtt", "tcp":
+		host := u.Host
+		if host == "" {
+			return server{}, &ArgumentError{What: "server URL", Value: shown, Err: fmt.Errorf("no host")}
+		}
+		if u.Port() == "" {
+			host = net.JoinHostPort(u.Hostname(), "1883")
+		}
+		return server{url: shown, network: "tcp", addr: host}, nil
+	case "":
+		return server{}, &ArgumentError{What: "server URL", Value: shown, Err: fmt.Errorf("no scheme: want mqtt://host:port")}
+	}
+	return server{}, &ArgumentError{What: "server URL", Value: shown, Err: fmt.Errorf("unsupported scheme %q", u.Scheme)}
+}
+
+func redactURL(s string) string {
+	if i := strings.Index(s, "@"); i >= 0 {
+		if j := strings.Index(s, "://"); j >= 0 && j < i {
+			return s[:j+3] + "xxxxx" + s[i:]
+		}
+	}
+	return s
+}
+
+func redactErr(err error) error {
+	if ue, ok := err.(*url.Error); ok {
+		return ue.Err
+	}
+	return err
+}
+
+// checkPublish validates an outbound message before anything is sent.
+func checkPublish(m *Message, maxPacket int) error {
+	if err := packet.ValidTopicName(m.Topic); err != nil {
+		return &ArgumentError{What: "topic", Value: m.Topic, Err: err}
+	}
+	if m.QoS > ExactlyOnce {
+		return &ArgumentError{What: "QoS", Value: fmt.Sprint(byte(m.QoS)), Err: fmt.Errorf("want 0, 1 or 2")}
+	}
+	if len(m.Payload) > packet.MaxRemainingLength-2-len(m.Topic)-2 {
+		return &ArgumentError{What: "payload", Value: fmt.Sprintf("%d bytes", len(m.Payload)), Err: packet.ErrTooLarge}
+	}
+	if m.ContentType != "" && !packet.ValidString(m.ContentType) {
+		return &ArgumentError{What: "content type", Value: m.ContentType, Err: packet.ErrTopicEncoding}
+	}
+	if m.ResponseTopic != "" {
+		if err := packet.ValidTopicName(m.ResponseTopic); err != nil {
+			return &ArgumentError{What: "response topic", Value: m.ResponseTopic, Err: err}
+		}
+	}
+	for _, u := range m.UserProperties {
+		if !packet.ValidString(u.Key) || !packet.ValidString(u.Value) {
+			return &ArgumentError{What: "user property", Value: u.Key, Err: packet.ErrTopicEncoding}
+		}
+	}
+	return nil
+}

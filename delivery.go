@@ -1,0 +1,173 @@
+package mqtt
+
+import (
+	"sync"
+)
+
+// delivery is one message waiting in a deliveryQueue. ref is nil for QoS 0;
+// for QoS 1 and 2 it is the session's record of the unacknowledged message,
+// which the session acknowledges once every queue holding it let it go.
+type delivery struct {
+	msg Message
+	ref *inboundRef
+}
+
+// deliveryQueue decouples the session from an application's channel. The
+// session pushes without ever blocking; a pump goroutine offers the head to
+// the unbuffered out channel, so a message counts as taken only when the
+// application has received it. QoS 0 entries are bounded by limit; QoS 1/2
+// entries are bounded by flow control (Config.ReceiveMaximum).
+type deliveryQueue struct {
+	out   chan Message  // unbuffered; closed by the pump when it exits
+	wake  chan struct{} // 1-buffered: an item was pushed
+	done  chan struct{} // closed by close
+	limit int           // most QoS 0 entries
+
+	mu       sync.Mutex
+	items    []delivery // FIFO from head; guarded by mu
+	head     int        // guarded by mu
+	qos0     int        // QoS 0 entries in items; guarded by mu
+	closed   bool       // guarded by mu
+	started  bool       // the pump runs; guarded by mu
+	wantRoom bool       // the session waits for QoS 0 room; guarded by mu
+	dropped  uint64     // QoS 0 messages refused for lack of room; guarded by mu
+}
+
+func newDeliveryQueue(limit int) *deliveryQueue {
+	return &deliveryQueue{out: make(chan Message), wake: make(chan struct{}, 1), done: make(chan struct{}), limit: limit}
+}
+
+// push appends d. It returns false, keeping nothing, when d is QoS 0 and the
+// QoS 0 limit is reached; the queue then remembers that the session wants
+// room and start must be called by the owner if it returned true before.
+// It reports whether the pump must be started.
+func (q *deliveryQueue) push(d delivery) (ok, start bool) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.closed {
+		return true, false
+	}
+	if d.ref == nil {
+		if q.qos0 >= q.limit {
+			q.wantRoom = true
+			return false, false
+		}
+		q.qos0++
+	}
+	q.items = append(q.items, d)
+	start = !q.started
+	q.started = true
+	select {
+	case q.wake <- struct{}{}:
+	default:
+	}
+	return true, start
+}
+
+// countDrop records a QoS 0 message dropped for lack of room.
+func (q *deliveryQueue) countDrop() {
+	q.mu.Lock()
+	q.dropped++
+	q.wantRoom = false
+	q.mu.Unlock()
+}
+
+// peek returns the head without removing it.
+func (q *deliveryQueue) peek() (delivery, bool) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.closed || q.head == len(q.items) {
+		return delivery{}, false
+	}
+	return q.items[q.head], true
+}
+
+// taken removes the head after the pump handed it over. It returns false if
+// the queue was closed meanwhile (close already accounted for the head).
+// room reports that the session asked to be told about QoS 0 room.
+func (q *deliveryQueue) taken() (ok, room bool) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.closed {
+		return false, false
+	}
+	d := q.items[q.head]
+	q.items[q.head] = delivery{}
+	q.head++
+	if q.head == len(q.items) {
+		q.items, q.head = q.items[:0], 0
+		if cap(q.items) > 1024 {
+			q.items = nil // let a burst's backing array go
+		}
+	}
+	if d.ref == nil {
+		q.qos0--
+		if q.wantRoom {
+			q.wantRoom = false
+			return true, true
+		}
+	}
+	return true, false
+}
+
+// close stops the queue and returns the entries not yet taken (including a
+// head the pump may be offering right now). It reports whether a pump was
+// started, whose exit the caller must wait for.
+func (q *deliveryQueue) close() ([]delivery, bool) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.closed {
+		return nil, false
+	}
+	q.closed = true
+	left := q.items[q.head:]
+	q.items, q.head = nil, 0
+	close(q.done)
+	started := q.started
+	q.started = true // no pump may start after close
+	return left, started
+}
+
+// pump offers queued messages to out until the queue closes; it then closes
+// out. After each handover it tells the session through taken (QoS 1/2) and
+// room (QoS 0 space the session waited for). stop ends a blocked send.
+func (q *deliveryQueue) pump(taken chan<- *inboundRef, room chan<- struct{}, stop <-chan struct{}) {
+	defer close(q.out)
+	for {
+		d, ok := q.peek()
+		if !ok {
+			select {
+			case <-q.wake:
+				continue
+			case <-q.done:
+				return
+			case <-stop:
+				return
+			}
+		}
+		select {
+		case q.out <- d.msg:
+		case <-q.done:
+			return
+		case <-stop:
+			return
+		}
+		ok, wantRoom := q.taken()
+		if !ok {
+			return
+		}
+		if wantRoom {
+			select {
+			case room <- struct{}{}:
+			default:
+			}
+		}
+		if d.ref != nil {
+			select {
+			case taken <- d.ref:
+			case <-stop:
+				return
+			}
+		}
+	}
+}

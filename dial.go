@@ -1,0 +1,233 @@
+package mqtt
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"time"
+
+	"github.com/b4e21b16/mqtt/packet"
+	"golang.org/x/sync/errgroup"
+)
+
+// readBufferSize is the size of a connection's buffered reader.
+const readBufferSize = 4096
+
+// connection is one network connection and the reader and writer goroutines
+// serving it. Its negotiated fields are set during the CONNECT/CONNACK
+// exchange and never change afterwards, so any goroutine may read them.
+type connection struct {
+	nc      net.Conn
+	server  server
+	version packet.Version
+	r       *reader
+	w       *writer
+
+	ctx    context.Context // ends when the connection ends; context.Cause says why
+	cancel context.CancelCauseFunc
+	g      *errgroup.Group
+
+	sessionPresent  bool
+	assignedID      string
+	keepAlive       time.Duration // as negotiated (Server Keep Alive wins)
+	maxPacket       int           // the broker's Maximum Packet Size, or packet.MaxPacketSize
+	receiveMax      int           // the broker's Receive Maximum (65535 when not announced)
+	maxQoS          QoS
+	retainAvailable bool
+	started         time.Time
+}
+
+// start runs the reader and writer, tied together: when one fails, the
+// connection's context ends and both stop.
+func (conn *connection) start(in chan<- inbound) {
+	pctx, cancel := context.WithCancelCause(context.Background())
+	g, gctx := errgroup.WithContext(pctx)
+	conn.ctx, conn.cancel, conn.g = gctx, cancel, g
+	conn.r.out = in
+	conn.w.lastWrite.Store(time.Now().UnixNano())
+	g.Go(func() error { return conn.r.run(gctx) })
+	g.Go(func() error { return conn.w.run(gctx) })
+}
+
+// close ends the connection with cause; if flush is set, what is queued
+// (a DISCONNECT) is written first. It waits for both goroutines.
+func (conn *connection) close(cause error, flush bool) {
+	if flush {
+		conn.w.flushOnClose.Store(true)
+	}
+	conn.cancel(cause)
+	_ = conn.g.Wait()
+}
+
+// checkOutbound applies the limits the broker announced in CONNACK to a
+// publish about to be sent [MQTT-3.2.2-11] [MQTT-3.2.2-14] [MQTT-3.1.2-24].
+func (conn *connection) checkOutbound(m *Message) error {
+	if m.QoS > conn.maxQoS {
+		return &ArgumentError{What: "QoS", Value: fmt.Sprint(byte(m.QoS)),
+			Err: fmt.Errorf("the broker's Maximum QoS is %d", conn.maxQoS)}
+	}
+	if m.Retain && !conn.retainAvailable {
+		return &ArgumentError{What: "retain flag", Value: m.Topic, Err: errors.New("the broker does not support retained messages")}
+	}
+	if conn.maxPacket < packet.MaxPacketSize {
+		var p packet.Publish
+		m.toPublish(&p)
+		if n := p.Size(conn.version); n > conn.maxPacket {
+			return &ArgumentError{What: "payload", Value: fmt.Sprintf("%d bytes", len(m.Payload)),
+				Err: fmt.Errorf("%w: the packet would be %d bytes, the broker accepts at most %d", packet.ErrTooLarge, n, conn.maxPacket)}
+		}
+	}
+	return nil
+}
+
+// dial connects to srv, trying MQTT 5.0 first and then 3.1.1 when the
+// version is not pinned and the broker refuses 5.0.
+func (c *Client) dial(ctx context.Context, srv server) (*connection, error) {
+	switch c.cfg.Version {
+	case Version311:
+		return c.handshake(ctx, srv, packet.V311)
+	case Version5:
+		return c.handshake(ctx, srv, packet.V5)
+	}
+	conn, err := c.handshake(ctx, srv, packet.V5)
+	var ce *ConnectError
+	if err != nil && errors.As(err, &ce) && (ce.Code == packet.UnsupportedProtocolVersion || ce.Code == packet.RefusedProtocolVersion) {
+		c.log.Info("mqtt: broker refused MQTT 5.0, trying 3.1.1", "server", srv.url)
+		return c.handshake(ctx, srv, packet.V311)
+	}
+	return conn, err
+}
+
+// handshake dials srv and exchanges CONNECT and CONNACK with protocol
+// version v, within ctx and Config.ConnectTimeout.
+func (c *Client) handshake(ctx context.Context, srv server, v packet.Version) (*connection, error) {
+	cfg := &c.cfg
+	ctx, cancel := context.WithTimeout(ctx, cfg.ConnectTimeout)
+	defer cancel()
+	nc, err := cfg.Dialer(ctx, srv.network, srv.addr)
+	if err != nil {
+		return nil, fmt.Errorf("mqtt: dial %s: %w", srv.url, err)
+	}
+	// Ending ctx interrupts the exchange by expiring the connection's
+	// deadline: a select around a blocked read would not.
+	stop := context.AfterFunc(ctx, func() { _ = nc.SetDeadline(time.Unix(1, 0)) })
+	conn, err := c.exchange(nc, srv, v)
+	if !stop() && err == nil {
+		err = ctx.Err()
+	}
+	if err != nil {
+		nc.Close()
+		if ctx.Err() != nil {
+			return nil, fmt.Errorf("mqtt: connect to %s: %w (%w)", srv.url, context.Cause(ctx), err)
+		}
+		return nil, err
+	}
+	_ = nc.SetDeadline(time.Time{})
+	return conn, nil
+}
+
+func (c *Client) exchange(nc net.Conn, srv server, v packet.Version) (*connection, error) {
+	cfg := &c.cfg
+	cp := packet.Connect{
+		Version:    v,
+		CleanStart: cfg.CleanStart,
+		KeepAlive:  uint16(cfg.KeepAlive / time.Second),
+		ClientID:   cfg.ClientID,
+	}
+	if cfg.Username != "" {
+		cp.UsernameFlag, cp.Username = true, cfg.Username
+	}
+	if cfg.Password != nil {
+		cp.PasswordFlag, cp.Password = true, cfg.Password
+	}
+	if w := cfg.Will; w != nil {
+		cp.Will = &packet.Will{Topic: w.Topic, Payload: w.Payload, QoS: byte(w.QoS), Retain: w.Retain}
+		w.appendProps(&cp.Will.Props)
+	}
+	if v == packet.V5 {
+		pr := &cp.Props
+		if cfg.SessionExpiry > 0 {
+			pr.SessionExpiry = uint32(min(cfg.SessionExpiry/time.Second, 0xffffffff))
+			pr.Set(packet.PropSessionExpiry)
+		}
+		pr.ReceiveMaximum = cfg.ReceiveMaximum
+		pr.Set(packet.PropReceiveMaximum)
+		if cfg.MaxPacketSize < packet.MaxPacketSize {
+			pr.MaximumPacketSize = uint32(cfg.MaxPacketSize)
+			pr.Set(packet.PropMaximumPacketSize)
+		}
+	}
+	buf, err := cp.Append(nil, v)
+	if err != nil {
+		return nil, fmt.Errorf("mqtt: encode CONNECT: %w", err)
+	}
+	if _, err := nc.Write(buf); err != nil {
+		return nil, fmt.Errorf("mqtt: send CONNECT to %s: %w", srv.url, err)
+	}
+	br := bufio.NewReaderSize(nc, readBufferSize)
+	h, err := packet.ReadHeader(br, cfg.MaxPacketSize)
+	if err != nil {
+		return nil, fmt.Errorf("mqtt: waiting for CONNACK from %s: %w", srv.url, connackReadError(err))
+	}
+	if h.Type != packet.CONNACK {
+		return nil, fmt.Errorf("mqtt: %w: %s sent %v before CONNACK [MQTT-3.2.0-1]", ErrProtocolViolation, srv.url, h.Type)
+	}
+	body := make([]byte, h.Remaining)
+	if _, err := io.ReadFull(br, body); err != nil {
+		return nil, fmt.Errorf("mqtt: reading CONNACK from %s: %w", srv.url, connackReadError(err))
+	}
+	pk, err := packet.Decode(h, body, v)
+	if err != nil {
+		return nil, fmt.Errorf("mqtt: %w: %s: %w", ErrProtocolViolation, srv.url, err)
+	}
+	ack := pk.(*packet.Connack)
+	if ack.ReasonCode != packet.Success {
+		return nil, &ConnectError{Server: srv.url, Version: v.String(), Code: ack.ReasonCode, Reason: ack.Props.ReasonString}
+	}
+	conn := &connection{
+		nc:              nc,
+		server:          srv,
+		version:         v,
+		sessionPresent:  ack.SessionPresent,
+		keepAlive:       cfg.KeepAlive,
+		maxPacket:       packet.MaxPacketSize,
+		receiveMax:      65535,
+		maxQoS:          ExactlyOnce,
+		retainAvailable: true,
+		started:         time.Now(),
+	}
+	if v == packet.V5 {
+		pr := &ack.Props
+		if pr.Has(packet.PropAssignedClientID) {
+			conn.assignedID = pr.AssignedClientID
+		}
+		if pr.Has(packet.PropServerKeepAlive) {
+			conn.keepAlive = time.Duration(pr.ServerKeepAlive) * time.Second
+		}
+		if pr.Has(packet.PropMaximumPacketSize) {
+			conn.maxPacket = int(pr.MaximumPacketSize)
+		}
+		if pr.Has(packet.PropReceiveMaximum) {
+			conn.receiveMax = int(pr.ReceiveMaximum)
+		}
+		if pr.Has(packet.PropMaximumQoS) {
+			conn.maxQoS = QoS(pr.MaximumQoS)
+		}
+		if pr.Has(packet.PropRetainAvailable) {
+			conn.retainAvailable = pr.RetainAvailable == 1
+		}
+	}
+	conn.r = &reader{br: br, version: v, maxSize: cfg.MaxPacketSize}
+	conn.w = newWriter(nc, v)
+	return conn, nil
+}
+
+func connackReadError(err error) error {
+	if errors.Is(err, io.EOF) {
+		return errors.New("broker closed the connection")
+	}
+	return err
+}

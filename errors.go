@@ -1,0 +1,124 @@
+package mqtt
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/b4e21b16/mqtt/packet"
+)
+
+// Sentinel errors. Errors returned by the client wrap them, so test with
+// errors.Is.
+var (
+	// ErrClosed is returned by calls on a client that was closed or
+	// disconnected by the application.
+	ErrClosed = errors.New("mqtt: client closed")
+	// ErrConnectionLost means the network connection ended without the
+	// application asking for it; the error wraps the cause.
+	ErrConnectionLost = errors.New("mqtt: connection lost")
+	// ErrKeepAliveTimeout means the broker did not answer a PINGREQ in time.
+	ErrKeepAliveTimeout = errors.New("mqtt: keepalive timeout: no PINGRESP from the broker")
+	// ErrInvalidArgument is wrapped by every *ArgumentError.
+	ErrInvalidArgument = errors.New("mqtt: invalid argument")
+	// ErrProtocolViolation means the broker broke the protocol: a malformed
+	// or unexpected packet, or an acknowledgement for an unknown packet ID.
+	ErrProtocolViolation = errors.New("mqtt: protocol violation by the broker")
+	// ErrNoServers means Config.Servers is empty.
+	ErrNoServers = errors.New("mqtt: no servers configured")
+)
+
+// ArgumentError reports a caller's argument that the client refused before
+// sending anything: what it was, the offending value and why.
+type ArgumentError struct {
+	What  string // "topic", "topic filter", "QoS", "payload", ...
+	Value string // the offending value, shortened
+	Err   error  // why (for topics, one of the packet.Err* topic errors)
+}
+
+func (e *ArgumentError) Error() string {
+	v := e.Value
+	if len(v) > 64 {
+		v = v[:64] + "..."
+	}
+	return fmt.Sprintf("mqtt: invalid %s %q: %v", e.What, v, e.Err)
+}
+
+// Unwrap returns ErrInvalidArgument and the cause.
+func (e *ArgumentError) Unwrap() []error { return []error{ErrInvalidArgument, e.Err} }
+
+// ConnectError reports a CONNACK that refused the connection.
+type ConnectError struct {
+	Server  string     // the server URL that refused
+	Version string     // protocol version of the attempt, "3.1.1" or "5.0"
+	Code    ReasonCode // CONNACK reason code (3.1.1: return code)
+	Reason  string     // MQTT 5.0 Reason String, if the broker sent one
+}
+
+func (e *ConnectError) Error() string {
+	v := packet.V5
+	if e.Version == "3.1.1" {
+		v = packet.V311
+	}
+	s := fmt.Sprintf("mqtt: %s refused the MQTT %s connection: %s", e.Server, e.Version, e.Code.ConnackString(v))
+	if e.Reason != "" {
+		s += ": " + e.Reason
+	}
+	return s
+}
+
+// ReasonError reports an acknowledgement with a failure reason code: a
+// PUBACK or PUBREC refusing a publish, or a server DISCONNECT.
+type ReasonError struct {
+	Packet string     // "PUBACK", "PUBREC", "PUBCOMP", "UNSUBACK", "DISCONNECT"
+	Code   ReasonCode // the reason code (0x80 and above)
+	Reason string     // the Reason String, if the broker sent one
+}
+
+func (e *ReasonError) Error() string {
+	s := fmt.Sprintf("mqtt: broker answered %s with %v", e.Packet, e.Code)
+	if e.Reason != "" {
+		s += ": " + e.Reason
+	}
+	return s
+}
+
+// FilterResult is the broker's answer for one topic filter of a SUBSCRIBE or
+// UNSUBSCRIBE.
+type FilterResult struct {
+	Filter string
+	Code   ReasonCode // granted QoS (0, 1, 2) or a failure code (0x80 and above)
+}
+
+// SubscribeError reports topic filters that the broker refused. Filters not
+// listed were granted; the subscription still delivers for them.
+type SubscribeError struct {
+	Unsubscribe bool // the refusal answered an UNSUBSCRIBE
+	Refused     []FilterResult
+	Reason      string // the SUBACK Reason String, if any
+}
+
+func (e *SubscribeError) Error() string {
+	parts := make([]string, len(e.Refused))
+	for i, r := range e.Refused {
+		parts[i] = fmt.Sprintf("%q: %v", r.Filter, r.Code)
+	}
+	op := "subscription to "
+	if e.Unsubscribe {
+		op = "unsubscribing from "
+	}
+	s := "mqtt: broker refused " + op + strings.Join(parts, ", ")
+	if e.Reason != "" {
+		s += ": " + e.Reason
+	}
+	return s
+}
+
+// lostError wraps a connection's end cause with ErrConnectionLost unless it
+// already says the client was closed.
+func lostError(cause error) error {
+	if cause == nil || errors.Is(cause, ErrClosed) || errors.Is(cause, ErrConnectionLost) {
+		return cause
+	}
+	return fmt.Errorf("%w: %w", ErrConnectionLost, cause)
+}

@@ -1,0 +1,117 @@
+package mqtt
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/b4e21b16/mqtt/packet"
+)
+
+// QoS is an MQTT quality-of-service level.
+type QoS byte
+
+// Quality-of-service levels.
+const (
+	AtMostOnce  QoS = 0 // QoS 0: fire and forget
+	AtLeastOnce QoS = 1 // QoS 1: acknowledged with PUBACK, may be duplicated
+	ExactlyOnce QoS = 2 // QoS 2: four-step handshake, delivered once
+)
+
+// String returns "QoS 0", "QoS 1" or "QoS 2".
+func (q QoS) String() string { return fmt.Sprintf("QoS %d", byte(q)) }
+
+// ReasonCode is an MQTT 5.0 reason code, or a 3.1.1 return code.
+type ReasonCode = packet.ReasonCode
+
+// UserProperty is an MQTT 5.0 user property: a name/value pair. A message
+// keeps the order of its user properties and may repeat a name.
+type UserProperty = packet.UserProperty
+
+// Message is an application message, published or received.
+//
+// A received Message owns its Topic and Payload: they share one buffer that
+// the client never reuses, so the receiver may keep them. The fields below
+// the MQTT 5.0 line are carried only when the connection speaks MQTT 5.0;
+// over 3.1.1 they are ignored when publishing and empty when receiving.
+type Message struct {
+	Topic   string
+	Payload []byte
+	QoS     QoS
+	Retain  bool
+	// Duplicate is set on a received message that the broker marked as a
+	// possible re-delivery (the DUP flag). It is ignored when publishing.
+	Duplicate bool
+
+	// MQTT 5.0 message properties.
+	ContentType     string
+	ResponseTopic   string
+	CorrelationData []byte
+	// PayloadUTF8 marks the payload as UTF-8 text (Payload Format Indicator 1).
+	PayloadUTF8 bool
+	// Expiry is the Message Expiry Interval; zero means the message does not
+	// expire. It has a resolution of one second.
+	Expiry         time.Duration
+	UserProperties []UserProperty
+	// SubscriptionIDs are the identifiers of the subscriptions that matched a
+	// received message, when the broker supplies them.
+	SubscriptionIDs []uint32
+}
+
+// String summarises the message for logs without its payload.
+func (m *Message) String() string {
+	return fmt.Sprintf("%s %q (%d bytes, retain=%t)", m.QoS, m.Topic, len(m.Payload), m.Retain)
+}
+
+// toPublish converts an outbound message to its wire form. This and
+// messageFrom are the only conversions between the public and wire types.
+func (m *Message) toPublish(p *packet.Publish) {
+	*p = packet.Publish{QoS: byte(m.QoS), Retain: m.Retain, Topic: m.Topic, Payload: m.Payload}
+	m.appendProps(&p.Props)
+}
+
+func (m *Message) appendProps(pr *packet.Properties) {
+	if m.ContentType != "" {
+		pr.ContentType = m.ContentType
+		pr.Set(packet.PropContentType)
+	}
+	if m.ResponseTopic != "" {
+		pr.ResponseTopic = m.ResponseTopic
+		pr.Set(packet.PropResponseTopic)
+	}
+	if m.CorrelationData != nil {
+		pr.CorrelationData = m.CorrelationData
+		pr.Set(packet.PropCorrelationData)
+	}
+	if m.PayloadUTF8 {
+		pr.PayloadFormat = 1
+		pr.Set(packet.PropPayloadFormat)
+	}
+	if m.Expiry > 0 {
+		pr.MessageExpiry = uint32((m.Expiry + time.Second - 1) / time.Second)
+		pr.Set(packet.PropMessageExpiry)
+	}
+	pr.User = m.UserProperties
+}
+
+// messageFrom converts a received PUBLISH to a Message, sharing its buffers.
+func messageFrom(p *packet.Publish) Message {
+	m := Message{
+		Topic:     p.Topic,
+		Payload:   p.Payload,
+		QoS:       QoS(p.QoS),
+		Retain:    p.Retain,
+		Duplicate: p.Dup,
+	}
+	if pr := &p.Props; !pr.IsZero() {
+		m.ContentType = pr.ContentType
+		m.ResponseTopic = pr.ResponseTopic
+		m.CorrelationData = pr.CorrelationData
+		m.PayloadUTF8 = pr.Has(packet.PropPayloadFormat) && pr.PayloadFormat == 1
+		if pr.Has(packet.PropMessageExpiry) {
+			m.Expiry = time.Duration(pr.MessageExpiry) * time.Second
+		}
+		m.UserProperties = pr.User
+		m.SubscriptionIDs = pr.SubscriptionIDs
+	}
+	return m
+}

@@ -1,0 +1,143 @@
+package mqtt
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"sync/atomic"
+
+	"github.com/b4e21b16/mqtt/packet"
+)
+
+// inbound is one decoded packet handed from a reader to the session. PUBLISH
+// and the four publish acknowledgements travel by value so that the hot paths
+// allocate nothing beyond the PUBLISH body; other packets travel as pkt.
+type inbound struct {
+	typ packet.Type
+	pub packet.Publish // typ == PUBLISH
+	ack packet.Ack     // typ is PUBACK, PUBREC, PUBREL or PUBCOMP
+	pkt packet.Packet  // any other type
+	err error          // set instead of a packet: the broker sent something invalid
+}
+
+// readerScratch is the largest non-PUBLISH body the reader decodes from its
+// reused buffer; bigger ones get their own allocation.
+const readerScratch = 512
+
+// reader owns the read side of one network connection: it reads through a
+// buffered reader, checks each packet's size against the client's maximum
+// before reading its body, decodes and validates it, and hands it to the
+// session. It never writes and never calls application code.
+type reader struct {
+	br      *bufio.Reader
+	version packet.Version
+	maxSize int
+	out     chan<- inbound // the session's input
+	scratch [readerScratch]byte
+
+	packetsIn atomic.Uint64 // packets read, for keepalive liveness
+	bytesIn   atomic.Uint64
+}
+
+// run reads until the connection fails or ctx ends. A packet that fails to
+// decode is reported to the session as an event so that the session can tell
+// the broker why (an MQTT 5.0 DISCONNECT with a reason code) before closing;
+// run then waits for ctx to end.
+func (r *reader) run(ctx context.Context) error {
+	for {
+		ev, err := r.next()
+		if err != nil {
+			var perr *packet.Error
+			if !errors.As(err, &perr) {
+				return readError(err)
+			}
+			err = fmt.Errorf("%w: %w", ErrProtocolViolation, err)
+			ev = inbound{err: err}
+		}
+		select {
+		case r.out <- ev:
+		case <-ctx.Done():
+			return nil
+		}
+		if ev.err != nil {
+			<-ctx.Done()
+			return ev.err
+		}
+	}
+}
+
+func readError(err error) error {
+	switch {
+	case errors.Is(err, io.EOF):
+		return errors.New("broker closed the connection")
+	case errors.Is(err, io.ErrUnexpectedEOF):
+		return errors.New("broker closed the connection in the middle of a packet")
+	}
+	return fmt.Errorf("read failed: %w", err)
+}
+
+// next reads and decodes one packet.
+func (r *reader) next() (inbound, error) {
+	h, err := packet.ReadHeader(r.br, r.maxSize)
+	if err != nil {
+		return inbound{}, err
+	}
+	ev := inbound{typ: h.Type}
+	switch h.Type {
+	case packet.CONNECT, packet.SUBSCRIBE, packet.UNSUBSCRIBE, packet.PINGREQ:
+		return ev, &packet.Error{Type: h.Type, Code: packet.ProtocolError, Reason: "a server must not send " + h.Type.String()}
+	case packet.PUBLISH:
+		// The body becomes the received message: topic and payload share
+		// this one allocation.
+		body := make([]byte, h.Remaining)
+		if err := r.fill(body); err != nil {
+			return ev, err
+		}
+		if err := packet.DecodePublish(h, body, r.version, &ev.pub); err != nil {
+			return ev, err
+		}
+	case packet.PUBACK, packet.PUBREC, packet.PUBREL, packet.PUBCOMP:
+		body, err := r.body(h.Remaining)
+		if err != nil {
+			return ev, err
+		}
+		if err := packet.DecodeAck(h, body, r.version, &ev.ack); err != nil {
+			return ev, err
+		}
+	default:
+		body, err := r.body(h.Remaining)
+		if err != nil {
+			return ev, err
+		}
+		if ev.pkt, err = packet.Decode(h, body, r.version); err != nil {
+			return ev, err
+		}
+	}
+	r.packetsIn.Add(1)
+	r.bytesIn.Add(uint64(h.Size()))
+	return ev, nil
+}
+
+// body reads n bytes into the scratch buffer when they fit. Decoders copy what
+// they keep, so the scratch buffer is free again after decoding.
+func (r *reader) body(n int) ([]byte, error) {
+	var b []byte
+	if n <= len(r.scratch) {
+		b = r.scratch[:n]
+	} else {
+		b = make([]byte, n)
+	}
+	return b, r.fill(b)
+}
+
+func (r *reader) fill(b []byte) error {
+	if _, err := io.ReadFull(r.br, b); err != nil {
+		if err == io.EOF {
+			err = io.ErrUnexpectedEOF
+		}
+		return err
+	}
+	return nil
+}
