@@ -37,6 +37,7 @@ type connection struct {
 	receiveMax      int           // the broker's Receive Maximum (65535 when not announced)
 	maxQoS          QoS
 	retainAvailable bool
+	subIDs          bool // the broker accepts Subscription Identifiers (5.0)
 	started         time.Time
 }
 
@@ -219,6 +220,7 @@ func (c *Client) exchange(nc net.Conn, srv server, v packet.Version) (*connectio
 		if pr.Has(packet.PropRetainAvailable) {
 			conn.retainAvailable = pr.RetainAvailable == 1
 		}
+		conn.subIDs = !pr.Has(packet.PropSubIDAvailable) || pr.SubIDAvail == 1
 	}
 	conn.r = &reader{br: br, version: v, maxSize: cfg.MaxPacketSize}
 	conn.w = newWriter(nc, v)

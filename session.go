@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"time"
 
 	"github.com/b4e21b16/mqtt/packet"
@@ -78,8 +79,9 @@ type session struct {
 	pausedBy int
 	stalled  *stalledDelivery
 
-	subs     []*Subscription
-	defaultQ *deliveryQueue
+	subs      []*Subscription
+	defaultQ  *deliveryQueue
+	lastSubID uint32
 
 	pings        []pingWait
 	pingSeen     uint64 // reader packet count when the oldest ping was last found unanswered
@@ -376,7 +378,7 @@ func (s *session) receive(p *packet.Publish) {
 	msg := messageFrom(p)
 	matched := false
 	for _, sub := range s.subs {
-		if sub.matches(msg.Topic) {
+		if sub.routes(&msg) {
 			matched = true
 			s.deliver(sub.q, msg, ref)
 		}
@@ -397,9 +399,14 @@ func (s *session) receive(p *packet.Publish) {
 	}
 }
 
-func (sub *Subscription) matches(topic string) bool {
+// routes reports whether m is for sub: by Subscription Identifier when the
+// broker tagged the message with any, otherwise by matching the topic.
+func (sub *Subscription) routes(m *Message) bool {
+	if len(m.SubscriptionIDs) > 0 {
+		return sub.id != 0 && slices.Contains(m.SubscriptionIDs, sub.id)
+	}
 	for _, f := range sub.filters {
-		if packet.Match(f, topic) {
+		if packet.Match(f, m.Topic) {
 			return true
 		}
 	}
@@ -546,7 +553,13 @@ func (s *session) trySubscribe(r *subscribeReq) bool {
 	// Route from now on: the broker may send matching messages before SUBACK.
 	s.subs = append(s.subs, sub)
 	s.out[id] = r
-	s.send(&packet.Subscribe{PacketID: id, Subscriptions: r.filters})
+	sp := &packet.Subscribe{PacketID: id, Subscriptions: r.filters}
+	if s.conn.subIDs {
+		s.lastSubID = s.lastSubID%(1<<28-1) + 1
+		sub.id = s.lastSubID
+		sp.Props.SubscriptionIDs = []uint32{sub.id}
+	}
+	s.send(sp)
 	return true
 }
 

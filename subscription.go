@@ -18,6 +18,11 @@ type Subscription struct {
 	// before Subscribe returns.
 	filters []string
 	granted []FilterResult
+	// id is the MQTT 5.0 Subscription Identifier sent with the SUBSCRIBE
+	// (0 when the connection does not use them). The broker tags each
+	// delivery with the identifiers of the subscriptions it matched, which
+	// routes a message to exactly those subscriptions.
+	id uint32
 }
 
 // Messages returns the channel that receives this subscription's messages.
