@@ -1,0 +1,203 @@
+package mqtt_test
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/b4e21b16/mqtt"
+	"github.com/b4e21b16/mqtt/packet"
+	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
+)
+
+// TestFakeDisconnectWaitsForInflight checks the graceful Disconnect: it
+// refuses new QoS 1 and 2 publishes at once, lets the QoS 1 and 2 publishes
+// in flight complete, then sends DISCONNECT (reason Normal disconnection,
+// so the broker discards the will [MQTT-3.14.4-3]) as the last packet
+// [MQTT-3.14.4-1] and closes the connection [MQTT-3.14.4-2].
+func TestFakeDisconnectWaitsForInflight(t *testing.T) {
+	eachVersion(t, func(t *testing.T, v mqtt.ProtocolVersion, _ packet.Version) {
+		c, fc, _ := fakeClient(t, mqtt.Config{ClientID: "d", Version: v, Will: &mqtt.Message{Topic: "will"}}, &packet.Connack{})
+		sub := subscribe(t, c, fc, mqtt.Filter{Topic: "s/#"})
+		p1 := c.PublishAsync(mqtt.Message{Topic: "a", QoS: mqtt.AtLeastOnce})
+		p2 := c.PublishAsync(mqtt.Message{Topic: "b", QoS: mqtt.ExactlyOnce})
+		pub1, pub2 := fc.expectPublish(), fc.expectPublish()
+		disc := async(t, func() error { return c.Disconnect(context.Background()) })
+		time.Sleep(time.Second)
+		if disc.returned() {
+			t.Fatalf("Disconnect returned %v with publishes in flight", disc.err)
+		}
+		fc.expectNothing()
+		if err := c.Publish(context.Background(), mqtt.Message{Topic: "late", QoS: mqtt.AtLeastOnce}); !errors.Is(err, mqtt.ErrClosed) {
+			t.Errorf("QoS 1 Publish during Disconnect = %v, want ErrClosed", err)
+		}
+
+		fc.send(&packet.Ack{PacketType: packet.PUBACK, PacketID: pub1.PacketID})
+		fc.send(&packet.Ack{PacketType: packet.PUBREC, PacketID: pub2.PacketID})
+		fc.expectAck(packet.PUBREL)
+		if disc.returned() {
+			t.Fatal("Disconnect returned before PUBCOMP")
+		}
+		fc.send(&packet.Ack{PacketType: packet.PUBCOMP, PacketID: pub2.PacketID})
+		got := fc.expectClosed()
+		if diff := cmp.Diff([]packet.Packet{&packet.Disconnect{}}, got, cmpopts.EquateEmpty()); diff != "" {
+			t.Errorf("packets before the close (-want +got):\n%s", diff)
+		}
+		if err := disc.wait(); err != nil {
+			t.Errorf("Disconnect = %v, want nil", err)
+		}
+		for i, p := range []*mqtt.Pending{p1, p2} {
+			if err := p.Wait(context.Background()); err != nil {
+				t.Errorf("publish %d: %v", i+1, err)
+			}
+		}
+		if err := c.Err(); !errors.Is(err, mqtt.ErrClosed) {
+			t.Errorf("Err = %v, want ErrClosed", err)
+		}
+		select {
+		case <-c.Done():
+		default:
+			t.Error("Done not closed after Disconnect")
+		}
+		if !chanClosed(sub.Messages()) || !chanClosed(c.Messages()) {
+			t.Error("receiving channels open after Disconnect")
+		}
+	})
+}
+
+// TestFakeDisconnectIdle checks that Disconnect with nothing in flight sends
+// DISCONNECT at once and closes.
+func TestFakeDisconnectIdle(t *testing.T) {
+	eachVersion(t, func(t *testing.T, v mqtt.ProtocolVersion, _ packet.Version) {
+		c, fc, _ := fakeClient(t, mqtt.Config{ClientID: "d", Version: v}, &packet.Connack{})
+		start := time.Now()
+		if err := c.Disconnect(context.Background()); err != nil {
+			t.Fatalf("Disconnect: %v", err)
+		}
+		if d := time.Since(start); d != 0 {
+			t.Errorf("Disconnect took %v", d)
+		}
+		if diff := cmp.Diff([]packet.Packet{&packet.Disconnect{}}, fc.expectClosed()); diff != "" {
+			t.Errorf("packets before the close (-want +got):\n%s", diff)
+		}
+	})
+}
+
+// TestFakeDisconnectContextExpires checks that when Disconnect's ctx ends
+// before the broker acknowledged the publishes in flight, Disconnect returns
+// ctx's error, still sends DISCONNECT and closes, and the publishes fail
+// with ErrClosed.
+func TestFakeDisconnectContextExpires(t *testing.T) {
+	inBubble(t, func(t *testing.T) {
+		c, fc, _ := fakeClient(t, mqtt.Config{ClientID: "d", Version: mqtt.Version5, KeepAlive: -1}, &packet.Connack{})
+		pub := c.PublishAsync(mqtt.Message{Topic: "a", QoS: mqtt.AtLeastOnce})
+		fc.expectPublish()
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+		defer cancel()
+		start := time.Now()
+		err := c.Disconnect(ctx)
+		if !errors.Is(err, context.DeadlineExceeded) {
+			t.Errorf("Disconnect = %v, want DeadlineExceeded", err)
+		}
+		if d := time.Since(start); d != 3*time.Second {
+			t.Errorf("Disconnect returned after %v, want 3s", d)
+		}
+		if diff := cmp.Diff([]packet.Packet{&packet.Disconnect{}}, fc.expectClosed()); diff != "" {
+			t.Errorf("packets before the close (-want +got):\n%s", diff)
+		}
+		if err := pub.Wait(context.Background()); !errors.Is(err, mqtt.ErrClosed) {
+			t.Errorf("unacknowledged publish completed with %v, want ErrClosed", err)
+		}
+	})
+}
+
+// TestFakeCloseSendsNoDisconnect checks that Close closes the connection
+// without a DISCONNECT, so that the broker publishes the will
+// [MQTT-3.1.2-8], and fails what is waiting with ErrClosed.
+func TestFakeCloseSendsNoDisconnect(t *testing.T) {
+	eachVersion(t, func(t *testing.T, v mqtt.ProtocolVersion, _ packet.Version) {
+		c, fc, _ := fakeClient(t, mqtt.Config{ClientID: "c", Version: v, Will: &mqtt.Message{Topic: "will", Payload: []byte("gone")}}, &packet.Connack{})
+		sub := subscribe(t, c, fc, mqtt.Filter{Topic: "s/#", QoS: 1})
+		fc.send(&packet.Publish{Topic: "s/1", QoS: 1, PacketID: 5})
+		pub := c.PublishAsync(mqtt.Message{Topic: "a", QoS: mqtt.AtLeastOnce})
+		fc.expectPublish()
+		ping := async(t, func() error { _, err := c.Ping(context.Background()); return err })
+		fc.expect(packet.PINGREQ)
+		if err := c.Close(); err != nil {
+			t.Fatalf("Close: %v", err)
+		}
+		if got := fc.expectClosed(); len(got) != 0 {
+			t.Errorf("Close sent %v before closing; want nothing (no DISCONNECT)", got)
+		}
+		if err := pub.Wait(context.Background()); !errors.Is(err, mqtt.ErrClosed) {
+			t.Errorf("in-flight publish completed with %v, want ErrClosed", err)
+		}
+		if err := ping.wait(); !errors.Is(err, mqtt.ErrClosed) {
+			t.Errorf("Ping = %v, want ErrClosed", err)
+		}
+		if !chanClosed(sub.Messages()) || !chanClosed(c.Messages()) {
+			t.Error("receiving channels open after Close")
+		}
+		if err := c.Err(); !errors.Is(err, mqtt.ErrClosed) || errors.Is(err, mqtt.ErrConnectionLost) {
+			t.Errorf("Err = %v, want ErrClosed only", err)
+		}
+	})
+}
+
+// TestFakeCloseDuringDisconnect checks that Close ends a Disconnect that is
+// waiting for acknowledgements, without a DISCONNECT.
+func TestFakeCloseDuringDisconnect(t *testing.T) {
+	inBubble(t, func(t *testing.T) {
+		c, fc, _ := fakeClient(t, mqtt.Config{ClientID: "c", Version: mqtt.Version5}, &packet.Connack{})
+		c.PublishAsync(mqtt.Message{Topic: "a", QoS: mqtt.AtLeastOnce})
+		fc.expectPublish()
+		disc := async(t, func() error { return c.Disconnect(context.Background()) })
+		if disc.returned() {
+			t.Fatal("Disconnect returned with a publish in flight")
+		}
+		if err := c.Close(); err != nil {
+			t.Fatalf("Close: %v", err)
+		}
+		if err := disc.wait(); !errors.Is(err, mqtt.ErrClosed) {
+			t.Errorf("Disconnect = %v, want ErrClosed", err)
+		}
+		if got := fc.expectClosed(); len(got) != 0 {
+			t.Errorf("sent %v before closing; want nothing", got)
+		}
+	})
+}
+
+// TestFakeServerDisconnect checks that an MQTT 5.0 DISCONNECT from the broker
+// ends the client with an error wrapping ErrConnectionLost and a
+// *ReasonError carrying the reason code and string, and that the client
+// sends nothing after it [MQTT-3.14.4-1] but closes the connection.
+func TestFakeServerDisconnect(t *testing.T) {
+	inBubble(t, func(t *testing.T) {
+		c, fc, _ := fakeClient(t, mqtt.Config{ClientID: "sd", Version: mqtt.Version5}, &packet.Connack{})
+		pub := c.PublishAsync(mqtt.Message{Topic: "a", QoS: mqtt.AtLeastOnce})
+		fc.expectPublish()
+		d := &packet.Disconnect{ReasonCode: packet.ServerShuttingDown}
+		d.Props.ReasonString = "maintenance"
+		d.Props.Set(packet.PropReasonString)
+		fc.send(d)
+		err := waitDone(t, c, fakeTimeout)
+		var re *mqtt.ReasonError
+		if !errors.As(err, &re) {
+			t.Fatalf("Err = %v, want a *mqtt.ReasonError", err)
+		}
+		if diff := cmp.Diff(mqtt.ReasonError{Packet: "DISCONNECT", Code: packet.ServerShuttingDown, Reason: "maintenance"}, *re); diff != "" {
+			t.Errorf("ReasonError (-want +got):\n%s", diff)
+		}
+		if !errors.Is(err, mqtt.ErrConnectionLost) {
+			t.Errorf("Err = %v, want it to wrap ErrConnectionLost", err)
+		}
+		if got := fc.expectClosed(); len(got) != 0 {
+			t.Errorf("after the broker's DISCONNECT the client sent %v", got)
+		}
+		if err := pub.Wait(context.Background()); !errors.As(err, &re) || re.Code != packet.ServerShuttingDown {
+			t.Errorf("in-flight publish completed with %v, want the broker's DISCONNECT", err)
+		}
+	})
+}

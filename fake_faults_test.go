@@ -1,0 +1,410 @@
+package mqtt_test
+
+import (
+	"context"
+	"errors"
+	"net"
+	"strings"
+	"testing"
+
+	"github.com/b4e21b16/mqtt"
+	"github.com/b4e21b16/mqtt/internal/fakebroker"
+	"github.com/b4e21b16/mqtt/packet"
+	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
+)
+
+// expectViolationClose checks how the client ends a connection after the
+// broker broke the protocol: over MQTT 5.0 it first sends DISCONNECT with
+// reason code want [MQTT-4.13.1-1]; over 3.1.1 it just closes. The client
+// then stops with an error wrapping ErrConnectionLost and
+// ErrProtocolViolation, which expectViolationClose returns.
+func expectViolationClose(t *testing.T, c *mqtt.Client, fc *fakeConn, wire packet.Version, want packet.ReasonCode) error {
+	t.Helper()
+	got := fc.expectClosed()
+	var wantPkts []packet.Packet
+	if wire == packet.V5 {
+		wantPkts = []packet.Packet{&packet.Disconnect{ReasonCode: want}}
+	}
+	if diff := cmp.Diff(wantPkts, got, cmpopts.EquateEmpty()); diff != "" {
+		t.Errorf("packets before the client closed (-want +got):\n%s", diff)
+	}
+	err := waitDone(t, c, fakeTimeout)
+	if !errors.Is(err, mqtt.ErrProtocolViolation) || !errors.Is(err, mqtt.ErrConnectionLost) {
+		t.Errorf("Err = %v, want ErrProtocolViolation and ErrConnectionLost", err)
+	}
+	return err
+}
+
+// TestFakeAckUnknownPacketID checks that an acknowledgement for a packet
+// identifier the client has not used, or for the wrong step of an exchange,
+// ends the connection as a protocol violation whose error names the
+// identifier; MQTT 5.0 sends DISCONNECT with Protocol Error (0x82) first.
+// A publish in flight fails with the same error.
+func TestFakeAckUnknownPacketID(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name string
+		// inFlight is published (QoS 1 or 2) before the ack; 0 for none.
+		inFlight mqtt.QoS
+		ack      func(inFlightID uint16) packet.Packet
+		wantID   string
+	}{
+		{"PUBACK-never-used", 1, func(uint16) packet.Packet {
+			return &packet.Ack{PacketType: packet.PUBACK, PacketID: 777}
+		}, "777"},
+		{"PUBREC-never-used", 0, func(uint16) packet.Packet {
+			return &packet.Ack{PacketType: packet.PUBREC, PacketID: 778}
+		}, "778"},
+		{"PUBCOMP-never-used", 0, func(uint16) packet.Packet {
+			return &packet.Ack{PacketType: packet.PUBCOMP, PacketID: 779}
+		}, "779"},
+		{"PUBCOMP-for-QoS-1", 1, func(id uint16) packet.Packet {
+			return &packet.Ack{PacketType: packet.PUBCOMP, PacketID: id}
+		}, ""},
+		{"PUBACK-for-QoS-2", 2, func(id uint16) packet.Packet {
+			return &packet.Ack{PacketType: packet.PUBACK, PacketID: id}
+		}, ""},
+		{"SUBACK-never-used", 0, func(uint16) packet.Packet {
+			return &packet.Suback{PacketID: 4000, ReasonCodes: []packet.ReasonCode{0}}
+		}, "4000"},
+		{"UNSUBACK-never-used", 0, func(uint16) packet.Packet {
+			return &packet.Unsuback{PacketID: 4001, ReasonCodes: []packet.ReasonCode{0}}
+		}, "4001"},
+	} {
+		for _, ver := range fakeVersions {
+			t.Run(tc.name+"/"+ver.name, func(t *testing.T) {
+				inBubble(t, func(t *testing.T) {
+					c, fc, _ := fakeClient(t, mqtt.Config{ClientID: "u", Version: ver.v}, &packet.Connack{})
+					var pub *mqtt.Pending
+					var id uint16
+					if tc.inFlight > 0 {
+						pub = c.PublishAsync(mqtt.Message{Topic: "t", QoS: tc.inFlight})
+						id = fc.expectPublish().PacketID
+					}
+					ack := tc.ack(id)
+					fc.send(ack)
+					err := expectViolationClose(t, c, fc, ver.wire, packet.ProtocolError)
+					wantID := tc.wantID
+					if wantID == "" {
+						wantID = fmtID(id)
+					}
+					if !strings.Contains(err.Error(), ack.Type().String()) || !strings.Contains(err.Error(), wantID) {
+						t.Errorf("Err = %q; want it to name the %v and packet ID %s", err, ack.Type(), wantID)
+					}
+					if pub != nil {
+						if err := pub.Wait(context.Background()); !errors.Is(err, mqtt.ErrConnectionLost) {
+							t.Errorf("in-flight publish completed with %v, want ErrConnectionLost", err)
+						}
+					}
+				})
+			})
+		}
+	}
+}
+
+func fmtID(id uint16) string {
+	var b [5]byte
+	i := len(b)
+	for {
+		i--
+		b[i] = byte('0' + id%10)
+		id /= 10
+		if id == 0 {
+			return string(b[i:])
+		}
+	}
+}
+
+// TestFakePubrelUnknownPacketID checks that a PUBREL for an identifier the
+// client holds no QoS 2 message for is answered with PUBCOMP, in MQTT 5.0
+// with Packet Identifier not found (0x92), and does not end the connection:
+// it is what a broker resends after the client completed the exchange.
+func TestFakePubrelUnknownPacketID(t *testing.T) {
+	eachVersion(t, func(t *testing.T, v mqtt.ProtocolVersion, wire packet.Version) {
+		c, fc, _ := fakeClient(t, mqtt.Config{ClientID: "u", Version: v}, &packet.Connack{})
+		fc.send(&packet.Ack{PacketType: packet.PUBREL, PacketID: 99})
+		got := fc.expectAck(packet.PUBCOMP)
+		want := &packet.Ack{PacketType: packet.PUBCOMP, PacketID: 99}
+		if wire == packet.V5 {
+			want.ReasonCode = packet.PacketIdentifierNotFound
+		}
+		if diff := cmp.Diff(want, got); diff != "" {
+			t.Errorf("PUBCOMP (-want +got):\n%s", diff)
+		}
+		fc.expectNothing()
+		if err := c.Err(); err != nil {
+			t.Errorf("Err = %v", err)
+		}
+	})
+}
+
+// TestFakeMalformedFromBroker checks that a packet that breaks the encoding
+// rules ends the connection: Err wraps ErrProtocolViolation (and the
+// packet package's error), and MQTT 5.0 sends DISCONNECT with the reason code
+// the decoder gives first [MQTT-4.13.1-1].
+func TestFakeMalformedFromBroker(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name string
+		raw  func(wire packet.Version) []byte
+		code packet.ReasonCode
+		is   error
+	}{
+		{"PUBLISH-QoS-3", func(wire packet.Version) []byte {
+			// [MQTT-3.3.1-4]
+			if wire == packet.V5 {
+				return []byte{0x36, 0x07, 0x00, 0x01, 'a', 0x00, 0x01, 0x00, 'x'}
+			}
+			return []byte{0x36, 0x06, 0x00, 0x01, 'a', 0x00, 0x01, 'x'}
+		}, packet.MalformedPacket, packet.ErrMalformed},
+		{"garbage-type-0", func(packet.Version) []byte {
+			return []byte{0x00, 0x00}
+		}, packet.MalformedPacket, packet.ErrMalformed},
+		{"PUBLISH-QoS-0-with-DUP", func(wire packet.Version) []byte {
+			// [MQTT-3.3.1-2]
+			if wire == packet.V5 {
+				return []byte{0x38, 0x05, 0x00, 0x01, 'a', 0x00, 'x'}
+			}
+			return []byte{0x38, 0x04, 0x00, 0x01, 'a', 'x'}
+		}, packet.MalformedPacket, packet.ErrMalformed},
+		{"PUBLISH-wildcard-topic", func(wire packet.Version) []byte {
+			// [MQTT-3.3.2-2]
+			if wire == packet.V5 {
+				return []byte{0x30, 0x05, 0x00, 0x01, '#', 0x00, 'x'}
+			}
+			return []byte{0x30, 0x04, 0x00, 0x01, '#', 'x'}
+		}, packet.MalformedPacket, packet.ErrMalformed},
+		{"PUBLISH-invalid-UTF-8-topic", func(wire packet.Version) []byte {
+			// [MQTT-1.5.4-1]
+			if wire == packet.V5 {
+				return []byte{0x30, 0x05, 0x00, 0x01, 0xff, 0x00, 'x'}
+			}
+			return []byte{0x30, 0x04, 0x00, 0x01, 0xff, 'x'}
+		}, packet.MalformedPacket, packet.ErrMalformed},
+		{"PUBLISH-QoS-1-packet-ID-0", func(wire packet.Version) []byte {
+			// [MQTT-2.2.1-3]
+			if wire == packet.V5 {
+				return []byte{0x32, 0x07, 0x00, 0x01, 'a', 0x00, 0x00, 0x00, 'x'}
+			}
+			return []byte{0x32, 0x06, 0x00, 0x01, 'a', 0x00, 0x00, 'x'}
+		}, packet.ProtocolError, packet.ErrProtocol},
+		{"remaining-length-5-bytes", func(packet.Version) []byte {
+			return []byte{0x30, 0xff, 0xff, 0xff, 0xff, 0x7f}
+		}, packet.MalformedPacket, packet.ErrMalformed},
+		{"PUBACK-reserved-flags", func(packet.Version) []byte {
+			// [MQTT-2.1.3-1]
+			return []byte{0x41, 0x02, 0x00, 0x01}
+		}, packet.MalformedPacket, packet.ErrMalformed},
+		{"PINGRESP-with-body", func(packet.Version) []byte {
+			return []byte{0xd0, 0x01, 0x00}
+		}, packet.MalformedPacket, packet.ErrMalformed},
+		{"SUBSCRIBE-from-server", func(packet.Version) []byte {
+			return []byte{0x82, 0x06, 0x00, 0x01, 0x00, 0x01, 'a', 0x00}
+		}, packet.ProtocolError, packet.ErrProtocol},
+		{"PINGREQ-from-server", func(packet.Version) []byte {
+			return []byte{0xc0, 0x00}
+		}, packet.ProtocolError, packet.ErrProtocol},
+	} {
+		for _, ver := range fakeVersions {
+			t.Run(tc.name+"/"+ver.name, func(t *testing.T) {
+				inBubble(t, func(t *testing.T) {
+					c, fc, _ := fakeClient(t, mqtt.Config{ClientID: "m", Version: ver.v}, &packet.Connack{})
+					sent := async(t, func() error { return fc.bc.SendRawErr(tc.raw(ver.wire)) })
+					err := expectViolationClose(t, c, fc, ver.wire, tc.code)
+					if !errors.Is(err, tc.is) {
+						t.Errorf("Err = %v, want it to wrap %v", err, tc.is)
+					}
+					sent.wait()
+				})
+			})
+		}
+	}
+}
+
+// TestFakeUnexpectedPacketFromBroker checks that well-formed packets a
+// broker must not send once connected end the connection with Protocol
+// Error: a second CONNACK, and AUTH without an authentication method.
+func TestFakeUnexpectedPacketFromBroker(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name string
+		v    mqtt.ProtocolVersion
+		wire packet.Version
+		p    packet.Packet
+	}{
+		{"second-CONNACK/v5", mqtt.Version5, packet.V5, &packet.Connack{}},
+		{"second-CONNACK/v311", mqtt.Version311, packet.V311, &packet.Connack{}},
+		{"AUTH/v5", mqtt.Version5, packet.V5, &packet.Auth{ReasonCode: packet.ContinueAuthentication}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			inBubble(t, func(t *testing.T) {
+				c, fc, _ := fakeClient(t, mqtt.Config{ClientID: "m", Version: tc.v}, &packet.Connack{})
+				fc.send(tc.p)
+				err := expectViolationClose(t, c, fc, tc.wire, packet.ProtocolError)
+				if !strings.Contains(err.Error(), tc.p.Type().String()) {
+					t.Errorf("Err = %q, want it to name %v", err, tc.p.Type())
+				}
+			})
+		})
+	}
+}
+
+// TestFakeAuthInV311 checks that an AUTH packet on a 3.1.1 connection, where
+// the type does not exist, ends the connection as a protocol violation.
+func TestFakeAuthInV311(t *testing.T) {
+	inBubble(t, func(t *testing.T) {
+		c, fc, _ := fakeClient(t, mqtt.Config{ClientID: "m", Version: mqtt.Version311}, &packet.Connack{})
+		fc.sendRaw([]byte{0xf0, 0x00})
+		expectViolationClose(t, c, fc, packet.V311, 0)
+	})
+}
+
+// TestFakeTopicAliasFromBroker checks that a PUBLISH with a Topic Alias,
+// when the client announced Topic Alias Maximum 0 (by leaving it out), ends
+// the connection with Topic Alias invalid (0x94) [MQTT-3.3.2-9].
+func TestFakeTopicAliasFromBroker(t *testing.T) {
+	inBubble(t, func(t *testing.T) {
+		c, fc, cp := fakeClient(t, mqtt.Config{ClientID: "m", Version: mqtt.Version5}, &packet.Connack{})
+		if cp.Props.Has(packet.PropTopicAliasMaximum) && cp.Props.TopicAliasMaximum != 0 {
+			t.Fatalf("CONNECT announces Topic Alias Maximum %d", cp.Props.TopicAliasMaximum)
+		}
+		p := &packet.Publish{Topic: "a/b", Payload: []byte("x")}
+		p.Props.TopicAlias = 1
+		p.Props.Set(packet.PropTopicAlias)
+		fc.send(p)
+		expectViolationClose(t, c, fc, packet.V5, packet.TopicAliasInvalid)
+	})
+}
+
+// TestFakePacketTooLargeFromBroker checks that a packet larger than the
+// client's MaxPacketSize ends the connection with Packet too large (0x95)
+// [MQTT-3.1.2-25 counterpart: the client enforces what it announced], and
+// that the client announced that size.
+func TestFakePacketTooLargeFromBroker(t *testing.T) {
+	eachVersion(t, func(t *testing.T, v mqtt.ProtocolVersion, wire packet.Version) {
+		c, fc, cp := fakeClient(t, mqtt.Config{ClientID: "m", Version: v, MaxPacketSize: 64}, &packet.Connack{})
+		if wire == packet.V5 && cp.Props.MaximumPacketSize != 64 {
+			t.Errorf("CONNECT Maximum Packet Size = %d, want 64", cp.Props.MaximumPacketSize)
+		}
+		sent := fc.sendAsync(&packet.Publish{Topic: "big", Payload: make([]byte, 100)})
+		err := expectViolationClose(t, c, fc, wire, packet.PacketTooLarge)
+		if !errors.Is(err, packet.ErrTooLarge) {
+			t.Errorf("Err = %v, want it to wrap packet.ErrTooLarge", err)
+		}
+		<-sent
+	})
+}
+
+// TestFakeReceiveMaximumExceededByBroker checks that an MQTT 5.0 broker
+// sending more unacknowledged QoS 1 and 2 messages than the client's Receive
+// Maximum [MQTT-3.3.4-9] ends the connection with Receive Maximum exceeded
+// (0x93). A QoS 2 message counts until the client sent PUBCOMP, so two taken
+// QoS 2 messages awaiting PUBREL fill a Receive Maximum of 2; once PUBREL and
+// PUBCOMP free one, a new message is welcome.
+func TestFakeReceiveMaximumExceededByBroker(t *testing.T) {
+	inBubble(t, func(t *testing.T) {
+		c, fc, cp := fakeClient(t, mqtt.Config{ClientID: "m", Version: mqtt.Version5, ReceiveMaximum: 2}, &packet.Connack{})
+		if cp.Props.ReceiveMaximum != 2 {
+			t.Fatalf("CONNECT Receive Maximum = %d, want 2", cp.Props.ReceiveMaximum)
+		}
+		for id := uint16(1); id <= 2; id++ {
+			fc.send(&packet.Publish{Topic: "a", QoS: 2, PacketID: id})
+			recvMsg(t, c.Messages())
+			if a := fc.expectAck(packet.PUBREC); a.PacketID != id {
+				t.Fatalf("PUBREC for ID %d, want %d", a.PacketID, id)
+			}
+		}
+		fc.send(&packet.Ack{PacketType: packet.PUBREL, PacketID: 1})
+		fc.expectAck(packet.PUBCOMP)
+		fc.send(&packet.Publish{Topic: "a", QoS: 1, PacketID: 3})
+		recvMsg(t, c.Messages())
+		fc.expectAck(packet.PUBACK)
+		fc.expectNothing()
+		// ID 2 still awaits PUBREL, ID 4 and 5 make three.
+		fc.send(&packet.Publish{Topic: "a", QoS: 1, PacketID: 4})
+		sent := fc.sendAsync(&packet.Publish{Topic: "a", QoS: 1, PacketID: 5})
+		err := expectViolationClose(t, c, fc, packet.V5, packet.ReceiveMaximumExceeded)
+		if !strings.Contains(err.Error(), "Receive Maximum") {
+			t.Errorf("Err = %q, want it to name the Receive Maximum", err)
+		}
+		<-sent
+	})
+}
+
+// TestFakeBrokerClosesMidPacket checks that a broker hanging up in the middle
+// of a packet (its fixed header, or its body) or between packets ends the
+// client with ErrConnectionLost, not a protocol violation, without a
+// DISCONNECT, a panic or a hang, and fails the calls in flight.
+func TestFakeBrokerClosesMidPacket(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name    string
+		raw     []byte
+		message string
+	}{
+		{"in-body", []byte{0x30, 0x0a, 0x00, 0x03, 'a', '/'}, "middle of a packet"},
+		{"in-remaining-length", []byte{0x30, 0x80}, "middle of a packet"},
+		{"after-first-byte", []byte{0x30}, "middle of a packet"},
+		{"between-packets", nil, "closed the connection"},
+	} {
+		for _, ver := range fakeVersions {
+			t.Run(tc.name+"/"+ver.name, func(t *testing.T) {
+				inBubble(t, func(t *testing.T) {
+					c, fc, _ := fakeClient(t, mqtt.Config{ClientID: "m", Version: ver.v}, &packet.Connack{})
+					pub := c.PublishAsync(mqtt.Message{Topic: "t", QoS: mqtt.AtLeastOnce})
+					fc.expectPublish()
+					if tc.raw != nil {
+						fc.sendRaw(tc.raw)
+					}
+					fc.bc.Close()
+					err := waitDone(t, c, fakeTimeout)
+					if !errors.Is(err, mqtt.ErrConnectionLost) || errors.Is(err, mqtt.ErrProtocolViolation) {
+						t.Errorf("Err = %v, want ErrConnectionLost and no protocol violation", err)
+					}
+					if !strings.Contains(err.Error(), tc.message) {
+						t.Errorf("Err = %q, want it to say %q", err, tc.message)
+					}
+					if err := pub.Wait(context.Background()); !errors.Is(err, mqtt.ErrConnectionLost) {
+						t.Errorf("in-flight publish completed with %v, want ErrConnectionLost", err)
+					}
+					if err := c.Publish(context.Background(), mqtt.Message{Topic: "t"}); !errors.Is(err, mqtt.ErrConnectionLost) {
+						t.Errorf("Publish after the loss = %v, want ErrConnectionLost", err)
+					}
+				})
+			})
+		}
+	}
+}
+
+// TestFakeBrokerClosesMidPacketTCP is TestFakeBrokerClosesMidPacket over a
+// real socket, where the end of the connection is a FIN from the kernel.
+func TestFakeBrokerClosesMidPacketTCP(t *testing.T) {
+	t.Parallel()
+	b := fakebroker.NewTCP(t)
+	var d net.Dialer
+	res := startConnect(t, context.Background(), b, mqtt.Config{ClientID: "tcp", Version: mqtt.Version5, Dialer: d.DialContext})
+	bc := acceptConn(t, b, fakeTCPTimeout)
+	bc.Accept(t, false)
+	c, err := connectDone(t, res, fakeTCPTimeout)
+	if err != nil {
+		t.Fatalf("Connect: %v", err)
+	}
+	fc := watch(t, bc, fakeTCPTimeout)
+	pub := c.PublishAsync(mqtt.Message{Topic: "t", QoS: mqtt.AtLeastOnce})
+	fc.expectPublish()
+	fc.sendRaw([]byte{0x30, 0x0a, 0x00, 0x03, 'a', '/'})
+	bc.Close()
+	err = waitDone(t, c, fakeTCPTimeout)
+	if !errors.Is(err, mqtt.ErrConnectionLost) || errors.Is(err, mqtt.ErrProtocolViolation) {
+		t.Errorf("Err = %v, want ErrConnectionLost and no protocol violation", err)
+	}
+	select {
+	case <-pub.Done():
+		if !errors.Is(pub.Err(), mqtt.ErrConnectionLost) {
+			t.Errorf("in-flight publish completed with %v, want ErrConnectionLost", pub.Err())
+		}
+	default:
+		t.Error("in-flight publish still pending after Done closed")
+	}
+}

@@ -1,0 +1,207 @@
+package mqtt_test
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/b4e21b16/mqtt"
+	"github.com/b4e21b16/mqtt/packet"
+)
+
+// expectPingAt waits for a PINGREQ and checks that it arrived at offset
+// from start on the bubble's clock.
+func expectPingAt(t *testing.T, fc *fakeConn, start time.Time, offset time.Duration) {
+	t.Helper()
+	fc.expect(packet.PINGREQ)
+	if got := time.Since(start); got != offset {
+		t.Errorf("PINGREQ at %v, want %v", got, offset)
+	}
+}
+
+// TestFakeKeepAlive checks that an idle client sends PINGREQ when it has
+// been silent for the keepalive interval [MQTT-3.1.2-23], again one interval
+// after the last PINGREQ once PINGRESP arrived, and that it declares the
+// connection lost when PINGRESP does not come within PingTimeout: Done
+// closes, Err wraps ErrConnectionLost and ErrKeepAliveTimeout, waiting calls
+// fail and the connection is closed.
+func TestFakeKeepAlive(t *testing.T) {
+	eachVersion(t, func(t *testing.T, v mqtt.ProtocolVersion, _ packet.Version) {
+		c, fc, _ := fakeClient(t, mqtt.Config{ClientID: "ka", Version: v, KeepAlive: 10 * time.Second}, &packet.Connack{})
+		start := time.Now()
+		sub := subscribe(t, c, fc, mqtt.Filter{Topic: "x/#", QoS: 1})
+		expectPingAt(t, fc, start, 10*time.Second)
+		fc.send(&packet.Pingresp{})
+		expectPingAt(t, fc, start, 20*time.Second)
+		fc.send(&packet.Pingresp{})
+		expectPingAt(t, fc, start, 30*time.Second)
+		// The broker stops answering; it still reads.
+		pub := c.PublishAsync(mqtt.Message{Topic: "x/y", QoS: mqtt.AtLeastOnce})
+		fc.expectPublish()
+		err := waitDone(t, c, fakeTimeout)
+		// PingTimeout defaults to KeepAlive (at most 30 s).
+		if got := time.Since(start); got != 40*time.Second {
+			t.Errorf("connection declared lost at %v, want 40s (the last PINGREQ plus PingTimeout)", got)
+		}
+		if !errors.Is(err, mqtt.ErrConnectionLost) || !errors.Is(err, mqtt.ErrKeepAliveTimeout) {
+			t.Errorf("Err = %v, want ErrConnectionLost and ErrKeepAliveTimeout", err)
+		}
+		if err := pub.Wait(context.Background()); !errors.Is(err, mqtt.ErrConnectionLost) {
+			t.Errorf("in-flight publish completed with %v, want ErrConnectionLost", err)
+		}
+		if !chanClosed(sub.Messages()) {
+			t.Error("subscription channel still open after the connection was lost")
+		}
+		if got := fc.expectClosed(); len(got) != 0 {
+			t.Errorf("after the keepalive timeout the client sent %d packets, first %v", len(got), got[0].Type())
+		}
+	})
+}
+
+// TestFakeKeepAlivePingTimeout checks that a configured PingTimeout, not
+// the keepalive interval, bounds the wait for PINGRESP.
+func TestFakeKeepAlivePingTimeout(t *testing.T) {
+	inBubble(t, func(t *testing.T) {
+		c, fc, _ := fakeClient(t, mqtt.Config{ClientID: "ka", Version: mqtt.Version5, KeepAlive: 10 * time.Second,
+			PingTimeout: 3 * time.Second}, &packet.Connack{})
+		start := time.Now()
+		expectPingAt(t, fc, start, 10*time.Second)
+		err := waitDone(t, c, fakeTimeout)
+		if got := time.Since(start); got != 13*time.Second {
+			t.Errorf("connection declared lost at %v, want 13s", got)
+		}
+		if !errors.Is(err, mqtt.ErrKeepAliveTimeout) {
+			t.Errorf("Err = %v, want ErrKeepAliveTimeout", err)
+		}
+	})
+}
+
+// TestFakeKeepAliveAnyPacketCounts checks that any packet from the broker
+// after PINGREQ, not only PINGRESP, shows the connection is alive.
+func TestFakeKeepAliveAnyPacketCounts(t *testing.T) {
+	inBubble(t, func(t *testing.T) {
+		c, fc, _ := fakeClient(t, mqtt.Config{ClientID: "ka", Version: mqtt.Version5, KeepAlive: 10 * time.Second}, &packet.Connack{})
+		start := time.Now()
+		expectPingAt(t, fc, start, 10*time.Second)
+		time.Sleep(9 * time.Second)
+		fc.send(&packet.Publish{Topic: "news", Payload: []byte("alive")})
+		time.Sleep(5 * time.Second)
+		if err := c.Err(); err != nil {
+			t.Fatalf("Err at 24s = %v; a PUBLISH arrived 5s ago", err)
+		}
+		recvMsg(t, c.Messages())
+	})
+}
+
+// TestFakeKeepAlivePostponedBySending checks that what the client sends
+// restarts the keepalive interval [MQTT-3.1.2-23]: a publish at 4 s moves the
+// PINGREQ to 14 s. What the broker sends does not: the client must still
+// send something every interval.
+func TestFakeKeepAlivePostponedBySending(t *testing.T) {
+	eachVersion(t, func(t *testing.T, v mqtt.ProtocolVersion, _ packet.Version) {
+		c, fc, _ := fakeClient(t, mqtt.Config{ClientID: "ka", Version: v, KeepAlive: 10 * time.Second}, &packet.Connack{})
+		start := time.Now()
+		time.Sleep(4 * time.Second)
+		if err := c.Publish(context.Background(), mqtt.Message{Topic: "t", Payload: []byte("p")}); err != nil {
+			t.Fatalf("Publish: %v", err)
+		}
+		fc.expectPublish()
+		expectPingAt(t, fc, start, 14*time.Second)
+		fc.send(&packet.Pingresp{})
+
+		// A QoS 1 exchange at 20 s: the PUBLISH is the client's last packet.
+		time.Sleep(6 * time.Second)
+		pub := c.PublishAsync(mqtt.Message{Topic: "t", QoS: mqtt.AtLeastOnce})
+		p := fc.expectPublish()
+		fc.send(&packet.Ack{PacketType: packet.PUBACK, PacketID: p.PacketID})
+		if err := pub.Wait(context.Background()); err != nil {
+			t.Fatalf("Publish: %v", err)
+		}
+		expectPingAt(t, fc, start, 30*time.Second)
+		fc.send(&packet.Pingresp{})
+
+		// Inbound traffic at 35 s does not postpone the next PINGREQ.
+		time.Sleep(5 * time.Second)
+		fc.send(&packet.Publish{Topic: "in", Payload: []byte("x")})
+		expectPingAt(t, fc, start, 40*time.Second)
+		fc.send(&packet.Pingresp{})
+		recvMsg(t, c.Messages())
+	})
+}
+
+// TestFakeServerKeepAlive checks that an MQTT 5.0 Server Keep Alive in
+// CONNACK replaces the configured keepalive [MQTT-3.2.2-21], and that a
+// Server Keep Alive of 0 turns PINGREQ off.
+func TestFakeServerKeepAlive(t *testing.T) {
+	t.Parallel()
+	t.Run("5s", func(t *testing.T) {
+		inBubble(t, func(t *testing.T) {
+			ack := &packet.Connack{}
+			ack.Props.ServerKeepAlive = 5
+			ack.Props.Set(packet.PropServerKeepAlive)
+			c, fc, cp := fakeClient(t, mqtt.Config{ClientID: "ska", Version: mqtt.Version5, KeepAlive: time.Minute}, ack)
+			start := time.Now()
+			if cp.KeepAlive != 60 {
+				t.Errorf("CONNECT Keep Alive = %d, want 60", cp.KeepAlive)
+			}
+			expectPingAt(t, fc, start, 5*time.Second)
+			fc.send(&packet.Pingresp{})
+			expectPingAt(t, fc, start, 10*time.Second)
+			fc.send(&packet.Pingresp{})
+			if err := c.Err(); err != nil {
+				t.Errorf("Err = %v", err)
+			}
+		})
+	})
+	t.Run("0", func(t *testing.T) {
+		inBubble(t, func(t *testing.T) {
+			ack := &packet.Connack{}
+			ack.Props.Set(packet.PropServerKeepAlive)
+			c, fc, _ := fakeClient(t, mqtt.Config{ClientID: "ska", Version: mqtt.Version5, KeepAlive: 10 * time.Second}, ack)
+			time.Sleep(time.Hour)
+			fc.expectNothing()
+			if err := c.Err(); err != nil {
+				t.Errorf("Err = %v", err)
+			}
+		})
+	})
+}
+
+// TestFakePing checks that Ping sends PINGREQ and returns the time until
+// PINGRESP arrived, and that Ping's ctx bounds the wait.
+func TestFakePing(t *testing.T) {
+	eachVersion(t, func(t *testing.T, v mqtt.ProtocolVersion, _ packet.Version) {
+		c, fc, _ := fakeClient(t, mqtt.Config{ClientID: "ping", Version: v, KeepAlive: time.Hour}, &packet.Connack{})
+		var rtt time.Duration
+		call := async(t, func() (err error) {
+			rtt, err = c.Ping(context.Background())
+			return err
+		})
+		fc.expect(packet.PINGREQ)
+		time.Sleep(3 * time.Second)
+		if call.returned() {
+			t.Fatal("Ping returned before PINGRESP")
+		}
+		fc.send(&packet.Pingresp{})
+		if err := call.wait(); err != nil {
+			t.Fatalf("Ping: %v", err)
+		}
+		if rtt != 3*time.Second {
+			t.Errorf("Ping = %v, want 3s", rtt)
+		}
+
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		_, err := c.Ping(ctx)
+		if !errors.Is(err, context.DeadlineExceeded) {
+			t.Errorf("Ping with an expiring ctx and no PINGRESP = %v, want DeadlineExceeded", err)
+		}
+		fc.expect(packet.PINGREQ)
+		// The late PINGRESP is harmless.
+		fc.send(&packet.Pingresp{})
+		if err := c.Err(); err != nil {
+			t.Errorf("Err = %v", err)
+		}
+	})
+}

@@ -1,0 +1,406 @@
+package mqtt_test
+
+import (
+	"context"
+	"errors"
+	"testing"
+
+	"github.com/b4e21b16/mqtt"
+	"github.com/b4e21b16/mqtt/packet"
+	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
+)
+
+type subResult struct {
+	sub *mqtt.Subscription
+	err error
+}
+
+// startSubscribe runs SubscribeFilters in its own goroutine.
+func startSubscribe(c *mqtt.Client, filters ...mqtt.Filter) <-chan subResult {
+	ch := make(chan subResult, 1)
+	go func() {
+		sub, err := c.SubscribeFilters(context.Background(), filters...)
+		ch <- subResult{sub, err}
+	}()
+	return ch
+}
+
+// TestFakeSubscribePacket checks the SUBSCRIBE: fixed header flags 0010
+// [MQTT-3.8.1-1] (the fake broker's decoder enforces them), a non-zero
+// packet identifier, every topic filter with its maximum QoS, in MQTT 5.0
+// the No Local, Retain As Published and Retain Handling options
+// [MQTT-3.8.3-*] and one Subscription Identifier; and that Granted reports
+// the SUBACK's codes.
+func TestFakeSubscribePacket(t *testing.T) {
+	eachVersion(t, func(t *testing.T, v mqtt.ProtocolVersion, wire packet.Version) {
+		c, fc, _ := fakeClient(t, mqtt.Config{ClientID: "s", Version: v}, &packet.Connack{})
+		res := startSubscribe(c,
+			mqtt.Filter{Topic: "a/+", QoS: mqtt.AtLeastOnce, NoLocal: true, RetainAsPublished: true, RetainHandling: 2},
+			mqtt.Filter{Topic: "b/#", QoS: mqtt.ExactlyOnce, RetainHandling: 1},
+			mqtt.Filter{Topic: "c", QoS: mqtt.AtMostOnce},
+		)
+		got := fc.expectSubscribe()
+		if got.PacketID == 0 {
+			t.Error("SUBSCRIBE with packet identifier 0 [MQTT-2.2.1-3]")
+		}
+		want := []packet.Subscription{
+			{Filter: "a/+", QoS: 1, NoLocal: true, RetainAsPublished: true, RetainHandling: 2},
+			{Filter: "b/#", QoS: 2, RetainHandling: 1},
+			{Filter: "c", QoS: 0},
+		}
+		if wire == packet.V311 {
+			// 3.1.1 has only the QoS bits; the others are reserved [MQTT-3-8.3-4].
+			want = []packet.Subscription{{Filter: "a/+", QoS: 1}, {Filter: "b/#", QoS: 2}, {Filter: "c", QoS: 0}}
+		}
+		if diff := cmp.Diff(want, got.Subscriptions); diff != "" {
+			t.Errorf("SUBSCRIBE filters (-want +got):\n%s", diff)
+		}
+		if wire == packet.V5 {
+			if ids := got.Props.SubscriptionIDs; len(ids) != 1 || ids[0] == 0 {
+				t.Errorf("SUBSCRIBE Subscription Identifiers = %v, want one non-zero", ids)
+			}
+		} else if !got.Props.IsZero() {
+			t.Errorf("3.1.1 SUBSCRIBE carries properties %+v", got.Props)
+		}
+		fc.send(&packet.Suback{PacketID: got.PacketID, ReasonCodes: []packet.ReasonCode{1, 1, 0}})
+		r := <-res
+		if r.err != nil {
+			t.Fatalf("Subscribe: %v", r.err)
+		}
+		wantGranted := []mqtt.FilterResult{{Filter: "a/+", Code: 1}, {Filter: "b/#", Code: 1}, {Filter: "c", Code: 0}}
+		if diff := cmp.Diff(wantGranted, r.sub.Granted()); diff != "" {
+			t.Errorf("Granted (-want +got):\n%s", diff)
+		}
+	})
+}
+
+// TestFakeSubscribeWaitsForSuback checks that Subscribe returns only once
+// the SUBACK arrived, and that the broker may deliver matching messages
+// before it [MQTT-3.8.4-3 remark].
+func TestFakeSubscribeWaitsForSuback(t *testing.T) {
+	eachVersion(t, func(t *testing.T, v mqtt.ProtocolVersion, _ packet.Version) {
+		c, fc, _ := fakeClient(t, mqtt.Config{ClientID: "s", Version: v, KeepAlive: -1}, &packet.Connack{})
+		res := startSubscribe(c, mqtt.Filter{Topic: "early/#", QoS: 1})
+		sp := fc.expectSubscribe()
+		fc.send(&packet.Publish{Topic: "early/bird", QoS: 1, PacketID: 9})
+		synctestWaitNoResult(t, res)
+		fc.send(&packet.Suback{PacketID: sp.PacketID, ReasonCodes: []packet.ReasonCode{1}})
+		r := <-res
+		if r.err != nil {
+			t.Fatalf("Subscribe: %v", r.err)
+		}
+		if m := recvMsg(t, r.sub.Messages()); m.Topic != "early/bird" {
+			t.Errorf("got %s, want the message sent before the SUBACK", m.Topic)
+		}
+		fc.expectAck(packet.PUBACK)
+	})
+}
+
+func synctestWaitNoResult(t *testing.T, res <-chan subResult) {
+	t.Helper()
+	c := async(t, func() error { return nil })
+	c.returned() // synctest.Wait
+	select {
+	case r := <-res:
+		t.Fatalf("Subscribe returned %v, %v before the SUBACK", r.sub, r.err)
+	default:
+	}
+}
+
+// TestFakeSubscribePartlyRefused checks that a SUBACK refusing one of two
+// filters (0x80 [MQTT-3.9.3-*]) gives the subscription for the granted one
+// together with a *SubscribeError naming the refused one, and that
+// messages for the refused filter do not reach the subscription.
+func TestFakeSubscribePartlyRefused(t *testing.T) {
+	eachVersion(t, func(t *testing.T, v mqtt.ProtocolVersion, _ packet.Version) {
+		c, fc, _ := fakeClient(t, mqtt.Config{ClientID: "s", Version: v}, &packet.Connack{})
+		res := startSubscribe(c, mqtt.Filter{Topic: "ok/#", QoS: 1}, mqtt.Filter{Topic: "secret/#", QoS: 1})
+		sp := fc.expectSubscribe()
+		fc.send(&packet.Suback{PacketID: sp.PacketID, ReasonCodes: []packet.ReasonCode{1, packet.UnspecifiedError}})
+		r := <-res
+		if r.sub == nil {
+			t.Fatalf("Subscribe = nil, %v; want the subscription for ok/#", r.err)
+		}
+		var se *mqtt.SubscribeError
+		if !errors.As(r.err, &se) {
+			t.Fatalf("Subscribe error = %v, want a *mqtt.SubscribeError", r.err)
+		}
+		if diff := cmp.Diff(mqtt.SubscribeError{Refused: []mqtt.FilterResult{{Filter: "secret/#", Code: 0x80}}}, *se); diff != "" {
+			t.Errorf("SubscribeError (-want +got):\n%s", diff)
+		}
+		wantGranted := []mqtt.FilterResult{{Filter: "ok/#", Code: 1}, {Filter: "secret/#", Code: 0x80}}
+		if diff := cmp.Diff(wantGranted, r.sub.Granted()); diff != "" {
+			t.Errorf("Granted (-want +got):\n%s", diff)
+		}
+		fc.send(&packet.Publish{Topic: "secret/x", Payload: []byte("s")})
+		fc.send(&packet.Publish{Topic: "ok/x", Payload: []byte("o")})
+		if m := recvMsg(t, r.sub.Messages()); m.Topic != "ok/x" {
+			t.Errorf("subscription got %s, want ok/x", m.Topic)
+		}
+		if m := recvMsg(t, c.Messages()); m.Topic != "secret/x" {
+			t.Errorf("Client.Messages got %s, want secret/x", m.Topic)
+		}
+	})
+}
+
+// TestFakeSubscribeAllRefused checks that a SUBACK refusing every filter
+// gives no subscription and a *SubscribeError listing them all, with the
+// MQTT 5.0 Reason String.
+func TestFakeSubscribeAllRefused(t *testing.T) {
+	eachVersion(t, func(t *testing.T, v mqtt.ProtocolVersion, wire packet.Version) {
+		c, fc, _ := fakeClient(t, mqtt.Config{ClientID: "s", Version: v}, &packet.Connack{})
+		res := startSubscribe(c, mqtt.Filter{Topic: "x/#"}, mqtt.Filter{Topic: "y"})
+		sp := fc.expectSubscribe()
+		codes := []packet.ReasonCode{0x80, 0x80}
+		want := mqtt.SubscribeError{Refused: []mqtt.FilterResult{{Filter: "x/#", Code: 0x80}, {Filter: "y", Code: 0x80}}}
+		ack := &packet.Suback{PacketID: sp.PacketID, ReasonCodes: codes}
+		if wire == packet.V5 {
+			ack.ReasonCodes = []packet.ReasonCode{packet.NotAuthorized, packet.TopicFilterInvalid}
+			ack.Props.ReasonString = "denied"
+			ack.Props.Set(packet.PropReasonString)
+			want = mqtt.SubscribeError{Refused: []mqtt.FilterResult{{Filter: "x/#", Code: 0x87}, {Filter: "y", Code: 0x8F}}, Reason: "denied"}
+		}
+		fc.send(ack)
+		r := <-res
+		if r.sub != nil {
+			t.Errorf("Subscribe returned a subscription although every filter was refused")
+		}
+		var se *mqtt.SubscribeError
+		if !errors.As(r.err, &se) {
+			t.Fatalf("Subscribe error = %v, want a *mqtt.SubscribeError", r.err)
+		}
+		if diff := cmp.Diff(want, *se); diff != "" {
+			t.Errorf("SubscribeError (-want +got):\n%s", diff)
+		}
+		fc.send(&packet.Publish{Topic: "y", Payload: []byte("z")})
+		if m := recvMsg(t, c.Messages()); m.Topic != "y" {
+			t.Errorf("Client.Messages got %s, want y", m.Topic)
+		}
+	})
+}
+
+// TestFakeSubackWrongCount checks that a SUBACK whose number of reason codes
+// differs from the number of filters [MQTT-3.8.4-6] ends the connection as a
+// protocol violation, which Subscribe returns.
+func TestFakeSubackWrongCount(t *testing.T) {
+	eachVersion(t, func(t *testing.T, v mqtt.ProtocolVersion, wire packet.Version) {
+		c, fc, _ := fakeClient(t, mqtt.Config{ClientID: "s", Version: v}, &packet.Connack{})
+		res := startSubscribe(c, mqtt.Filter{Topic: "a"}, mqtt.Filter{Topic: "b"})
+		sp := fc.expectSubscribe()
+		fc.send(&packet.Suback{PacketID: sp.PacketID, ReasonCodes: []packet.ReasonCode{0}})
+		expectViolationClose(t, c, fc, wire, packet.ProtocolError)
+		r := <-res
+		if r.sub != nil || !errors.Is(r.err, mqtt.ErrProtocolViolation) {
+			t.Errorf("Subscribe = %v, %v; want nil and ErrProtocolViolation", r.sub, r.err)
+		}
+	})
+}
+
+// TestFakeUnsubscribe checks the UNSUBSCRIBE (fixed header flags 0010
+// [MQTT-3.10.1-1], packet identifier, filters), that Unsubscribe waits for
+// the UNSUBACK, that a subscription keeps its other filters and closes its
+// channel when the last one goes, and that messages then matching no
+// subscription arrive on Client.Messages.
+func TestFakeUnsubscribe(t *testing.T) {
+	eachVersion(t, func(t *testing.T, v mqtt.ProtocolVersion, wire packet.Version) {
+		c, fc, _ := fakeClient(t, mqtt.Config{ClientID: "u", Version: v}, &packet.Connack{})
+		sub := subscribe(t, c, fc, mqtt.Filter{Topic: "a/+"}, mqtt.Filter{Topic: "b/#"})
+
+		unsub := func(filters ...string) {
+			t.Helper()
+			call := async(t, func() error { return c.Unsubscribe(context.Background(), filters...) })
+			up := fc.expect(packet.UNSUBSCRIBE).(*packet.Unsubscribe)
+			if up.PacketID == 0 {
+				t.Error("UNSUBSCRIBE with packet identifier 0")
+			}
+			if diff := cmp.Diff(filters, up.Filters); diff != "" {
+				t.Errorf("UNSUBSCRIBE filters (-want +got):\n%s", diff)
+			}
+			if call.returned() {
+				t.Fatal("Unsubscribe returned before UNSUBACK")
+			}
+			codes := make([]packet.ReasonCode, len(filters))
+			fc.send(&packet.Unsuback{PacketID: up.PacketID, ReasonCodes: codes})
+			if err := call.wait(); err != nil {
+				t.Fatalf("Unsubscribe: %v", err)
+			}
+		}
+		unsub("a/+")
+		fc.send(&packet.Publish{Topic: "a/1", Payload: []byte("1")})
+		fc.send(&packet.Publish{Topic: "b/1", Payload: []byte("2")})
+		if m := recvMsg(t, c.Messages()); m.Topic != "a/1" {
+			t.Errorf("Client.Messages got %s, want a/1", m.Topic)
+		}
+		if m := recvMsg(t, sub.Messages()); m.Topic != "b/1" {
+			t.Errorf("subscription got %s, want b/1", m.Topic)
+		}
+		if chanClosed(sub.Messages()) {
+			t.Fatal("subscription closed while it still has the filter b/#")
+		}
+		unsub("b/#")
+		if !chanClosed(sub.Messages()) {
+			t.Error("subscription channel open after its last filter was unsubscribed")
+		}
+		fc.send(&packet.Publish{Topic: "b/2", Payload: []byte("3")})
+		if m := recvMsg(t, c.Messages()); m.Topic != "b/2" {
+			t.Errorf("Client.Messages got %s, want b/2", m.Topic)
+		}
+		_ = wire
+	})
+}
+
+// TestFakeSubscriptionUnsubscribe checks Subscription.Unsubscribe: it
+// unsubscribes exactly the granted filters.
+func TestFakeSubscriptionUnsubscribe(t *testing.T) {
+	inBubble(t, func(t *testing.T) {
+		c, fc, _ := fakeClient(t, mqtt.Config{ClientID: "u", Version: mqtt.Version5}, &packet.Connack{})
+		res := startSubscribe(c, mqtt.Filter{Topic: "g/1"}, mqtt.Filter{Topic: "r/1"}, mqtt.Filter{Topic: "g/2"})
+		sp := fc.expectSubscribe()
+		fc.send(&packet.Suback{PacketID: sp.PacketID, ReasonCodes: []packet.ReasonCode{0, packet.NotAuthorized, 0}})
+		r := <-res
+		if r.sub == nil {
+			t.Fatalf("Subscribe: %v", r.err)
+		}
+		call := async(t, func() error { return r.sub.Unsubscribe(context.Background()) })
+		up := fc.expect(packet.UNSUBSCRIBE).(*packet.Unsubscribe)
+		if diff := cmp.Diff([]string{"g/1", "g/2"}, up.Filters); diff != "" {
+			t.Errorf("UNSUBSCRIBE filters (-want +got):\n%s", diff)
+		}
+		fc.send(&packet.Unsuback{PacketID: up.PacketID, ReasonCodes: []packet.ReasonCode{0, 0}})
+		if err := call.wait(); err != nil {
+			t.Fatalf("Unsubscribe: %v", err)
+		}
+		if !chanClosed(r.sub.Messages()) {
+			t.Error("subscription channel open after Unsubscribe")
+		}
+	})
+}
+
+// TestFakeUnsubscribeRefused checks that an MQTT 5.0 UNSUBACK with a failure
+// code gives a *SubscribeError for the unsubscription and keeps that filter,
+// while No subscription existed (0x11) is no error.
+func TestFakeUnsubscribeRefused(t *testing.T) {
+	inBubble(t, func(t *testing.T) {
+		c, fc, _ := fakeClient(t, mqtt.Config{ClientID: "u", Version: mqtt.Version5}, &packet.Connack{})
+		sub := subscribe(t, c, fc, mqtt.Filter{Topic: "keep"}, mqtt.Filter{Topic: "drop"})
+		call := async(t, func() error { return c.Unsubscribe(context.Background(), "keep", "drop", "never") })
+		up := fc.expect(packet.UNSUBSCRIBE).(*packet.Unsubscribe)
+		fc.send(&packet.Unsuback{PacketID: up.PacketID,
+			ReasonCodes: []packet.ReasonCode{packet.NotAuthorized, packet.Success, packet.NoSubscriptionExisted}})
+		err := call.wait()
+		var se *mqtt.SubscribeError
+		if !errors.As(err, &se) {
+			t.Fatalf("Unsubscribe = %v, want a *mqtt.SubscribeError", err)
+		}
+		want := mqtt.SubscribeError{Unsubscribe: true, Refused: []mqtt.FilterResult{{Filter: "keep", Code: packet.NotAuthorized}}}
+		if diff := cmp.Diff(want, *se); diff != "" {
+			t.Errorf("SubscribeError (-want +got):\n%s", diff)
+		}
+		fc.send(&packet.Publish{Topic: "keep", Payload: []byte("k")})
+		if m := recvMsg(t, sub.Messages()); m.Topic != "keep" {
+			t.Errorf("subscription got %s, want keep", m.Topic)
+		}
+		fc.send(&packet.Publish{Topic: "drop", Payload: []byte("d")})
+		if m := recvMsg(t, c.Messages()); m.Topic != "drop" {
+			t.Errorf("Client.Messages got %s, want drop", m.Topic)
+		}
+	})
+}
+
+// TestFakeWildcardRouting checks how received messages are routed by topic:
+// '+' matches one level, '#' any number including the parent level
+// [MQTT-4.7.1-2], filters starting with a wildcard do not match topics
+// starting with '$' [MQTT-4.7.2-1], overlapping subscriptions each get the
+// message, and messages matching nothing go to Client.Messages.
+func TestFakeWildcardRouting(t *testing.T) {
+	eachVersion(t, func(t *testing.T, v mqtt.ProtocolVersion, _ packet.Version) {
+		c, fc, _ := fakeClient(t, mqtt.Config{ClientID: "w", Version: v, KeepAlive: -1}, &packet.Connack{})
+		filters := []string{"sport/+/score", "sport/#", "#", "+/+", "$SYS/#", "+/tennis/#"}
+		subs := map[string]*mqtt.Subscription{}
+		for _, f := range filters {
+			subs[f] = subscribe(t, c, fc, mqtt.Filter{Topic: f})
+		}
+		topics := []string{"sport/tennis/score", "sport", "sport/tennis", "$SYS/broker/load", "$SYS", "a/tennis/b/c", "/finance"}
+		for _, topic := range topics {
+			fc.send(&packet.Publish{Topic: topic})
+		}
+		want := map[string][]string{
+			"sport/+/score": {"sport/tennis/score"},
+			"sport/#":       {"sport/tennis/score", "sport", "sport/tennis"},
+			"#":             {"sport/tennis/score", "sport", "sport/tennis", "a/tennis/b/c", "/finance"},
+			"+/+":           {"sport/tennis", "/finance"},
+			"$SYS/#":        {"$SYS/broker/load", "$SYS"},
+			"+/tennis/#":    {"sport/tennis/score", "sport/tennis", "a/tennis/b/c"},
+		}
+		got := map[string][]string{}
+		for f, sub := range subs {
+			for range want[f] {
+				got[f] = append(got[f], recvMsg(t, sub.Messages()).Topic)
+			}
+			noMsg(t, sub.Messages())
+		}
+		if diff := cmp.Diff(want, got, cmpopts.EquateEmpty()); diff != "" {
+			t.Errorf("topics per subscription (-want +got):\n%s", diff)
+		}
+		noMsg(t, c.Messages())
+
+		// Without "#" and "$SYS/#", a $SYS topic matches nothing.
+		fc2c, fc2, _ := fakeClient(t, mqtt.Config{ClientID: "w2", Version: v, KeepAlive: -1}, &packet.Connack{})
+		all := subscribe(t, fc2c, fc2, mqtt.Filter{Topic: "#"}, mqtt.Filter{Topic: "+/broker/#"})
+		fc2.send(&packet.Publish{Topic: "$SYS/broker/uptime"})
+		if m := recvMsg(t, fc2c.Messages()); m.Topic != "$SYS/broker/uptime" {
+			t.Errorf("Client.Messages got %s", m.Topic)
+		}
+		noMsg(t, all.Messages())
+	})
+}
+
+// TestFakeRoutingBySubscriptionID checks that in MQTT 5.0 a message tagged
+// with Subscription Identifiers goes to exactly the subscriptions they name
+// [MQTT-3.3.4-3], even where topic matching would say otherwise.
+func TestFakeRoutingBySubscriptionID(t *testing.T) {
+	inBubble(t, func(t *testing.T) {
+		c, fc, _ := fakeClient(t, mqtt.Config{ClientID: "sid", Version: mqtt.Version5, KeepAlive: -1}, &packet.Connack{})
+		ids := map[string]uint32{}
+		subs := map[string]*mqtt.Subscription{}
+		for _, f := range []string{"x/#", "x/+"} {
+			res := startSubscribe(c, mqtt.Filter{Topic: f, QoS: 1})
+			sp := fc.expectSubscribe()
+			if len(sp.Props.SubscriptionIDs) != 1 {
+				t.Fatalf("SUBSCRIBE %s has Subscription Identifiers %v, want one", f, sp.Props.SubscriptionIDs)
+			}
+			ids[f] = sp.Props.SubscriptionIDs[0]
+			fc.send(&packet.Suback{PacketID: sp.PacketID, ReasonCodes: []packet.ReasonCode{1}})
+			r := <-res
+			if r.err != nil {
+				t.Fatalf("Subscribe %s: %v", f, r.err)
+			}
+			subs[f] = r.sub
+		}
+		if ids["x/#"] == ids["x/+"] {
+			t.Fatalf("both subscriptions have Subscription Identifier %d", ids["x/#"])
+		}
+		// Two copies, one per subscription, as a broker may send them.
+		for _, f := range []string{"x/#", "x/+"} {
+			p := &packet.Publish{Topic: "x/y", Payload: []byte(f)}
+			p.Props.SubscriptionIDs = []uint32{ids[f]}
+			fc.send(p)
+		}
+		for _, f := range []string{"x/#", "x/+"} {
+			if m := recvMsg(t, subs[f].Messages()); string(m.Payload) != f {
+				t.Errorf("subscription %s got the copy for %s", f, m.Payload)
+			}
+			noMsg(t, subs[f].Messages())
+		}
+		// One copy naming both.
+		p := &packet.Publish{Topic: "x/z", Payload: []byte("both")}
+		p.Props.SubscriptionIDs = []uint32{ids["x/#"], ids["x/+"]}
+		fc.send(p)
+		for _, f := range []string{"x/#", "x/+"} {
+			if m := recvMsg(t, subs[f].Messages()); string(m.Payload) != "both" {
+				t.Errorf("subscription %s got %q", f, m.Payload)
+			}
+		}
+	})
+}
