@@ -45,6 +45,7 @@ type Client struct {
 	sessionPresent atomic.Bool
 	clientID       atomic.Pointer[string]
 	dropped        atomic.Uint64 // QoS 0 messages dropped by DropNewest
+	pendings       pendingPool
 }
 
 // Connect dials the first server in cfg.Servers that accepts the connection,
@@ -191,11 +192,23 @@ func (c *Client) Publish(ctx context.Context, m Message) error {
 	if m.QoS == AtMostOnce {
 		return c.publishQoS0(ctx, &m)
 	}
-	p, err := c.startPublish(ctx, m)
-	if err != nil {
+	if err := checkPublish(&m, packet.MaxPacketSize); err != nil {
 		return err
 	}
-	return p.Wait(ctx)
+	p := c.pendings.get(ctx, m)
+	if err := c.s.submit(ctx, p); err != nil {
+		c.pendings.put(p)
+		return err
+	}
+	select {
+	case <-p.signal:
+		err := p.err
+		c.pendings.put(p)
+		return err
+	case <-ctx.Done():
+		// The session still holds p: it is not recycled.
+		return ctx.Err()
+	}
 }
 
 // PublishAsync starts publishing m and returns at once. The Pending

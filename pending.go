@@ -2,7 +2,7 @@ package mqtt
 
 import (
 	"context"
-	"sync/atomic"
+	"sync"
 
 	"github.com/b4e21b16/mqtt/packet"
 )
@@ -11,40 +11,75 @@ import (
 // inside Publish, of every QoS 1 and 2 publish). Done is closed when the
 // publish completed; Err then reports its outcome.
 type Pending struct {
-	msg  Message
-	ctx  context.Context // the caller's: a publish still waiting for a packet ID is dropped when it ends
-	done chan struct{}
-	err  error // written once before done is closed
-	fin  atomic.Bool
+	msg Message
+	ctx context.Context // the caller's: a publish still waiting for a packet ID is dropped when it ends
+
+	mu       sync.Mutex
+	done     chan struct{} // made on first use by Done; closed on completion; guarded by mu
+	finished bool          // guarded by mu
+	err      error         // guarded by mu
+	// signal, when set, receives one value on completion. Publish uses it
+	// with pooled Pendings so that a synchronous publish allocates nothing.
+	signal chan struct{}
 
 	// Owned by the session goroutine while the publish is in flight.
 	pub   packet.Publish
 	phase packet.Type // the acknowledgement awaited next
 }
 
+var closedChan = func() chan struct{} { c := make(chan struct{}); close(c); return c }()
+
 func newPending(ctx context.Context, m Message) *Pending {
-	return &Pending{msg: m, ctx: ctx, done: make(chan struct{})}
+	return &Pending{msg: m, ctx: ctx}
+}
+
+// pendingPool recycles the completions of synchronous publishes. Each Client
+// has its own, so that channels never cross between testing/synctest bubbles.
+type pendingPool struct{ pool sync.Pool }
+
+// get returns a pooled Pending for a synchronous publish.
+func (pp *pendingPool) get(ctx context.Context, m Message) *Pending {
+	p, _ := pp.pool.Get().(*Pending)
+	if p == nil {
+		p = &Pending{signal: make(chan struct{}, 1)}
+	}
+	p.msg, p.ctx = m, ctx
+	return p
+}
+
+// put recycles p after its completion was received from p.signal.
+func (pp *pendingPool) put(p *Pending) {
+	sig := p.signal
+	*p = Pending{signal: sig}
+	pp.pool.Put(p)
 }
 
 // Done returns a channel that is closed when the publish has completed.
-func (p *Pending) Done() <-chan struct{} { return p.done }
+func (p *Pending) Done() <-chan struct{} {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.done == nil {
+		if p.finished {
+			return closedChan
+		}
+		p.done = make(chan struct{})
+	}
+	return p.done
+}
 
 // Err returns the publish's outcome once Done is closed, and nil before.
 func (p *Pending) Err() error {
-	select {
-	case <-p.done:
-		return p.err
-	default:
-		return nil
-	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.err
 }
 
 // Wait waits for the publish to complete and returns its outcome, or ctx's
 // error if ctx ends first (the publish then goes on).
 func (p *Pending) Wait(ctx context.Context) error {
 	select {
-	case <-p.done:
-		return p.err
+	case <-p.Done():
+		return p.Err()
 	case <-ctx.Done():
 		return ctx.Err()
 	}
@@ -52,8 +87,19 @@ func (p *Pending) Wait(ctx context.Context) error {
 
 // complete records the outcome; only the first call counts.
 func (p *Pending) complete(err error) {
-	if p.fin.CompareAndSwap(false, true) {
-		p.err = err
+	p.mu.Lock()
+	if p.finished {
+		p.mu.Unlock()
+		return
+	}
+	p.finished = true
+	p.err = err
+	if p.done != nil {
 		close(p.done)
+	}
+	sig := p.signal
+	p.mu.Unlock()
+	if sig != nil {
+		sig <- struct{}{}
 	}
 }

@@ -75,6 +75,7 @@ type session struct {
 
 	// Inbound state.
 	inByID   map[uint16]*inboundRef
+	freeRefs []*inboundRef // finished records kept for reuse
 	ackOrder []*inboundRef // unacknowledged messages in arrival order
 	pausedBy int
 	stalled  *stalledDelivery
@@ -88,6 +89,8 @@ type session struct {
 	pingDeadline time.Time
 	kaTimer      *time.Timer
 	lastRTT      time.Duration
+
+	ackScratch packet.Ack // reused to send acknowledgements without allocating
 
 	serverDisconnect error          // a DISCONNECT from the broker, the cause of the connection's end
 	disconnecting    *disconnectReq // a graceful Disconnect in progress
@@ -198,7 +201,13 @@ func (s *session) send(p packet.Packet) {
 	}
 }
 
-// closing reports whether new work must be refused, and with which error.
+// sendAck sends a PUBACK, PUBREC, PUBREL or PUBCOMP.
+func (s *session) sendAck(t packet.Type, id uint16, code packet.ReasonCode) {
+	s.ackScratch = packet.Ack{PacketType: t, PacketID: id, ReasonCode: code}
+	s.send(&s.ackScratch)
+}
+
+// refusing reports whether new work must be refused, and with which error.
 func (s *session) refusing() error {
 	if s.disconnecting != nil {
 		return ErrClosed
@@ -305,7 +314,7 @@ func (s *session) publishAcked(a *packet.Ack) {
 	if a.PacketType == packet.PUBREC && !a.ReasonCode.IsError() {
 		// [MQTT-4.3.3-9]: answer PUBREC with PUBREL; the ID stays in use.
 		p.phase = packet.PUBCOMP
-		s.send(&packet.Ack{PacketType: packet.PUBREL, PacketID: a.PacketID})
+		s.sendAck(packet.PUBREL, a.PacketID, 0)
 		return
 	}
 	delete(s.out, a.PacketID)
@@ -363,7 +372,7 @@ func (s *session) receive(p *packet.Publish) {
 		if old, dup := s.inByID[p.PacketID]; dup {
 			// A re-sent message the client already holds: deliver it once only.
 			if old.acked && old.qos == 2 {
-				s.send(&packet.Ack{PacketType: packet.PUBREC, PacketID: p.PacketID})
+				s.sendAck(packet.PUBREC, p.PacketID, 0)
 			}
 			return
 		}
@@ -371,7 +380,7 @@ func (s *session) receive(p *packet.Publish) {
 			s.protocolFailCode(packet.ReceiveMaximumExceeded, fmt.Errorf("%w: broker exceeded Receive Maximum %d", ErrProtocolViolation, s.cfg.ReceiveMaximum))
 			return
 		}
-		ref = &inboundRef{id: p.PacketID, qos: p.QoS}
+		ref = s.newRef(p.PacketID, p.QoS)
 		s.inByID[p.PacketID] = ref
 		s.ackOrder = append(s.ackOrder, ref)
 	}
@@ -467,6 +476,23 @@ func (s *session) retryStalled() {
 	}
 }
 
+func (s *session) newRef(id uint16, qos byte) *inboundRef {
+	if n := len(s.freeRefs); n > 0 {
+		ref := s.freeRefs[n-1]
+		s.freeRefs = s.freeRefs[:n-1]
+		*ref = inboundRef{id: id, qos: qos}
+		return ref
+	}
+	return &inboundRef{id: id, qos: qos}
+}
+
+// freeRef keeps a finished record for reuse; nothing refers to it any more.
+func (s *session) freeRef(ref *inboundRef) {
+	if len(s.freeRefs) < 64 {
+		s.freeRefs = append(s.freeRefs, ref)
+	}
+}
+
 // release records that one queue let go of a QoS 1/2 message.
 func (s *session) release(ref *inboundRef) {
 	ref.holders--
@@ -485,9 +511,10 @@ func (s *session) flushAcks() {
 		ref.acked = true
 		if ref.qos == 1 {
 			delete(s.inByID, ref.id)
-			s.send(&packet.Ack{PacketType: packet.PUBACK, PacketID: ref.id})
+			s.sendAck(packet.PUBACK, ref.id, 0)
+			s.freeRef(ref)
 		} else {
-			s.send(&packet.Ack{PacketType: packet.PUBREC, PacketID: ref.id})
+			s.sendAck(packet.PUBREC, ref.id, 0)
 		}
 	}
 	if len(s.ackOrder) == 0 {
@@ -505,13 +532,14 @@ func (s *session) released(a *packet.Ack) {
 		s.protocolFail(fmt.Errorf("%w: PUBREL for packet ID %d before PUBREC was sent", ErrProtocolViolation, a.PacketID))
 		return
 	}
-	comp := &packet.Ack{PacketType: packet.PUBCOMP, PacketID: a.PacketID}
+	code := packet.Success
 	if ok {
 		delete(s.inByID, a.PacketID)
+		s.freeRef(ref)
 	} else if s.conn != nil && s.conn.version == packet.V5 {
-		comp.ReasonCode = packet.PacketIdentifierNotFound
+		code = packet.PacketIdentifierNotFound
 	}
-	s.send(comp)
+	s.sendAck(packet.PUBCOMP, a.PacketID, code)
 }
 
 // --- Subscriptions ---

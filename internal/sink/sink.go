@@ -107,6 +107,7 @@ func (s *Server) serve(nc net.Conn) {
 	c := &conn{nc: nc, bw: bufio.NewWriterSize(nc, 64<<10), closed: make(chan struct{})}
 	br := bufio.NewReaderSize(nc, 64<<10)
 	var body []byte
+	var rb [8]byte // reply buffer for the fixed-size acknowledgements
 	var floodDone chan struct{}
 	defer func() {
 		nc.Close()
@@ -144,9 +145,9 @@ func (s *Server) serve(nc net.Conn) {
 				window = s.opts.FloodWindow
 			}
 			c.window = make(chan struct{}, window)
-			reply = []byte{0x20, 2, 0, 0}
+			reply = append(rb[:0], 0x20, 2, 0, 0)
 			if c.version == packet.V5 {
-				reply = []byte{0x20, 3, 0, 0, 0}
+				reply = append(rb[:0], 0x20, 3, 0, 0, 0)
 			}
 		case packet.PUBLISH:
 			qos := h.Flags >> 1 & 3
@@ -159,16 +160,16 @@ func (s *Server) serve(nc net.Conn) {
 			if qos == 2 {
 				t = 0x50 // PUBREC
 			}
-			reply = []byte{t, 2, id[0], id[1]}
+			reply = append(rb[:0], t, 2, id[0], id[1])
 		case packet.PUBREL:
-			reply = []byte{0x70, 2, body[0], body[1]}
+			reply = append(rb[:0], 0x70, 2, body[0], body[1])
 		case packet.PUBACK, packet.PUBCOMP:
 			select {
 			case <-c.window:
 			default:
 			}
 		case packet.PUBREC:
-			reply = []byte{0x62, 2, body[0], body[1]}
+			reply = append(rb[:0], 0x62, 2, body[0], body[1])
 		case packet.SUBSCRIBE:
 			reply = c.suback(h, body)
 			if s.opts.FloodCount > 0 && floodDone == nil {
@@ -179,12 +180,12 @@ func (s *Server) serve(nc net.Conn) {
 				}()
 			}
 		case packet.UNSUBSCRIBE:
-			reply = []byte{0xb0, 2, body[0], body[1]}
+			reply = append(rb[:0], 0xb0, 2, body[0], body[1])
 			if c.version == packet.V5 {
-				reply = []byte{0xb0, 4, body[0], body[1], 0, 0}
+				reply = append(rb[:0], 0xb0, 4, body[0], body[1], 0, 0)
 			}
 		case packet.PINGREQ:
-			reply = []byte{0xd0, 0}
+			reply = append(rb[:0], 0xd0, 0)
 		case packet.DISCONNECT:
 			return
 		}
