@@ -12,9 +12,9 @@ import (
 	"github.com/b4e21b16/mqtt/packet"
 )
 
-// checkArgumentError checks that err is an *ArgumentError wrapping
+// fakeCheckArgumentError checks that err is an *ArgumentError wrapping
 // ErrInvalidArgument and cause, about what.
-func checkArgumentError(t *testing.T, err error, what string, cause error) {
+func fakeCheckArgumentError(t *testing.T, err error, what string, cause error) {
 	t.Helper()
 	if !errors.Is(err, mqtt.ErrInvalidArgument) {
 		t.Errorf("error = %v, want it to wrap ErrInvalidArgument", err)
@@ -38,7 +38,7 @@ func checkArgumentError(t *testing.T, err error, what string, cause error) {
 // topic [MQTT-4.7.3-1], wildcards in a topic name [MQTT-3.3.2-2], invalid
 // UTF-8 [MQTT-1.5.4-1], U+0000 [MQTT-1.5.4-2], QoS 3 [MQTT-3.3.1-4].
 func TestFakeInvalidPublish(t *testing.T) {
-	eachVersion(t, func(t *testing.T, v mqtt.ProtocolVersion, _ packet.Version) {
+	fakeEachVersion(t, func(t *testing.T, v mqtt.ProtocolVersion, _ packet.Version) {
 		c, fc, _ := fakeClient(t, mqtt.Config{ClientID: "a", Version: v}, &packet.Connack{})
 		for _, tc := range []struct {
 			name  string
@@ -61,7 +61,7 @@ func TestFakeInvalidPublish(t *testing.T) {
 				if m.QoS == 0 {
 					m.QoS = qos
 				}
-				checkArgumentError(t, c.Publish(context.Background(), m), tc.what, tc.cause)
+				fakeCheckArgumentError(t, c.Publish(context.Background(), m), tc.what, tc.cause)
 				pub := c.PublishAsync(m)
 				select {
 				case <-pub.Done():
@@ -69,7 +69,7 @@ func TestFakeInvalidPublish(t *testing.T) {
 					t.Errorf("%s: PublishAsync of an invalid message did not complete at once", tc.name)
 					continue
 				}
-				checkArgumentError(t, pub.Err(), tc.what, tc.cause)
+				fakeCheckArgumentError(t, pub.Err(), tc.what, tc.cause)
 			}
 		}
 		fc.expectNothing()
@@ -85,7 +85,7 @@ func TestFakeInvalidPublish(t *testing.T) {
 // empty filter [MQTT-4.7.3-1], invalid UTF-8, a malformed shared
 // subscription, QoS 3 [MQTT-3.8.3-4] and Retain Handling 3.
 func TestFakeInvalidSubscribe(t *testing.T) {
-	eachVersion(t, func(t *testing.T, v mqtt.ProtocolVersion, _ packet.Version) {
+	fakeEachVersion(t, func(t *testing.T, v mqtt.ProtocolVersion, _ packet.Version) {
 		c, fc, _ := fakeClient(t, mqtt.Config{ClientID: "a", Version: v}, &packet.Connack{})
 		for _, tc := range []struct {
 			f     mqtt.Filter
@@ -113,20 +113,20 @@ func TestFakeInvalidSubscribe(t *testing.T) {
 			if sub != nil {
 				t.Errorf("Subscribe(%+v) returned a subscription", tc.f)
 			}
-			checkArgumentError(t, err, tc.what, tc.cause)
+			fakeCheckArgumentError(t, err, tc.what, tc.cause)
 			// One bad filter among good ones spoils the whole request.
 			sub, err = c.SubscribeFilters(context.Background(), mqtt.Filter{Topic: "good"}, tc.f)
 			if sub != nil {
 				t.Errorf("SubscribeFilters(good, %+v) returned a subscription", tc.f)
 			}
-			checkArgumentError(t, err, tc.what, tc.cause)
+			fakeCheckArgumentError(t, err, tc.what, tc.cause)
 			if tc.what == "topic filter" {
-				checkArgumentError(t, c.Unsubscribe(context.Background(), "good", tc.f.Topic), tc.what, tc.cause)
+				fakeCheckArgumentError(t, c.Unsubscribe(context.Background(), "good", tc.f.Topic), tc.what, tc.cause)
 			}
 		}
 		_, err := c.SubscribeFilters(context.Background())
-		checkArgumentError(t, err, "topic filter", nil)
-		checkArgumentError(t, c.Unsubscribe(context.Background()), "topic filter", nil)
+		fakeCheckArgumentError(t, err, "topic filter", nil)
+		fakeCheckArgumentError(t, c.Unsubscribe(context.Background()), "topic filter", nil)
 		fc.expectNothing()
 	})
 }
@@ -138,7 +138,7 @@ func TestFakeInvalidSubscribe(t *testing.T) {
 // fails with an *ArgumentError and nothing is written; one that fits
 // exactly goes out.
 func TestFakeBrokerLimitsCheckedBeforeSending(t *testing.T) {
-	inBubble(t, func(t *testing.T) {
+	fakeBubble(t, func(t *testing.T) {
 		ack := &packet.Connack{}
 		ack.Props.MaximumPacketSize = 100
 		ack.Props.Set(packet.PropMaximumPacketSize)
@@ -156,12 +156,12 @@ func TestFakeBrokerLimitsCheckedBeforeSending(t *testing.T) {
 		}{{0, 200}, {1, 200}, {0, 100 - 6 + 1}, {1, 100 - 8 + 1}} {
 			big := make([]byte, tc.size)
 			err := c.Publish(context.Background(), mqtt.Message{Topic: "t", Payload: big, QoS: tc.qos})
-			checkArgumentError(t, err, "payload", packet.ErrTooLarge)
+			fakeCheckArgumentError(t, err, "payload", packet.ErrTooLarge)
 			pub := c.PublishAsync(mqtt.Message{Topic: "t", Payload: big, QoS: tc.qos})
-			checkArgumentError(t, pub.Wait(context.Background()), "payload", packet.ErrTooLarge)
+			fakeCheckArgumentError(t, pub.Wait(context.Background()), "payload", packet.ErrTooLarge)
 		}
-		checkArgumentError(t, c.Publish(context.Background(), mqtt.Message{Topic: "t", QoS: 2}), "QoS", nil)
-		checkArgumentError(t, c.Publish(context.Background(), mqtt.Message{Topic: "t", Retain: true}), "retain flag", nil)
+		fakeCheckArgumentError(t, c.Publish(context.Background(), mqtt.Message{Topic: "t", QoS: 2}), "QoS", nil)
+		fakeCheckArgumentError(t, c.Publish(context.Background(), mqtt.Message{Topic: "t", Retain: true}), "retain flag", nil)
 		fc.expectNothing()
 
 		pub := c.PublishAsync(mqtt.Message{Topic: "t", Payload: fits, QoS: 1})
@@ -182,7 +182,7 @@ func TestFakeCallsOnClosedClient(t *testing.T) {
 	t.Parallel()
 	for _, how := range []string{"Close", "Disconnect"} {
 		t.Run(how, func(t *testing.T) {
-			inBubble(t, func(t *testing.T) {
+			fakeBubble(t, func(t *testing.T) {
 				c, fc, _ := fakeClient(t, mqtt.Config{ClientID: "closed", Version: mqtt.Version5}, &packet.Connack{})
 				if how == "Close" {
 					if err := c.Close(); err != nil {
@@ -237,14 +237,14 @@ func TestFakeConfigRejected(t *testing.T) {
 		{"server without scheme", mqtt.Config{Servers: []string{"localhost:1883"}}, "server URL"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			inBubble(t, func(t *testing.T) {
+			fakeBubble(t, func(t *testing.T) {
 				b := fakebroker.New(t)
-				res := startConnect(t, context.Background(), b, tc.cfg)
-				c, err := connectDone(t, res, fakeTimeout)
+				res := fakeStartConnect(t, context.Background(), b, tc.cfg)
+				c, err := fakeConnectDone(t, res, fakeTimeout)
 				if c != nil {
 					t.Fatal("Connect returned a client")
 				}
-				checkArgumentError(t, err, tc.what, nil)
+				fakeCheckArgumentError(t, err, tc.what, nil)
 				if n := b.Pending(); n != 0 {
 					t.Errorf("Connect dialed %d times", n)
 				}

@@ -23,11 +23,11 @@ import (
 // These tests show client bugs. They are built only with -tags knownbugs
 // until the bugs are fixed.
 
-// inChildProcess runs the test named name again in a child process, for a
+// fakeInChildProcess runs the test named name again in a child process, for a
 // test whose failure is a panic in a client goroutine, which would end the
 // whole test binary. It reports whether the caller is that child and must run
 // the test body.
-func inChildProcess(t *testing.T) bool {
+func fakeInChildProcess(t *testing.T) bool {
 	t.Helper()
 	const env = "MQTT_FAKE_TEST_CHILD"
 	if os.Getenv(env) == t.Name() {
@@ -58,7 +58,7 @@ func inChildProcess(t *testing.T) bool {
 // holds Receive Maximum unacknowledged messages), the broker sends a PUBACK
 // for an unknown packet identifier and hangs up.
 func TestFakeBugViolationQueuedAtConnectionEnd(t *testing.T) {
-	if !inChildProcess(t) {
+	if !fakeInChildProcess(t) {
 		return
 	}
 	for _, ver := range fakeVersions {
@@ -68,7 +68,7 @@ func TestFakeBugViolationQueuedAtConnectionEnd(t *testing.T) {
 			fc.send(&packet.Ack{PacketType: packet.PUBACK, PacketID: 9})
 			synctest.Wait()
 			fc.bc.Close()
-			err := waitDone(t, c, fakeTimeout)
+			err := fakeWaitDone(t, c, fakeTimeout)
 			if !errors.Is(err, mqtt.ErrConnectionLost) {
 				t.Errorf("%s: Err = %v, want ErrConnectionLost", ver.name, err)
 			}
@@ -83,11 +83,11 @@ func TestFakeBugViolationQueuedAtConnectionEnd(t *testing.T) {
 // for acknowledgements; racing with finishDisconnect it can even be written
 // after the DISCONNECT, which [MQTT-3.14.4-1] forbids.
 func TestFakeBugQoS0PublishDuringDisconnect(t *testing.T) {
-	eachVersion(t, func(t *testing.T, v mqtt.ProtocolVersion, _ packet.Version) {
+	fakeEachVersion(t, func(t *testing.T, v mqtt.ProtocolVersion, _ packet.Version) {
 		c, fc, _ := fakeClient(t, mqtt.Config{ClientID: "b", Version: v}, &packet.Connack{})
 		c.PublishAsync(mqtt.Message{Topic: "a", QoS: mqtt.AtLeastOnce})
 		p := fc.expectPublish()
-		disc := async(t, func() error { return c.Disconnect(context.Background()) })
+		disc := fakeAsync(t, func() error { return c.Disconnect(context.Background()) })
 		if disc.returned() {
 			t.Fatal("Disconnect returned with a publish in flight")
 		}
@@ -123,13 +123,13 @@ func TestFakeBugMalformedHeaderBeforeConnack(t *testing.T) {
 		{"larger-than-MaxPacketSize", append([]byte{0x20, 0x23, 0x00, 0x00, 0x20, 0x1f, 0x00, 0x1d}, "a reason string too long to fit"...)},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			inBubble(t, func(t *testing.T) {
+			fakeBubble(t, func(t *testing.T) {
 				b := fakebroker.New(t)
-				res := startConnect(t, context.Background(), b, mqtt.Config{ClientID: "b", Version: mqtt.Version5, MaxPacketSize: 32})
-				bc := acceptConn(t, b, fakeTimeout)
+				res := fakeStartConnect(t, context.Background(), b, mqtt.Config{ClientID: "b", Version: mqtt.Version5, MaxPacketSize: 32})
+				bc := fakeAccept(t, b, fakeTimeout)
 				bc.ExpectConnect(t)
-				sent := async(t, func() error { return bc.SendRawErr(tc.raw) })
-				c, err := connectDone(t, res, fakeTimeout)
+				sent := fakeAsync(t, func() error { return bc.SendRawErr(tc.raw) })
+				c, err := fakeConnectDone(t, res, fakeTimeout)
 				if c != nil || !errors.Is(err, mqtt.ErrProtocolViolation) {
 					t.Errorf("Connect = %v, %v; want an error wrapping ErrProtocolViolation", c, err)
 				}
@@ -147,30 +147,30 @@ func TestFakeBugMalformedHeaderBeforeConnack(t *testing.T) {
 // should refuse the Config (an *ArgumentError before dialing) or leave the
 // password out; VersionAuto falling back to 3.1.1 has the same problem.
 func TestFakeBugPasswordWithoutUserName311(t *testing.T) {
-	inBubble(t, func(t *testing.T) {
+	fakeBubble(t, func(t *testing.T) {
 		b := fakebroker.New(t)
-		res := startConnect(t, context.Background(), b, mqtt.Config{ClientID: "b", Version: mqtt.Version311, Password: []byte("pw")})
+		res := fakeStartConnect(t, context.Background(), b, mqtt.Config{ClientID: "b", Version: mqtt.Version311, Password: []byte("pw")})
 		synctest.Wait()
 		if b.Pending() == 0 {
-			_, err := connectDone(t, res, fakeTimeout)
+			_, err := fakeConnectDone(t, res, fakeTimeout)
 			if !errors.Is(err, mqtt.ErrInvalidArgument) {
 				t.Errorf("Connect = %v; want ErrInvalidArgument or a valid CONNECT", err)
 			}
 			return
 		}
-		bc := acceptConn(t, b, fakeTimeout)
+		bc := fakeAccept(t, b, fakeTimeout)
 		p, err := bc.ReadErr()
 		if err != nil {
 			t.Errorf("the CONNECT is invalid: %v", err)
 			bc.Close()
-			connectDone(t, res, fakeTimeout)
+			fakeConnectDone(t, res, fakeTimeout)
 			return
 		}
 		if cp := p.(*packet.Connect); cp.PasswordFlag && !cp.UsernameFlag {
 			t.Errorf("CONNECT has the Password Flag without the User Name Flag [MQTT-3.1.2-22]")
 		}
 		bc.Send(t, &packet.Connack{})
-		connectDone(t, res, fakeTimeout)
+		fakeConnectDone(t, res, fakeTimeout)
 	})
 }
 
@@ -185,7 +185,7 @@ func TestFakeBugPasswordWithoutUserName311(t *testing.T) {
 // should expire the deadlines of nc when the connection's context ends:
 // the write deadline only after finalFlushTimeout when flushing.
 func TestFakeBugStuckWriteBlocksShutdown(t *testing.T) {
-	inBubble(t, func(t *testing.T) {
+	fakeBubble(t, func(t *testing.T) {
 		c, _ := fakeClientConn(t, mqtt.Config{ClientID: "b", Version: mqtt.Version5, KeepAlive: 10 * time.Second}, &packet.Connack{})
 		// The broker reads nothing more: this write never completes.
 		if err := c.Publish(context.Background(), mqtt.Message{Topic: "t", Payload: []byte("x")}); err != nil {
@@ -203,7 +203,7 @@ func TestFakeBugStuckWriteBlocksShutdown(t *testing.T) {
 		case <-time.After(time.Hour):
 			t.Errorf("client still running an hour after the broker stopped reading; the keepalive timeout (20 s) did not end it")
 		}
-		closed := async(t, c.Close)
+		closed := fakeAsync(t, c.Close)
 		select {
 		case <-closed.done:
 		case <-time.After(time.Hour):
@@ -228,7 +228,7 @@ func TestFakeBugKeepAliveTimerSpins(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		c, fc, _ := fakeClient(t, mqtt.Config{ClientID: "b", Version: mqtt.Version5, KeepAlive: 10 * time.Second,
 			MessageBuffer: 1, QoS0Overflow: mqtt.Block}, &packet.Connack{})
-		sub := subscribe(t, c, fc, mqtt.Filter{Topic: "f/#"})
+		sub := fakeSubscribe(t, c, fc, mqtt.Filter{Topic: "f/#"})
 		var flood []packet.Packet
 		for i := range 40 {
 			flood = append(flood, &packet.Publish{Topic: fmt.Sprint("f/", i)})
@@ -236,7 +236,7 @@ func TestFakeBugKeepAliveTimerSpins(t *testing.T) {
 		sent := fc.sendAsync(flood...)
 		time.Sleep(10 * time.Minute)
 		for range 40 {
-			recvMsg(t, sub.Messages())
+			fakeRecv(t, sub.Messages())
 		}
 		<-sent
 	})
@@ -253,7 +253,7 @@ func TestFakeBugKeepAliveTimerSpins(t *testing.T) {
 // publish waits, and so does a Subscribe, until the broker acknowledges the
 // first publish.
 func TestFakeBugSubscribeWaitsForPublishQuota(t *testing.T) {
-	inBubble(t, func(t *testing.T) {
+	fakeBubble(t, func(t *testing.T) {
 		ack := &packet.Connack{}
 		ack.Props.ReceiveMaximum = 1
 		ack.Props.Set(packet.PropReceiveMaximum)
@@ -261,7 +261,7 @@ func TestFakeBugSubscribeWaitsForPublishQuota(t *testing.T) {
 		c.PublishAsync(mqtt.Message{Topic: "a", QoS: mqtt.AtLeastOnce})
 		p := fc.expectPublish()
 		c.PublishAsync(mqtt.Message{Topic: "b", QoS: mqtt.AtLeastOnce})
-		res := startSubscribe(c, mqtt.Filter{Topic: "s"})
+		res := fakeStartSubscribe(c, mqtt.Filter{Topic: "s"})
 		synctest.Wait()
 		var sp *packet.Subscribe
 		select {
@@ -293,10 +293,10 @@ func TestFakeBugSubscribeWaitsForPublishQuota(t *testing.T) {
 // publishes, PINGRESP, QoS 0 messages for other subscriptions. It also makes
 // the Receive Maximum exceeded check (0x93) unreachable for QoS 1.
 func TestFakeBugV5PauseStallsAcks(t *testing.T) {
-	inBubble(t, func(t *testing.T) {
+	fakeBubble(t, func(t *testing.T) {
 		c, fc, _ := fakeClient(t, mqtt.Config{ClientID: "b", Version: mqtt.Version5, ReceiveMaximum: 2, KeepAlive: -1}, &packet.Connack{})
-		slow := subscribe(t, c, fc, mqtt.Filter{Topic: "slow/#", QoS: 1})
-		fast := subscribe(t, c, fc, mqtt.Filter{Topic: "fast/#"})
+		slow := fakeSubscribe(t, c, fc, mqtt.Filter{Topic: "slow/#", QoS: 1})
+		fast := fakeSubscribe(t, c, fc, mqtt.Filter{Topic: "fast/#"})
 		fc.send(&packet.Publish{Topic: "slow/1", QoS: 1, PacketID: 1})
 		fc.send(&packet.Publish{Topic: "slow/2", QoS: 1, PacketID: 2})
 		pub := c.PublishAsync(mqtt.Message{Topic: "out", QoS: mqtt.AtLeastOnce})
@@ -314,7 +314,7 @@ func TestFakeBugV5PauseStallsAcks(t *testing.T) {
 		default:
 			t.Error("a QoS 0 message for another subscription is held back by the slow subscription")
 		}
-		recvMsg(t, slow.Messages())
-		recvMsg(t, slow.Messages())
+		fakeRecv(t, slow.Messages())
+		fakeRecv(t, slow.Messages())
 	})
 }

@@ -20,7 +20,7 @@ import (
 // retain) and, in MQTT 5.0, Receive Maximum, Session Expiry Interval,
 // Maximum Packet Size and the will properties.
 func TestFakeConnectPacket(t *testing.T) {
-	eachVersion(t, func(t *testing.T, v mqtt.ProtocolVersion, wire packet.Version) {
+	fakeEachVersion(t, func(t *testing.T, v mqtt.ProtocolVersion, wire packet.Version) {
 		cfg := mqtt.Config{
 			ClientID:   "dev-7",
 			CleanStart: true,
@@ -68,7 +68,7 @@ func TestFakeConnectPacket(t *testing.T) {
 // connection) but the default Receive Maximum 256 and Maximum Packet Size
 // 16 MiB.
 func TestFakeConnectPacketDefaults(t *testing.T) {
-	eachVersion(t, func(t *testing.T, v mqtt.ProtocolVersion, wire packet.Version) {
+	fakeEachVersion(t, func(t *testing.T, v mqtt.ProtocolVersion, wire packet.Version) {
 		_, _, got := fakeClient(t, mqtt.Config{ClientID: "plain", Version: v}, &packet.Connack{})
 		want := &packet.Connect{Version: wire, KeepAlive: 60, ClientID: "plain"}
 		if wire == packet.V5 {
@@ -87,7 +87,7 @@ func TestFakeConnectPacketDefaults(t *testing.T) {
 // Keep Alive 0 [MQTT-3.1.2-10 remark: 0 turns the mechanism off] and that the
 // client then never sends PINGREQ.
 func TestFakeConnectKeepAliveDisabled(t *testing.T) {
-	inBubble(t, func(t *testing.T) {
+	fakeBubble(t, func(t *testing.T) {
 		c, fc, cp := fakeClient(t, mqtt.Config{ClientID: "k", Version: mqtt.Version5, KeepAlive: -1}, &packet.Connack{})
 		if cp.KeepAlive != 0 {
 			t.Errorf("CONNECT Keep Alive = %d, want 0", cp.KeepAlive)
@@ -118,15 +118,15 @@ func TestFakeConnackRefused(t *testing.T) {
 		{"auto/server-unavailable", mqtt.VersionAuto, packet.ServerUnavailable, "5.0"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			inBubble(t, func(t *testing.T) {
+			fakeBubble(t, func(t *testing.T) {
 				b := fakebroker.New(t)
-				res := startConnect(t, context.Background(), b, mqtt.Config{
+				res := fakeStartConnect(t, context.Background(), b, mqtt.Config{
 					ClientID: "c", Version: tc.v, Username: "alice", Password: []byte("hunter2-secret"),
 				})
-				bc := acceptConn(t, b, fakeTimeout)
+				bc := fakeAccept(t, b, fakeTimeout)
 				bc.ExpectConnect(t)
 				bc.Send(t, &packet.Connack{ReasonCode: tc.code})
-				c, err := connectDone(t, res, fakeTimeout)
+				c, err := fakeConnectDone(t, res, fakeTimeout)
 				if c != nil {
 					t.Fatalf("Connect returned a client with error %v", err)
 				}
@@ -156,16 +156,16 @@ func TestFakeConnackRefused(t *testing.T) {
 // TestFakeConnackReasonString checks that an MQTT 5.0 refusal's Reason
 // String reaches the ConnectError.
 func TestFakeConnackReasonString(t *testing.T) {
-	inBubble(t, func(t *testing.T) {
+	fakeBubble(t, func(t *testing.T) {
 		b := fakebroker.New(t)
-		res := startConnect(t, context.Background(), b, mqtt.Config{ClientID: "c", Version: mqtt.Version5})
-		bc := acceptConn(t, b, fakeTimeout)
+		res := fakeStartConnect(t, context.Background(), b, mqtt.Config{ClientID: "c", Version: mqtt.Version5})
+		bc := fakeAccept(t, b, fakeTimeout)
 		bc.ExpectConnect(t)
 		ack := &packet.Connack{ReasonCode: packet.Banned}
 		ack.Props.ReasonString = "too many attempts"
 		ack.Props.Set(packet.PropReasonString)
 		bc.Send(t, ack)
-		_, err := connectDone(t, res, fakeTimeout)
+		_, err := fakeConnectDone(t, res, fakeTimeout)
 		var ce *mqtt.ConnectError
 		if !errors.As(err, &ce) || ce.Code != packet.Banned || ce.Reason != "too many attempts" {
 			t.Fatalf("Connect error = %#v, want a ConnectError with code 0x8A and the reason string", err)
@@ -191,23 +191,23 @@ func TestFakeVersionFallback(t *testing.T) {
 		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			inBubble(t, func(t *testing.T) {
+			fakeBubble(t, func(t *testing.T) {
 				b := fakebroker.New(t)
-				res := startConnect(t, context.Background(), b, mqtt.Config{ClientID: "fb", KeepAlive: 30 * time.Second})
-				bc1 := acceptConn(t, b, fakeTimeout)
+				res := fakeStartConnect(t, context.Background(), b, mqtt.Config{ClientID: "fb", KeepAlive: 30 * time.Second})
+				bc1 := fakeAccept(t, b, fakeTimeout)
 				if cp := bc1.ExpectConnect(t); cp.Version != packet.V5 {
 					t.Fatalf("first CONNECT has protocol level %v, want 5.0", cp.Version)
 				}
 				tc.refuse(t, bc1)
 				bc1.Close()
-				bc2 := acceptConn(t, b, fakeTimeout)
+				bc2 := fakeAccept(t, b, fakeTimeout)
 				cp := bc2.ExpectConnect(t)
 				want := &packet.Connect{Version: packet.V311, KeepAlive: 30, ClientID: "fb"}
 				if diff := cmp.Diff(want, cp); diff != "" {
 					t.Errorf("second CONNECT (-want +got):\n%s", diff)
 				}
 				bc2.Send(t, &packet.Connack{})
-				c, err := connectDone(t, res, fakeTimeout)
+				c, err := fakeConnectDone(t, res, fakeTimeout)
 				if err != nil {
 					t.Fatalf("Connect: %v", err)
 				}
@@ -216,7 +216,7 @@ func TestFakeVersionFallback(t *testing.T) {
 				}
 				// The connection speaks 3.1.1: the fake broker decodes
 				// with 3.1.1 rules.
-				fc := watch(t, bc2, fakeTimeout)
+				fc := fakeWatch(t, bc2, fakeTimeout)
 				pub := c.PublishAsync(mqtt.Message{Topic: "a/b", Payload: []byte("x"), QoS: mqtt.AtLeastOnce})
 				p := fc.expectPublish()
 				if !p.Props.IsZero() {
@@ -244,13 +244,13 @@ func TestFakeVersionPinnedNoFallback(t *testing.T) {
 		{"v5-broker-reason-0x84", []byte{0x20, 0x03, 0x00, 0x84, 0x00}, packet.UnsupportedProtocolVersion},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			inBubble(t, func(t *testing.T) {
+			fakeBubble(t, func(t *testing.T) {
 				b := fakebroker.New(t)
-				res := startConnect(t, context.Background(), b, mqtt.Config{ClientID: "p", Version: mqtt.Version5})
-				bc := acceptConn(t, b, fakeTimeout)
+				res := fakeStartConnect(t, context.Background(), b, mqtt.Config{ClientID: "p", Version: mqtt.Version5})
+				bc := fakeAccept(t, b, fakeTimeout)
 				bc.ExpectConnect(t)
 				bc.SendRaw(t, tc.raw)
-				c, err := connectDone(t, res, fakeTimeout)
+				c, err := fakeConnectDone(t, res, fakeTimeout)
 				var ce *mqtt.ConnectError
 				if c != nil || !errors.As(err, &ce) || ce.Code != tc.code {
 					t.Fatalf("Connect = %v, %v; want a ConnectError with code %v", c, err, tc.code)
@@ -270,13 +270,13 @@ func TestFakeVersionPinnedNoFallback(t *testing.T) {
 // CONNACK and wraps context.DeadlineExceeded, and that it closes the
 // connection.
 func TestFakeConnackTimeout(t *testing.T) {
-	eachVersion(t, func(t *testing.T, v mqtt.ProtocolVersion, _ packet.Version) {
+	fakeEachVersion(t, func(t *testing.T, v mqtt.ProtocolVersion, _ packet.Version) {
 		b := fakebroker.New(t)
 		start := time.Now()
-		res := startConnect(t, context.Background(), b, mqtt.Config{ClientID: "slow", Version: v, ConnectTimeout: 5 * time.Second})
-		bc := acceptConn(t, b, fakeTimeout)
+		res := fakeStartConnect(t, context.Background(), b, mqtt.Config{ClientID: "slow", Version: v, ConnectTimeout: 5 * time.Second})
+		bc := fakeAccept(t, b, fakeTimeout)
 		bc.ExpectConnect(t)
-		c, err := connectDone(t, res, fakeTimeout)
+		c, err := fakeConnectDone(t, res, fakeTimeout)
 		if c != nil || err == nil {
 			t.Fatalf("Connect = %v, %v; want an error", c, err)
 		}
@@ -298,15 +298,15 @@ func TestFakeConnackTimeout(t *testing.T) {
 // bounds the CONNECT/CONNACK exchange when it is shorter than
 // ConnectTimeout.
 func TestFakeConnackContextDeadline(t *testing.T) {
-	inBubble(t, func(t *testing.T) {
+	fakeBubble(t, func(t *testing.T) {
 		b := fakebroker.New(t)
 		start := time.Now()
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		defer cancel()
-		res := startConnect(t, ctx, b, mqtt.Config{ClientID: "slow", ConnectTimeout: time.Minute})
-		bc := acceptConn(t, b, fakeTimeout)
+		res := fakeStartConnect(t, ctx, b, mqtt.Config{ClientID: "slow", ConnectTimeout: time.Minute})
+		bc := fakeAccept(t, b, fakeTimeout)
 		bc.ExpectConnect(t)
-		c, err := connectDone(t, res, fakeTimeout)
+		c, err := fakeConnectDone(t, res, fakeTimeout)
 		if c != nil || !errors.Is(err, context.DeadlineExceeded) || !strings.Contains(err.Error(), "CONNACK") {
 			t.Fatalf("Connect = %v, %v; want an error mentioning CONNACK and wrapping DeadlineExceeded", c, err)
 		}
@@ -320,14 +320,14 @@ func TestFakeConnackContextDeadline(t *testing.T) {
 // TestFakeConnackBrokerHangsUp checks that a broker closing the connection
 // instead of answering gives a prompt error naming the CONNACK.
 func TestFakeConnackBrokerHangsUp(t *testing.T) {
-	inBubble(t, func(t *testing.T) {
+	fakeBubble(t, func(t *testing.T) {
 		b := fakebroker.New(t)
 		start := time.Now()
-		res := startConnect(t, context.Background(), b, mqtt.Config{ClientID: "c", Version: mqtt.Version5})
-		bc := acceptConn(t, b, fakeTimeout)
+		res := fakeStartConnect(t, context.Background(), b, mqtt.Config{ClientID: "c", Version: mqtt.Version5})
+		bc := fakeAccept(t, b, fakeTimeout)
 		bc.ExpectConnect(t)
 		bc.Close()
-		c, err := connectDone(t, res, fakeTimeout)
+		c, err := fakeConnectDone(t, res, fakeTimeout)
 		if c != nil || err == nil || !strings.Contains(err.Error(), "CONNACK") {
 			t.Fatalf("Connect = %v, %v; want an error mentioning CONNACK", c, err)
 		}
@@ -353,13 +353,13 @@ func TestFakeConnackNotFirst(t *testing.T) {
 		{"v5/DISCONNECT", mqtt.Version5, &packet.Disconnect{ReasonCode: packet.ServerBusy}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			inBubble(t, func(t *testing.T) {
+			fakeBubble(t, func(t *testing.T) {
 				b := fakebroker.New(t)
-				res := startConnect(t, context.Background(), b, mqtt.Config{ClientID: "c", Version: tc.v})
-				bc := acceptConn(t, b, fakeTimeout)
+				res := fakeStartConnect(t, context.Background(), b, mqtt.Config{ClientID: "c", Version: tc.v})
+				bc := fakeAccept(t, b, fakeTimeout)
 				bc.ExpectConnect(t)
 				bc.Send(t, tc.send)
-				c, err := connectDone(t, res, fakeTimeout)
+				c, err := fakeConnectDone(t, res, fakeTimeout)
 				if c != nil || !errors.Is(err, mqtt.ErrProtocolViolation) {
 					t.Fatalf("Connect = %v, %v; want an error wrapping ErrProtocolViolation", c, err)
 				}
@@ -386,13 +386,13 @@ func TestFakeConnackMalformed(t *testing.T) {
 		{"truncated-properties", []byte{0x20, 0x03, 0x00, 0x00, 0x05}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			inBubble(t, func(t *testing.T) {
+			fakeBubble(t, func(t *testing.T) {
 				b := fakebroker.New(t)
-				res := startConnect(t, context.Background(), b, mqtt.Config{ClientID: "c", Version: mqtt.Version5})
-				bc := acceptConn(t, b, fakeTimeout)
+				res := fakeStartConnect(t, context.Background(), b, mqtt.Config{ClientID: "c", Version: mqtt.Version5})
+				bc := fakeAccept(t, b, fakeTimeout)
 				bc.ExpectConnect(t)
 				bc.SendRaw(t, tc.raw)
-				c, err := connectDone(t, res, fakeTimeout)
+				c, err := fakeConnectDone(t, res, fakeTimeout)
 				if c != nil || !errors.Is(err, mqtt.ErrProtocolViolation) {
 					t.Fatalf("Connect = %v, %v; want an error wrapping ErrProtocolViolation", c, err)
 				}
@@ -405,7 +405,7 @@ func TestFakeConnackMalformed(t *testing.T) {
 // TestFakeSessionPresent checks that the CONNACK session-present flag
 // [MQTT-3.2.2-2] is reported by SessionPresent.
 func TestFakeSessionPresent(t *testing.T) {
-	eachVersion(t, func(t *testing.T, v mqtt.ProtocolVersion, _ packet.Version) {
+	fakeEachVersion(t, func(t *testing.T, v mqtt.ProtocolVersion, _ packet.Version) {
 		for _, present := range []bool{false, true} {
 			c, _, _ := fakeClient(t, mqtt.Config{ClientID: "keep", Version: v}, &packet.Connack{SessionPresent: present})
 			if got := c.SessionPresent(); got != present {
@@ -421,7 +421,7 @@ func TestFakeSessionPresent(t *testing.T) {
 // TestFakeAssignedClientID checks that an MQTT 5.0 broker's Assigned Client
 // Identifier is reported by ClientID when the client sent an empty one.
 func TestFakeAssignedClientID(t *testing.T) {
-	inBubble(t, func(t *testing.T) {
+	fakeBubble(t, func(t *testing.T) {
 		ack := &packet.Connack{}
 		ack.Props.AssignedClientID = "auto-9f2c"
 		ack.Props.Set(packet.PropAssignedClientID)

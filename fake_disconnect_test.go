@@ -18,13 +18,13 @@ import (
 // so the broker discards the will [MQTT-3.14.4-3]) as the last packet
 // [MQTT-3.14.4-1] and closes the connection [MQTT-3.14.4-2].
 func TestFakeDisconnectWaitsForInflight(t *testing.T) {
-	eachVersion(t, func(t *testing.T, v mqtt.ProtocolVersion, _ packet.Version) {
+	fakeEachVersion(t, func(t *testing.T, v mqtt.ProtocolVersion, _ packet.Version) {
 		c, fc, _ := fakeClient(t, mqtt.Config{ClientID: "d", Version: v, Will: &mqtt.Message{Topic: "will"}}, &packet.Connack{})
-		sub := subscribe(t, c, fc, mqtt.Filter{Topic: "s/#"})
+		sub := fakeSubscribe(t, c, fc, mqtt.Filter{Topic: "s/#"})
 		p1 := c.PublishAsync(mqtt.Message{Topic: "a", QoS: mqtt.AtLeastOnce})
 		p2 := c.PublishAsync(mqtt.Message{Topic: "b", QoS: mqtt.ExactlyOnce})
 		pub1, pub2 := fc.expectPublish(), fc.expectPublish()
-		disc := async(t, func() error { return c.Disconnect(context.Background()) })
+		disc := fakeAsync(t, func() error { return c.Disconnect(context.Background()) })
 		time.Sleep(time.Second)
 		if disc.returned() {
 			t.Fatalf("Disconnect returned %v with publishes in flight", disc.err)
@@ -61,7 +61,7 @@ func TestFakeDisconnectWaitsForInflight(t *testing.T) {
 		default:
 			t.Error("Done not closed after Disconnect")
 		}
-		if !chanClosed(sub.Messages()) || !chanClosed(c.Messages()) {
+		if !fakeChanClosed(sub.Messages()) || !fakeChanClosed(c.Messages()) {
 			t.Error("receiving channels open after Disconnect")
 		}
 	})
@@ -70,7 +70,7 @@ func TestFakeDisconnectWaitsForInflight(t *testing.T) {
 // TestFakeDisconnectIdle checks that Disconnect with nothing in flight sends
 // DISCONNECT at once and closes.
 func TestFakeDisconnectIdle(t *testing.T) {
-	eachVersion(t, func(t *testing.T, v mqtt.ProtocolVersion, _ packet.Version) {
+	fakeEachVersion(t, func(t *testing.T, v mqtt.ProtocolVersion, _ packet.Version) {
 		c, fc, _ := fakeClient(t, mqtt.Config{ClientID: "d", Version: v}, &packet.Connack{})
 		start := time.Now()
 		if err := c.Disconnect(context.Background()); err != nil {
@@ -90,7 +90,7 @@ func TestFakeDisconnectIdle(t *testing.T) {
 // ctx's error, still sends DISCONNECT and closes, and the publishes fail
 // with ErrClosed.
 func TestFakeDisconnectContextExpires(t *testing.T) {
-	inBubble(t, func(t *testing.T) {
+	fakeBubble(t, func(t *testing.T) {
 		c, fc, _ := fakeClient(t, mqtt.Config{ClientID: "d", Version: mqtt.Version5, KeepAlive: -1}, &packet.Connack{})
 		pub := c.PublishAsync(mqtt.Message{Topic: "a", QoS: mqtt.AtLeastOnce})
 		fc.expectPublish()
@@ -117,13 +117,13 @@ func TestFakeDisconnectContextExpires(t *testing.T) {
 // without a DISCONNECT, so that the broker publishes the will
 // [MQTT-3.1.2-8], and fails what is waiting with ErrClosed.
 func TestFakeCloseSendsNoDisconnect(t *testing.T) {
-	eachVersion(t, func(t *testing.T, v mqtt.ProtocolVersion, _ packet.Version) {
+	fakeEachVersion(t, func(t *testing.T, v mqtt.ProtocolVersion, _ packet.Version) {
 		c, fc, _ := fakeClient(t, mqtt.Config{ClientID: "c", Version: v, Will: &mqtt.Message{Topic: "will", Payload: []byte("gone")}}, &packet.Connack{})
-		sub := subscribe(t, c, fc, mqtt.Filter{Topic: "s/#", QoS: 1})
+		sub := fakeSubscribe(t, c, fc, mqtt.Filter{Topic: "s/#", QoS: 1})
 		fc.send(&packet.Publish{Topic: "s/1", QoS: 1, PacketID: 5})
 		pub := c.PublishAsync(mqtt.Message{Topic: "a", QoS: mqtt.AtLeastOnce})
 		fc.expectPublish()
-		ping := async(t, func() error { _, err := c.Ping(context.Background()); return err })
+		ping := fakeAsync(t, func() error { _, err := c.Ping(context.Background()); return err })
 		fc.expect(packet.PINGREQ)
 		if err := c.Close(); err != nil {
 			t.Fatalf("Close: %v", err)
@@ -137,7 +137,7 @@ func TestFakeCloseSendsNoDisconnect(t *testing.T) {
 		if err := ping.wait(); !errors.Is(err, mqtt.ErrClosed) {
 			t.Errorf("Ping = %v, want ErrClosed", err)
 		}
-		if !chanClosed(sub.Messages()) || !chanClosed(c.Messages()) {
+		if !fakeChanClosed(sub.Messages()) || !fakeChanClosed(c.Messages()) {
 			t.Error("receiving channels open after Close")
 		}
 		if err := c.Err(); !errors.Is(err, mqtt.ErrClosed) || errors.Is(err, mqtt.ErrConnectionLost) {
@@ -149,11 +149,11 @@ func TestFakeCloseSendsNoDisconnect(t *testing.T) {
 // TestFakeCloseDuringDisconnect checks that Close ends a Disconnect that is
 // waiting for acknowledgements, without a DISCONNECT.
 func TestFakeCloseDuringDisconnect(t *testing.T) {
-	inBubble(t, func(t *testing.T) {
+	fakeBubble(t, func(t *testing.T) {
 		c, fc, _ := fakeClient(t, mqtt.Config{ClientID: "c", Version: mqtt.Version5}, &packet.Connack{})
 		c.PublishAsync(mqtt.Message{Topic: "a", QoS: mqtt.AtLeastOnce})
 		fc.expectPublish()
-		disc := async(t, func() error { return c.Disconnect(context.Background()) })
+		disc := fakeAsync(t, func() error { return c.Disconnect(context.Background()) })
 		if disc.returned() {
 			t.Fatal("Disconnect returned with a publish in flight")
 		}
@@ -174,7 +174,7 @@ func TestFakeCloseDuringDisconnect(t *testing.T) {
 // *ReasonError carrying the reason code and string, and that the client
 // sends nothing after it [MQTT-3.14.4-1] but closes the connection.
 func TestFakeServerDisconnect(t *testing.T) {
-	inBubble(t, func(t *testing.T) {
+	fakeBubble(t, func(t *testing.T) {
 		c, fc, _ := fakeClient(t, mqtt.Config{ClientID: "sd", Version: mqtt.Version5}, &packet.Connack{})
 		pub := c.PublishAsync(mqtt.Message{Topic: "a", QoS: mqtt.AtLeastOnce})
 		fc.expectPublish()
@@ -182,7 +182,7 @@ func TestFakeServerDisconnect(t *testing.T) {
 		d.Props.ReasonString = "maintenance"
 		d.Props.Set(packet.PropReasonString)
 		fc.send(d)
-		err := waitDone(t, c, fakeTimeout)
+		err := fakeWaitDone(t, c, fakeTimeout)
 		var re *mqtt.ReasonError
 		if !errors.As(err, &re) {
 			t.Fatalf("Err = %v, want a *mqtt.ReasonError", err)

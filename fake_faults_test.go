@@ -14,12 +14,12 @@ import (
 	"github.com/google/go-cmp/cmp/cmpopts"
 )
 
-// expectViolationClose checks how the client ends a connection after the
+// fakeExpectViolationClose checks how the client ends a connection after the
 // broker broke the protocol: over MQTT 5.0 it first sends DISCONNECT with
 // reason code want [MQTT-4.13.1-1]; over 3.1.1 it just closes. The client
 // then stops with an error wrapping ErrConnectionLost and
-// ErrProtocolViolation, which expectViolationClose returns.
-func expectViolationClose(t *testing.T, c *mqtt.Client, fc *fakeConn, wire packet.Version, want packet.ReasonCode) error {
+// ErrProtocolViolation, which fakeExpectViolationClose returns.
+func fakeExpectViolationClose(t *testing.T, c *mqtt.Client, fc *fakeConn, wire packet.Version, want packet.ReasonCode) error {
 	t.Helper()
 	got := fc.expectClosed()
 	var wantPkts []packet.Packet
@@ -29,7 +29,7 @@ func expectViolationClose(t *testing.T, c *mqtt.Client, fc *fakeConn, wire packe
 	if diff := cmp.Diff(wantPkts, got, cmpopts.EquateEmpty()); diff != "" {
 		t.Errorf("packets before the client closed (-want +got):\n%s", diff)
 	}
-	err := waitDone(t, c, fakeTimeout)
+	err := fakeWaitDone(t, c, fakeTimeout)
 	if !errors.Is(err, mqtt.ErrProtocolViolation) || !errors.Is(err, mqtt.ErrConnectionLost) {
 		t.Errorf("Err = %v, want ErrProtocolViolation and ErrConnectionLost", err)
 	}
@@ -74,7 +74,7 @@ func TestFakeAckUnknownPacketID(t *testing.T) {
 	} {
 		for _, ver := range fakeVersions {
 			t.Run(tc.name+"/"+ver.name, func(t *testing.T) {
-				inBubble(t, func(t *testing.T) {
+				fakeBubble(t, func(t *testing.T) {
 					c, fc, _ := fakeClient(t, mqtt.Config{ClientID: "u", Version: ver.v}, &packet.Connack{})
 					var pub *mqtt.Pending
 					var id uint16
@@ -84,7 +84,7 @@ func TestFakeAckUnknownPacketID(t *testing.T) {
 					}
 					ack := tc.ack(id)
 					fc.send(ack)
-					err := expectViolationClose(t, c, fc, ver.wire, packet.ProtocolError)
+					err := fakeExpectViolationClose(t, c, fc, ver.wire, packet.ProtocolError)
 					wantID := tc.wantID
 					if wantID == "" {
 						wantID = fmtID(id)
@@ -121,7 +121,7 @@ func fmtID(id uint16) string {
 // with Packet Identifier not found (0x92), and does not end the connection:
 // it is what a broker resends after the client completed the exchange.
 func TestFakePubrelUnknownPacketID(t *testing.T) {
-	eachVersion(t, func(t *testing.T, v mqtt.ProtocolVersion, wire packet.Version) {
+	fakeEachVersion(t, func(t *testing.T, v mqtt.ProtocolVersion, wire packet.Version) {
 		c, fc, _ := fakeClient(t, mqtt.Config{ClientID: "u", Version: v}, &packet.Connack{})
 		fc.send(&packet.Ack{PacketType: packet.PUBREL, PacketID: 99})
 		got := fc.expectAck(packet.PUBCOMP)
@@ -208,10 +208,10 @@ func TestFakeMalformedFromBroker(t *testing.T) {
 	} {
 		for _, ver := range fakeVersions {
 			t.Run(tc.name+"/"+ver.name, func(t *testing.T) {
-				inBubble(t, func(t *testing.T) {
+				fakeBubble(t, func(t *testing.T) {
 					c, fc, _ := fakeClient(t, mqtt.Config{ClientID: "m", Version: ver.v}, &packet.Connack{})
-					sent := async(t, func() error { return fc.bc.SendRawErr(tc.raw(ver.wire)) })
-					err := expectViolationClose(t, c, fc, ver.wire, tc.code)
+					sent := fakeAsync(t, func() error { return fc.bc.SendRawErr(tc.raw(ver.wire)) })
+					err := fakeExpectViolationClose(t, c, fc, ver.wire, tc.code)
 					if !errors.Is(err, tc.is) {
 						t.Errorf("Err = %v, want it to wrap %v", err, tc.is)
 					}
@@ -238,10 +238,10 @@ func TestFakeUnexpectedPacketFromBroker(t *testing.T) {
 		{"AUTH/v5", mqtt.Version5, packet.V5, &packet.Auth{ReasonCode: packet.ContinueAuthentication}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			inBubble(t, func(t *testing.T) {
+			fakeBubble(t, func(t *testing.T) {
 				c, fc, _ := fakeClient(t, mqtt.Config{ClientID: "m", Version: tc.v}, &packet.Connack{})
 				fc.send(tc.p)
-				err := expectViolationClose(t, c, fc, tc.wire, packet.ProtocolError)
+				err := fakeExpectViolationClose(t, c, fc, tc.wire, packet.ProtocolError)
 				if !strings.Contains(err.Error(), tc.p.Type().String()) {
 					t.Errorf("Err = %q, want it to name %v", err, tc.p.Type())
 				}
@@ -253,10 +253,10 @@ func TestFakeUnexpectedPacketFromBroker(t *testing.T) {
 // TestFakeAuthInV311 checks that an AUTH packet on a 3.1.1 connection, where
 // the type does not exist, ends the connection as a protocol violation.
 func TestFakeAuthInV311(t *testing.T) {
-	inBubble(t, func(t *testing.T) {
+	fakeBubble(t, func(t *testing.T) {
 		c, fc, _ := fakeClient(t, mqtt.Config{ClientID: "m", Version: mqtt.Version311}, &packet.Connack{})
 		fc.sendRaw([]byte{0xf0, 0x00})
-		expectViolationClose(t, c, fc, packet.V311, 0)
+		fakeExpectViolationClose(t, c, fc, packet.V311, 0)
 	})
 }
 
@@ -264,7 +264,7 @@ func TestFakeAuthInV311(t *testing.T) {
 // when the client announced Topic Alias Maximum 0 (by leaving it out), ends
 // the connection with Topic Alias invalid (0x94) [MQTT-3.3.2-9].
 func TestFakeTopicAliasFromBroker(t *testing.T) {
-	inBubble(t, func(t *testing.T) {
+	fakeBubble(t, func(t *testing.T) {
 		c, fc, cp := fakeClient(t, mqtt.Config{ClientID: "m", Version: mqtt.Version5}, &packet.Connack{})
 		if cp.Props.Has(packet.PropTopicAliasMaximum) && cp.Props.TopicAliasMaximum != 0 {
 			t.Fatalf("CONNECT announces Topic Alias Maximum %d", cp.Props.TopicAliasMaximum)
@@ -273,7 +273,7 @@ func TestFakeTopicAliasFromBroker(t *testing.T) {
 		p.Props.TopicAlias = 1
 		p.Props.Set(packet.PropTopicAlias)
 		fc.send(p)
-		expectViolationClose(t, c, fc, packet.V5, packet.TopicAliasInvalid)
+		fakeExpectViolationClose(t, c, fc, packet.V5, packet.TopicAliasInvalid)
 	})
 }
 
@@ -282,13 +282,13 @@ func TestFakeTopicAliasFromBroker(t *testing.T) {
 // [MQTT-3.1.2-25 counterpart: the client enforces what it announced], and
 // that the client announced that size.
 func TestFakePacketTooLargeFromBroker(t *testing.T) {
-	eachVersion(t, func(t *testing.T, v mqtt.ProtocolVersion, wire packet.Version) {
+	fakeEachVersion(t, func(t *testing.T, v mqtt.ProtocolVersion, wire packet.Version) {
 		c, fc, cp := fakeClient(t, mqtt.Config{ClientID: "m", Version: v, MaxPacketSize: 64}, &packet.Connack{})
 		if wire == packet.V5 && cp.Props.MaximumPacketSize != 64 {
 			t.Errorf("CONNECT Maximum Packet Size = %d, want 64", cp.Props.MaximumPacketSize)
 		}
 		sent := fc.sendAsync(&packet.Publish{Topic: "big", Payload: make([]byte, 100)})
-		err := expectViolationClose(t, c, fc, wire, packet.PacketTooLarge)
+		err := fakeExpectViolationClose(t, c, fc, wire, packet.PacketTooLarge)
 		if !errors.Is(err, packet.ErrTooLarge) {
 			t.Errorf("Err = %v, want it to wrap packet.ErrTooLarge", err)
 		}
@@ -303,14 +303,14 @@ func TestFakePacketTooLargeFromBroker(t *testing.T) {
 // QoS 2 messages awaiting PUBREL fill a Receive Maximum of 2; once PUBREL and
 // PUBCOMP free one, a new message is welcome.
 func TestFakeReceiveMaximumExceededByBroker(t *testing.T) {
-	inBubble(t, func(t *testing.T) {
+	fakeBubble(t, func(t *testing.T) {
 		c, fc, cp := fakeClient(t, mqtt.Config{ClientID: "m", Version: mqtt.Version5, ReceiveMaximum: 2}, &packet.Connack{})
 		if cp.Props.ReceiveMaximum != 2 {
 			t.Fatalf("CONNECT Receive Maximum = %d, want 2", cp.Props.ReceiveMaximum)
 		}
 		for id := uint16(1); id <= 2; id++ {
 			fc.send(&packet.Publish{Topic: "a", QoS: 2, PacketID: id})
-			recvMsg(t, c.Messages())
+			fakeRecv(t, c.Messages())
 			if a := fc.expectAck(packet.PUBREC); a.PacketID != id {
 				t.Fatalf("PUBREC for ID %d, want %d", a.PacketID, id)
 			}
@@ -318,13 +318,13 @@ func TestFakeReceiveMaximumExceededByBroker(t *testing.T) {
 		fc.send(&packet.Ack{PacketType: packet.PUBREL, PacketID: 1})
 		fc.expectAck(packet.PUBCOMP)
 		fc.send(&packet.Publish{Topic: "a", QoS: 1, PacketID: 3})
-		recvMsg(t, c.Messages())
+		fakeRecv(t, c.Messages())
 		fc.expectAck(packet.PUBACK)
 		fc.expectNothing()
 		// ID 2 still awaits PUBREL, ID 4 and 5 make three.
 		fc.send(&packet.Publish{Topic: "a", QoS: 1, PacketID: 4})
 		sent := fc.sendAsync(&packet.Publish{Topic: "a", QoS: 1, PacketID: 5})
-		err := expectViolationClose(t, c, fc, packet.V5, packet.ReceiveMaximumExceeded)
+		err := fakeExpectViolationClose(t, c, fc, packet.V5, packet.ReceiveMaximumExceeded)
 		if !strings.Contains(err.Error(), "Receive Maximum") {
 			t.Errorf("Err = %q, want it to name the Receive Maximum", err)
 		}
@@ -350,7 +350,7 @@ func TestFakeBrokerClosesMidPacket(t *testing.T) {
 	} {
 		for _, ver := range fakeVersions {
 			t.Run(tc.name+"/"+ver.name, func(t *testing.T) {
-				inBubble(t, func(t *testing.T) {
+				fakeBubble(t, func(t *testing.T) {
 					c, fc, _ := fakeClient(t, mqtt.Config{ClientID: "m", Version: ver.v}, &packet.Connack{})
 					pub := c.PublishAsync(mqtt.Message{Topic: "t", QoS: mqtt.AtLeastOnce})
 					fc.expectPublish()
@@ -358,7 +358,7 @@ func TestFakeBrokerClosesMidPacket(t *testing.T) {
 						fc.sendRaw(tc.raw)
 					}
 					fc.bc.Close()
-					err := waitDone(t, c, fakeTimeout)
+					err := fakeWaitDone(t, c, fakeTimeout)
 					if !errors.Is(err, mqtt.ErrConnectionLost) || errors.Is(err, mqtt.ErrProtocolViolation) {
 						t.Errorf("Err = %v, want ErrConnectionLost and no protocol violation", err)
 					}
@@ -383,19 +383,19 @@ func TestFakeBrokerClosesMidPacketTCP(t *testing.T) {
 	t.Parallel()
 	b := fakebroker.NewTCP(t)
 	var d net.Dialer
-	res := startConnect(t, context.Background(), b, mqtt.Config{ClientID: "tcp", Version: mqtt.Version5, Dialer: d.DialContext})
-	bc := acceptConn(t, b, fakeTCPTimeout)
+	res := fakeStartConnect(t, context.Background(), b, mqtt.Config{ClientID: "tcp", Version: mqtt.Version5, Dialer: d.DialContext})
+	bc := fakeAccept(t, b, fakeTCPTimeout)
 	bc.Accept(t, false)
-	c, err := connectDone(t, res, fakeTCPTimeout)
+	c, err := fakeConnectDone(t, res, fakeTCPTimeout)
 	if err != nil {
 		t.Fatalf("Connect: %v", err)
 	}
-	fc := watch(t, bc, fakeTCPTimeout)
+	fc := fakeWatch(t, bc, fakeTCPTimeout)
 	pub := c.PublishAsync(mqtt.Message{Topic: "t", QoS: mqtt.AtLeastOnce})
 	fc.expectPublish()
 	fc.sendRaw([]byte{0x30, 0x0a, 0x00, 0x03, 'a', '/'})
 	bc.Close()
-	err = waitDone(t, c, fakeTCPTimeout)
+	err = fakeWaitDone(t, c, fakeTCPTimeout)
 	if !errors.Is(err, mqtt.ErrConnectionLost) || errors.Is(err, mqtt.ErrProtocolViolation) {
 		t.Errorf("Err = %v, want ErrConnectionLost and no protocol violation", err)
 	}

@@ -29,33 +29,33 @@ var fakeVersions = []struct {
 	wire packet.Version
 }{{"v311", mqtt.Version311, packet.V311}, {"v5", mqtt.Version5, packet.V5}}
 
-// inBubble runs f as a parallel test inside a synctest bubble.
-func inBubble(t *testing.T, f func(t *testing.T)) {
+// fakeBubble runs f as a parallel test inside a synctest bubble.
+func fakeBubble(t *testing.T, f func(t *testing.T)) {
 	t.Helper()
 	t.Parallel()
 	synctest.Test(t, f)
 }
 
-// eachVersion runs f inside a synctest bubble as a parallel subtest for
+// fakeEachVersion runs f inside a synctest bubble as a parallel subtest for
 // MQTT 3.1.1 and 5.0.
-func eachVersion(t *testing.T, f func(t *testing.T, v mqtt.ProtocolVersion, wire packet.Version)) {
+func fakeEachVersion(t *testing.T, f func(t *testing.T, v mqtt.ProtocolVersion, wire packet.Version)) {
 	t.Helper()
 	t.Parallel()
 	for _, ver := range fakeVersions {
 		t.Run(ver.name, func(t *testing.T) {
-			inBubble(t, func(t *testing.T) { f(t, ver.v, ver.wire) })
+			fakeBubble(t, func(t *testing.T) { f(t, ver.v, ver.wire) })
 		})
 	}
 }
 
-type connectResult struct {
+type fakeConnectResult struct {
 	c   *mqtt.Client
 	err error
 }
 
-// startConnect runs mqtt.Connect in its own goroutine against b. A client
+// fakeStartConnect runs mqtt.Connect in its own goroutine against b. A client
 // that connects is closed at the end of the test.
-func startConnect(t *testing.T, ctx context.Context, b *fakebroker.Broker, cfg mqtt.Config) <-chan connectResult {
+func fakeStartConnect(t *testing.T, ctx context.Context, b *fakebroker.Broker, cfg mqtt.Config) <-chan fakeConnectResult {
 	t.Helper()
 	if cfg.Servers == nil {
 		cfg.Servers = []string{b.URL()}
@@ -63,17 +63,17 @@ func startConnect(t *testing.T, ctx context.Context, b *fakebroker.Broker, cfg m
 	if cfg.Dialer == nil {
 		cfg.Dialer = b.Dial
 	}
-	ch := make(chan connectResult, 1)
+	ch := make(chan fakeConnectResult, 1)
 	go func() {
 		c, err := mqtt.Connect(ctx, cfg)
-		ch <- connectResult{c, err}
+		ch <- fakeConnectResult{c, err}
 	}()
 	return ch
 }
 
-// connectDone waits, within timeout, for the result of startConnect, and
+// fakeConnectDone waits, within timeout, for the result of fakeStartConnect, and
 // registers the Close of a connected client.
-func connectDone(t *testing.T, ch <-chan connectResult, timeout time.Duration) (*mqtt.Client, error) {
+func fakeConnectDone(t *testing.T, ch <-chan fakeConnectResult, timeout time.Duration) (*mqtt.Client, error) {
 	t.Helper()
 	select {
 	case r := <-ch:
@@ -87,8 +87,8 @@ func connectDone(t *testing.T, ch <-chan connectResult, timeout time.Duration) (
 	}
 }
 
-// acceptConn waits, within timeout, for the client to dial b.
-func acceptConn(t *testing.T, b *fakebroker.Broker, timeout time.Duration) *fakebroker.Conn {
+// fakeAccept waits, within timeout, for the client to dial b.
+func fakeAccept(t *testing.T, b *fakebroker.Broker, timeout time.Duration) *fakebroker.Conn {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
@@ -102,19 +102,19 @@ func acceptConn(t *testing.T, b *fakebroker.Broker, timeout time.Duration) *fake
 // fakeClient connects a client configured by cfg to a new in-memory fake
 // broker that answers the CONNECT with ack. It must run inside a bubble. It
 // returns the client, the broker side of its connection (with a reader
-// running, see watch) and the CONNECT the broker received.
+// running, see fakeWatch) and the CONNECT the broker received.
 func fakeClient(t *testing.T, cfg mqtt.Config, ack *packet.Connack) (*mqtt.Client, *fakeConn, *packet.Connect) {
 	t.Helper()
 	b := fakebroker.New(t)
-	res := startConnect(t, context.Background(), b, cfg)
-	bc := acceptConn(t, b, fakeTimeout)
+	res := fakeStartConnect(t, context.Background(), b, cfg)
+	bc := fakeAccept(t, b, fakeTimeout)
 	cp := bc.ExpectConnect(t)
 	bc.Send(t, ack)
-	c, err := connectDone(t, res, fakeTimeout)
+	c, err := fakeConnectDone(t, res, fakeTimeout)
 	if err != nil {
 		t.Fatalf("Connect: %v", err)
 	}
-	return c, watch(t, bc, fakeTimeout), cp
+	return c, fakeWatch(t, bc, fakeTimeout), cp
 }
 
 // fakeClientConn is fakeClient for tests that read the client's packets
@@ -122,11 +122,11 @@ func fakeClient(t *testing.T, cfg mqtt.Config, ack *packet.Connack) (*mqtt.Clien
 func fakeClientConn(t *testing.T, cfg mqtt.Config, ack *packet.Connack) (*mqtt.Client, *fakebroker.Conn) {
 	t.Helper()
 	b := fakebroker.New(t)
-	res := startConnect(t, context.Background(), b, cfg)
-	bc := acceptConn(t, b, fakeTimeout)
+	res := fakeStartConnect(t, context.Background(), b, cfg)
+	bc := fakeAccept(t, b, fakeTimeout)
 	bc.ExpectConnect(t)
 	bc.Send(t, ack)
-	c, err := connectDone(t, res, fakeTimeout)
+	c, err := fakeConnectDone(t, res, fakeTimeout)
 	if err != nil {
 		t.Fatalf("Connect: %v", err)
 	}
@@ -148,9 +148,9 @@ type fakeConn struct {
 	err     error
 }
 
-// watch starts reading bc. At the end of the test the broker side is closed
+// fakeWatch starts reading bc. At the end of the test the broker side is closed
 // and the reader waited for.
-func watch(t *testing.T, bc *fakebroker.Conn, timeout time.Duration) *fakeConn {
+func fakeWatch(t *testing.T, bc *fakebroker.Conn, timeout time.Duration) *fakeConn {
 	fc := &fakeConn{
 		t:       t,
 		bc:      bc,
@@ -259,14 +259,14 @@ func (fc *fakeConn) expectClosed() []packet.Packet {
 			got = append(got, p)
 			continue
 		}
-		if !isEOF(err) {
+		if !fakeIsEOF(err) {
 			fc.t.Fatalf("fake broker: want the client to close the connection: %v", err)
 		}
 		return got
 	}
 }
 
-func isEOF(err error) bool {
+func fakeIsEOF(err error) bool {
 	return errors.Is(err, io.EOF) || errors.Is(err, io.ErrClosedPipe) || errors.Is(err, net.ErrClosed)
 }
 
@@ -298,8 +298,8 @@ func (fc *fakeConn) sendAsync(ps ...packet.Packet) <-chan error {
 	return ch
 }
 
-// waitDone waits for the client to stop and returns Err.
-func waitDone(t *testing.T, c *mqtt.Client, timeout time.Duration) error {
+// fakeWaitDone waits for the client to stop and returns Err.
+func fakeWaitDone(t *testing.T, c *mqtt.Client, timeout time.Duration) error {
 	t.Helper()
 	select {
 	case <-c.Done():
@@ -310,8 +310,8 @@ func waitDone(t *testing.T, c *mqtt.Client, timeout time.Duration) error {
 	}
 }
 
-// recvMsg receives one message from ch.
-func recvMsg(t *testing.T, ch <-chan mqtt.Message) mqtt.Message {
+// fakeRecv receives one message from ch.
+func fakeRecv(t *testing.T, ch <-chan mqtt.Message) mqtt.Message {
 	t.Helper()
 	select {
 	case m, ok := <-ch:
@@ -325,9 +325,9 @@ func recvMsg(t *testing.T, ch <-chan mqtt.Message) mqtt.Message {
 	}
 }
 
-// noMsg checks, inside a bubble, that nothing can be received from ch once
+// fakeNoMsg checks, inside a bubble, that nothing can be received from ch once
 // every goroutine has settled.
-func noMsg(t *testing.T, ch <-chan mqtt.Message) {
+func fakeNoMsg(t *testing.T, ch <-chan mqtt.Message) {
 	t.Helper()
 	synctest.Wait()
 	select {
@@ -340,8 +340,8 @@ func noMsg(t *testing.T, ch <-chan mqtt.Message) {
 	}
 }
 
-// chanClosed reports, inside a bubble, whether ch is closed and empty.
-func chanClosed(ch <-chan mqtt.Message) bool {
+// fakeChanClosed reports, inside a bubble, whether ch is closed and empty.
+func fakeChanClosed(ch <-chan mqtt.Message) bool {
 	synctest.Wait()
 	select {
 	case _, ok := <-ch:
@@ -351,9 +351,9 @@ func chanClosed(ch <-chan mqtt.Message) bool {
 	}
 }
 
-// subscribe subscribes through the fake broker, which grants every filter
+// fakeSubscribe subscribes through the fake broker, which grants every filter
 // the QoS asked for.
-func subscribe(t *testing.T, c *mqtt.Client, fc *fakeConn, filters ...mqtt.Filter) *mqtt.Subscription {
+func fakeSubscribe(t *testing.T, c *mqtt.Client, fc *fakeConn, filters ...mqtt.Filter) *mqtt.Subscription {
 	t.Helper()
 	type result struct {
 		sub *mqtt.Subscription
@@ -378,15 +378,15 @@ func subscribe(t *testing.T, c *mqtt.Client, fc *fakeConn, filters ...mqtt.Filte
 }
 
 // call is a client call running in its own goroutine.
-type call struct {
+type fakeCall struct {
 	t    *testing.T
 	done chan struct{}
 	err  error
 }
 
-// async runs f in a goroutine.
-func async(t *testing.T, f func() error) *call {
-	c := &call{t: t, done: make(chan struct{})}
+// fakeAsync runs f in a goroutine.
+func fakeAsync(t *testing.T, f func() error) *fakeCall {
+	c := &fakeCall{t: t, done: make(chan struct{})}
 	go func() {
 		c.err = f()
 		close(c.done)
@@ -395,7 +395,7 @@ func async(t *testing.T, f func() error) *call {
 }
 
 // wait waits for the call to return and returns its error.
-func (c *call) wait() error {
+func (c *fakeCall) wait() error {
 	c.t.Helper()
 	select {
 	case <-c.done:
@@ -408,7 +408,7 @@ func (c *call) wait() error {
 
 // returned reports, inside a bubble, whether the call has returned once
 // every goroutine has settled.
-func (c *call) returned() bool {
+func (c *fakeCall) returned() bool {
 	synctest.Wait()
 	select {
 	case <-c.done:

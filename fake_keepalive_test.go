@@ -10,9 +10,9 @@ import (
 	"github.com/b4e21b16/mqtt/packet"
 )
 
-// expectPingAt waits for a PINGREQ and checks that it arrived at offset
+// fakeExpectPingAt waits for a PINGREQ and checks that it arrived at offset
 // from start on the bubble's clock.
-func expectPingAt(t *testing.T, fc *fakeConn, start time.Time, offset time.Duration) {
+func fakeExpectPingAt(t *testing.T, fc *fakeConn, start time.Time, offset time.Duration) {
 	t.Helper()
 	fc.expect(packet.PINGREQ)
 	if got := time.Since(start); got != offset {
@@ -27,19 +27,19 @@ func expectPingAt(t *testing.T, fc *fakeConn, start time.Time, offset time.Durat
 // closes, Err wraps ErrConnectionLost and ErrKeepAliveTimeout, waiting calls
 // fail and the connection is closed.
 func TestFakeKeepAlive(t *testing.T) {
-	eachVersion(t, func(t *testing.T, v mqtt.ProtocolVersion, _ packet.Version) {
+	fakeEachVersion(t, func(t *testing.T, v mqtt.ProtocolVersion, _ packet.Version) {
 		c, fc, _ := fakeClient(t, mqtt.Config{ClientID: "ka", Version: v, KeepAlive: 10 * time.Second}, &packet.Connack{})
 		start := time.Now()
-		sub := subscribe(t, c, fc, mqtt.Filter{Topic: "x/#", QoS: 1})
-		expectPingAt(t, fc, start, 10*time.Second)
+		sub := fakeSubscribe(t, c, fc, mqtt.Filter{Topic: "x/#", QoS: 1})
+		fakeExpectPingAt(t, fc, start, 10*time.Second)
 		fc.send(&packet.Pingresp{})
-		expectPingAt(t, fc, start, 20*time.Second)
+		fakeExpectPingAt(t, fc, start, 20*time.Second)
 		fc.send(&packet.Pingresp{})
-		expectPingAt(t, fc, start, 30*time.Second)
+		fakeExpectPingAt(t, fc, start, 30*time.Second)
 		// The broker stops answering; it still reads.
 		pub := c.PublishAsync(mqtt.Message{Topic: "x/y", QoS: mqtt.AtLeastOnce})
 		fc.expectPublish()
-		err := waitDone(t, c, fakeTimeout)
+		err := fakeWaitDone(t, c, fakeTimeout)
 		// PingTimeout defaults to KeepAlive (at most 30 s).
 		if got := time.Since(start); got != 40*time.Second {
 			t.Errorf("connection declared lost at %v, want 40s (the last PINGREQ plus PingTimeout)", got)
@@ -50,7 +50,7 @@ func TestFakeKeepAlive(t *testing.T) {
 		if err := pub.Wait(context.Background()); !errors.Is(err, mqtt.ErrConnectionLost) {
 			t.Errorf("in-flight publish completed with %v, want ErrConnectionLost", err)
 		}
-		if !chanClosed(sub.Messages()) {
+		if !fakeChanClosed(sub.Messages()) {
 			t.Error("subscription channel still open after the connection was lost")
 		}
 		if got := fc.expectClosed(); len(got) != 0 {
@@ -62,12 +62,12 @@ func TestFakeKeepAlive(t *testing.T) {
 // TestFakeKeepAlivePingTimeout checks that a configured PingTimeout, not
 // the keepalive interval, bounds the wait for PINGRESP.
 func TestFakeKeepAlivePingTimeout(t *testing.T) {
-	inBubble(t, func(t *testing.T) {
+	fakeBubble(t, func(t *testing.T) {
 		c, fc, _ := fakeClient(t, mqtt.Config{ClientID: "ka", Version: mqtt.Version5, KeepAlive: 10 * time.Second,
 			PingTimeout: 3 * time.Second}, &packet.Connack{})
 		start := time.Now()
-		expectPingAt(t, fc, start, 10*time.Second)
-		err := waitDone(t, c, fakeTimeout)
+		fakeExpectPingAt(t, fc, start, 10*time.Second)
+		err := fakeWaitDone(t, c, fakeTimeout)
 		if got := time.Since(start); got != 13*time.Second {
 			t.Errorf("connection declared lost at %v, want 13s", got)
 		}
@@ -80,17 +80,17 @@ func TestFakeKeepAlivePingTimeout(t *testing.T) {
 // TestFakeKeepAliveAnyPacketCounts checks that any packet from the broker
 // after PINGREQ, not only PINGRESP, shows the connection is alive.
 func TestFakeKeepAliveAnyPacketCounts(t *testing.T) {
-	inBubble(t, func(t *testing.T) {
+	fakeBubble(t, func(t *testing.T) {
 		c, fc, _ := fakeClient(t, mqtt.Config{ClientID: "ka", Version: mqtt.Version5, KeepAlive: 10 * time.Second}, &packet.Connack{})
 		start := time.Now()
-		expectPingAt(t, fc, start, 10*time.Second)
+		fakeExpectPingAt(t, fc, start, 10*time.Second)
 		time.Sleep(9 * time.Second)
 		fc.send(&packet.Publish{Topic: "news", Payload: []byte("alive")})
 		time.Sleep(5 * time.Second)
 		if err := c.Err(); err != nil {
 			t.Fatalf("Err at 24s = %v; a PUBLISH arrived 5s ago", err)
 		}
-		recvMsg(t, c.Messages())
+		fakeRecv(t, c.Messages())
 	})
 }
 
@@ -99,7 +99,7 @@ func TestFakeKeepAliveAnyPacketCounts(t *testing.T) {
 // PINGREQ to 14 s. What the broker sends does not: the client must still
 // send something every interval.
 func TestFakeKeepAlivePostponedBySending(t *testing.T) {
-	eachVersion(t, func(t *testing.T, v mqtt.ProtocolVersion, _ packet.Version) {
+	fakeEachVersion(t, func(t *testing.T, v mqtt.ProtocolVersion, _ packet.Version) {
 		c, fc, _ := fakeClient(t, mqtt.Config{ClientID: "ka", Version: v, KeepAlive: 10 * time.Second}, &packet.Connack{})
 		start := time.Now()
 		time.Sleep(4 * time.Second)
@@ -107,7 +107,7 @@ func TestFakeKeepAlivePostponedBySending(t *testing.T) {
 			t.Fatalf("Publish: %v", err)
 		}
 		fc.expectPublish()
-		expectPingAt(t, fc, start, 14*time.Second)
+		fakeExpectPingAt(t, fc, start, 14*time.Second)
 		fc.send(&packet.Pingresp{})
 
 		// A QoS 1 exchange at 20 s: the PUBLISH is the client's last packet.
@@ -118,15 +118,15 @@ func TestFakeKeepAlivePostponedBySending(t *testing.T) {
 		if err := pub.Wait(context.Background()); err != nil {
 			t.Fatalf("Publish: %v", err)
 		}
-		expectPingAt(t, fc, start, 30*time.Second)
+		fakeExpectPingAt(t, fc, start, 30*time.Second)
 		fc.send(&packet.Pingresp{})
 
 		// Inbound traffic at 35 s does not postpone the next PINGREQ.
 		time.Sleep(5 * time.Second)
 		fc.send(&packet.Publish{Topic: "in", Payload: []byte("x")})
-		expectPingAt(t, fc, start, 40*time.Second)
+		fakeExpectPingAt(t, fc, start, 40*time.Second)
 		fc.send(&packet.Pingresp{})
-		recvMsg(t, c.Messages())
+		fakeRecv(t, c.Messages())
 	})
 }
 
@@ -136,7 +136,7 @@ func TestFakeKeepAlivePostponedBySending(t *testing.T) {
 func TestFakeServerKeepAlive(t *testing.T) {
 	t.Parallel()
 	t.Run("5s", func(t *testing.T) {
-		inBubble(t, func(t *testing.T) {
+		fakeBubble(t, func(t *testing.T) {
 			ack := &packet.Connack{}
 			ack.Props.ServerKeepAlive = 5
 			ack.Props.Set(packet.PropServerKeepAlive)
@@ -145,9 +145,9 @@ func TestFakeServerKeepAlive(t *testing.T) {
 			if cp.KeepAlive != 60 {
 				t.Errorf("CONNECT Keep Alive = %d, want 60", cp.KeepAlive)
 			}
-			expectPingAt(t, fc, start, 5*time.Second)
+			fakeExpectPingAt(t, fc, start, 5*time.Second)
 			fc.send(&packet.Pingresp{})
-			expectPingAt(t, fc, start, 10*time.Second)
+			fakeExpectPingAt(t, fc, start, 10*time.Second)
 			fc.send(&packet.Pingresp{})
 			if err := c.Err(); err != nil {
 				t.Errorf("Err = %v", err)
@@ -155,7 +155,7 @@ func TestFakeServerKeepAlive(t *testing.T) {
 		})
 	})
 	t.Run("0", func(t *testing.T) {
-		inBubble(t, func(t *testing.T) {
+		fakeBubble(t, func(t *testing.T) {
 			ack := &packet.Connack{}
 			ack.Props.Set(packet.PropServerKeepAlive)
 			c, fc, _ := fakeClient(t, mqtt.Config{ClientID: "ska", Version: mqtt.Version5, KeepAlive: 10 * time.Second}, ack)
@@ -171,10 +171,10 @@ func TestFakeServerKeepAlive(t *testing.T) {
 // TestFakePing checks that Ping sends PINGREQ and returns the time until
 // PINGRESP arrived, and that Ping's ctx bounds the wait.
 func TestFakePing(t *testing.T) {
-	eachVersion(t, func(t *testing.T, v mqtt.ProtocolVersion, _ packet.Version) {
+	fakeEachVersion(t, func(t *testing.T, v mqtt.ProtocolVersion, _ packet.Version) {
 		c, fc, _ := fakeClient(t, mqtt.Config{ClientID: "ping", Version: v, KeepAlive: time.Hour}, &packet.Connack{})
 		var rtt time.Duration
-		call := async(t, func() (err error) {
+		call := fakeAsync(t, func() (err error) {
 			rtt, err = c.Ping(context.Background())
 			return err
 		})

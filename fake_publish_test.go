@@ -17,7 +17,7 @@ import (
 // identifier [MQTT-2.2.1-2], DUP 0 [MQTT-3.3.1-2], the retain flag, topic and
 // payload; and that Publish returns without any acknowledgement.
 func TestFakePublishQoS0(t *testing.T) {
-	eachVersion(t, func(t *testing.T, v mqtt.ProtocolVersion, _ packet.Version) {
+	fakeEachVersion(t, func(t *testing.T, v mqtt.ProtocolVersion, _ packet.Version) {
 		c, fc, _ := fakeClient(t, mqtt.Config{ClientID: "p0", Version: v}, &packet.Connack{})
 		if err := c.Publish(context.Background(), mqtt.Message{Topic: "a/b", Payload: []byte("zero"), Retain: true}); err != nil {
 			t.Fatalf("Publish: %v", err)
@@ -35,12 +35,12 @@ func TestFakePublishQoS0(t *testing.T) {
 // [MQTT-3.3.1-1], retain, MQTT 5.0 properties) and that Publish returns only
 // after the PUBACK [MQTT-4.3.2-1].
 func TestFakePublishQoS1(t *testing.T) {
-	eachVersion(t, func(t *testing.T, v mqtt.ProtocolVersion, wire packet.Version) {
+	fakeEachVersion(t, func(t *testing.T, v mqtt.ProtocolVersion, wire packet.Version) {
 		c, fc, _ := fakeClient(t, mqtt.Config{ClientID: "p1", Version: v}, &packet.Connack{})
 		m := mqtt.Message{Topic: "sensors/1", Payload: []byte("21.5"), QoS: mqtt.AtLeastOnce, Retain: true,
 			ContentType: "text/plain", Expiry: 90 * time.Second,
 			UserProperties: []mqtt.UserProperty{{Key: "unit", Value: "C"}}}
-		call := async(t, func() error { return c.Publish(context.Background(), m) })
+		call := fakeAsync(t, func() error { return c.Publish(context.Background(), m) })
 		got := fc.expectPublish()
 		if got.PacketID == 0 {
 			t.Fatal("QoS 1 PUBLISH with packet identifier 0")
@@ -72,7 +72,7 @@ func TestFakePublishQoS1(t *testing.T) {
 // reason code gives a *ReasonError with the code and reason string, and
 // that a success code such as No matching subscribers (0x10) is no error.
 func TestFakePublishQoS1Refused(t *testing.T) {
-	inBubble(t, func(t *testing.T) {
+	fakeBubble(t, func(t *testing.T) {
 		c, fc, _ := fakeClient(t, mqtt.Config{ClientID: "p1", Version: mqtt.Version5}, &packet.Connack{})
 		pub := c.PublishAsync(mqtt.Message{Topic: "secret/x", QoS: mqtt.AtLeastOnce})
 		p := fc.expectPublish()
@@ -105,9 +105,9 @@ func TestFakePublishQoS1Refused(t *testing.T) {
 // QoS 2, PUBREC, then PUBREL with the same packet identifier and fixed header
 // flags 0010 [MQTT-3.6.1-1], PUBCOMP, and only then does Publish return.
 func TestFakePublishQoS2(t *testing.T) {
-	eachVersion(t, func(t *testing.T, v mqtt.ProtocolVersion, _ packet.Version) {
+	fakeEachVersion(t, func(t *testing.T, v mqtt.ProtocolVersion, _ packet.Version) {
 		c, bc := fakeClientConn(t, mqtt.Config{ClientID: "p2", Version: v}, &packet.Connack{})
-		call := async(t, func() error {
+		call := fakeAsync(t, func() error {
 			return c.Publish(context.Background(), mqtt.Message{Topic: "orders", Payload: []byte("#1"), QoS: mqtt.ExactlyOnce})
 		})
 		p := bc.ExpectPublish(t)
@@ -140,7 +140,7 @@ func TestFakePublishQoS2(t *testing.T) {
 // the exchange [MQTT-4.3.3-4 note]: Publish fails with a *ReasonError and no
 // PUBREL is sent.
 func TestFakePublishQoS2Refused(t *testing.T) {
-	inBubble(t, func(t *testing.T) {
+	fakeBubble(t, func(t *testing.T) {
 		c, fc, _ := fakeClient(t, mqtt.Config{ClientID: "p2", Version: mqtt.Version5}, &packet.Connack{})
 		pub := c.PublishAsync(mqtt.Message{Topic: "orders", QoS: mqtt.ExactlyOnce})
 		p := fc.expectPublish()
@@ -166,7 +166,7 @@ func TestFakePublishQoS2Refused(t *testing.T) {
 // packet identifier, not by order: the broker acknowledges the second of
 // two publishes first.
 func TestFakePublishAcksOutOfOrder(t *testing.T) {
-	eachVersion(t, func(t *testing.T, v mqtt.ProtocolVersion, _ packet.Version) {
+	fakeEachVersion(t, func(t *testing.T, v mqtt.ProtocolVersion, _ packet.Version) {
 		c, fc, _ := fakeClient(t, mqtt.Config{ClientID: "ooo", Version: v}, &packet.Connack{})
 		p1 := c.PublishAsync(mqtt.Message{Topic: "a", Payload: []byte("1"), QoS: mqtt.AtLeastOnce})
 		p2 := c.PublishAsync(mqtt.Message{Topic: "a", Payload: []byte("2"), QoS: mqtt.AtLeastOnce})
@@ -181,8 +181,8 @@ func TestFakePublishAcksOutOfOrder(t *testing.T) {
 			t.Fatalf("packet identifiers %v are not distinct", ids)
 		}
 		fc.send(&packet.Ack{PacketType: packet.PUBACK, PacketID: ids["2"]})
-		synctestWaitDone(t, p2, true)
-		synctestWaitDone(t, p1, false)
+		fakePendingDone(t, p2, true)
+		fakePendingDone(t, p1, false)
 		fc.send(&packet.Ack{PacketType: packet.PUBREC, PacketID: ids["4"]})
 		fc.send(&packet.Ack{PacketType: packet.PUBREC, PacketID: ids["3"]})
 		if a := fc.expectAck(packet.PUBREL); a.PacketID != ids["4"] {
@@ -192,8 +192,8 @@ func TestFakePublishAcksOutOfOrder(t *testing.T) {
 			t.Errorf("second PUBREL for ID %d, want %d", a.PacketID, ids["3"])
 		}
 		fc.send(&packet.Ack{PacketType: packet.PUBCOMP, PacketID: ids["3"]})
-		synctestWaitDone(t, q1, true)
-		synctestWaitDone(t, q2, false)
+		fakePendingDone(t, q1, true)
+		fakePendingDone(t, q2, false)
 		fc.send(&packet.Ack{PacketType: packet.PUBACK, PacketID: ids["1"]})
 		fc.send(&packet.Ack{PacketType: packet.PUBCOMP, PacketID: ids["4"]})
 		for i, p := range []*mqtt.Pending{p1, p2, q1, q2} {
@@ -204,11 +204,11 @@ func TestFakePublishAcksOutOfOrder(t *testing.T) {
 	})
 }
 
-// synctestWaitDone checks, inside a bubble, whether p has completed once
+// fakePendingDone checks, inside a bubble, whether p has completed once
 // every goroutine settled, and that it completed without error.
-func synctestWaitDone(t *testing.T, p *mqtt.Pending, want bool) {
+func fakePendingDone(t *testing.T, p *mqtt.Pending, want bool) {
 	t.Helper()
-	c := async(t, func() error { <-p.Done(); return p.Err() })
+	c := fakeAsync(t, func() error { <-p.Done(); return p.Err() })
 	if got := c.returned(); got != want {
 		t.Fatalf("publish completed = %v, want %v", got, want)
 	}
@@ -224,7 +224,7 @@ func synctestWaitDone(t *testing.T, p *mqtt.Pending, want bool) {
 // still matched: no protocol violation, and the packet identifier is reused
 // only after it.
 func TestFakePublishCancelAfterSend(t *testing.T) {
-	inBubble(t, func(t *testing.T) {
+	fakeBubble(t, func(t *testing.T) {
 		c, fc, _ := fakeClient(t, mqtt.Config{ClientID: "cancel", Version: mqtt.Version5}, &packet.Connack{})
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		defer cancel()
@@ -247,7 +247,7 @@ func TestFakePublishCancelAfterSend(t *testing.T) {
 // publish waits without sending anything until its ctx expires; after one
 // PUBACK, a new publish goes out with the freed identifier.
 func TestFakePacketIDsExhausted(t *testing.T) {
-	inBubble(t, func(t *testing.T) {
+	fakeBubble(t, func(t *testing.T) {
 		c, fc, _ := fakeClient(t, mqtt.Config{ClientID: "ids", Version: mqtt.Version311, KeepAlive: -1}, &packet.Connack{})
 		const n = 65535
 		pending := make([]*mqtt.Pending, 0, n)
@@ -257,12 +257,12 @@ func TestFakePacketIDsExhausted(t *testing.T) {
 			pending = append(pending, c.PublishAsync(m))
 			select {
 			case p := <-fc.pkts:
-				markID(t, seen, p)
+				fakeMarkID(t, seen, p)
 			default:
 			}
 		}
-		for got := countTrue(seen); got < n; got++ {
-			markID(t, seen, fc.next())
+		for got := fakeCountTrue(seen); got < n; got++ {
+			fakeMarkID(t, seen, fc.next())
 		}
 		if seen[0] {
 			t.Fatal("packet identifier 0 was used")
@@ -302,7 +302,7 @@ func TestFakePacketIDsExhausted(t *testing.T) {
 	})
 }
 
-func markID(t *testing.T, seen []bool, p packet.Packet) {
+func fakeMarkID(t *testing.T, seen []bool, p packet.Packet) {
 	t.Helper()
 	pub, ok := p.(*packet.Publish)
 	if !ok {
@@ -314,7 +314,7 @@ func markID(t *testing.T, seen []bool, p packet.Packet) {
 	seen[pub.PacketID] = true
 }
 
-func countTrue(b []bool) int {
+func fakeCountTrue(b []bool) int {
 	n := 0
 	for _, x := range b {
 		if x {
@@ -328,7 +328,7 @@ func countTrue(b []bool) int {
 // and QoS 1 and 2 PUBLISH in flight at once never share a packet identifier
 // [MQTT-2.2.1-3], and that a QoS 2 identifier stays in use until PUBCOMP.
 func TestFakePacketIDsDistinctAcrossKinds(t *testing.T) {
-	inBubble(t, func(t *testing.T) {
+	fakeBubble(t, func(t *testing.T) {
 		c, fc, _ := fakeClient(t, mqtt.Config{ClientID: "ids", Version: mqtt.Version5}, &packet.Connack{})
 		inFlight := map[uint16]packet.Packet{}
 		take := func(p packet.Packet, id uint16) {
@@ -338,20 +338,20 @@ func TestFakePacketIDsDistinctAcrossKinds(t *testing.T) {
 			}
 			inFlight[id] = p
 		}
-		var calls []*call
+		var calls []*fakeCall
 		for i := range 4 {
-			calls = append(calls, async(t, func() error {
+			calls = append(calls, fakeAsync(t, func() error {
 				_, err := c.Subscribe(context.Background(), fmt.Sprintf("s/%d", i), mqtt.AtLeastOnce)
 				return err
 			}))
 			sp := fc.expectSubscribe()
 			take(sp, sp.PacketID)
-			calls = append(calls, async(t, func() error {
+			calls = append(calls, fakeAsync(t, func() error {
 				return c.Publish(context.Background(), mqtt.Message{Topic: "p", QoS: mqtt.QoS(1 + i%2)})
 			}))
 			pp := fc.expectPublish()
 			take(pp, pp.PacketID)
-			calls = append(calls, async(t, func() error { return c.Unsubscribe(context.Background(), "u/x") }))
+			calls = append(calls, fakeAsync(t, func() error { return c.Unsubscribe(context.Background(), "u/x") }))
 			up := fc.expect(packet.UNSUBSCRIBE).(*packet.Unsubscribe)
 			take(up, up.PacketID)
 		}
@@ -364,7 +364,7 @@ func TestFakePacketIDsDistinctAcrossKinds(t *testing.T) {
 			}
 		}
 		for i := range 4 {
-			calls = append(calls, async(t, func() error {
+			calls = append(calls, fakeAsync(t, func() error {
 				return c.Publish(context.Background(), mqtt.Message{Topic: "more", QoS: mqtt.QoS(1 + i%2)})
 			}))
 			pp := fc.expectPublish()
@@ -401,7 +401,7 @@ func TestFakePacketIDsDistinctAcrossKinds(t *testing.T) {
 // QoS 1 and 2 publishes are unacknowledged at once; the others wait, in
 // order, and QoS 0 publishes are not held back.
 func TestFakeReceiveMaximumFromBroker(t *testing.T) {
-	inBubble(t, func(t *testing.T) {
+	fakeBubble(t, func(t *testing.T) {
 		ack := &packet.Connack{}
 		ack.Props.ReceiveMaximum = 2
 		ack.Props.Set(packet.PropReceiveMaximum)

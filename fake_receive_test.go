@@ -17,9 +17,9 @@ import (
 // with its topic, payload, retain flag and MQTT 5.0 properties, and that the
 // client sends nothing back [MQTT-4.3.1-1].
 func TestFakeInboundQoS0(t *testing.T) {
-	eachVersion(t, func(t *testing.T, v mqtt.ProtocolVersion, wire packet.Version) {
+	fakeEachVersion(t, func(t *testing.T, v mqtt.ProtocolVersion, wire packet.Version) {
 		c, fc, _ := fakeClient(t, mqtt.Config{ClientID: "r", Version: v}, &packet.Connack{})
-		sub := subscribe(t, c, fc, mqtt.Filter{Topic: "in/#"})
+		sub := fakeSubscribe(t, c, fc, mqtt.Filter{Topic: "in/#"})
 		p := &packet.Publish{Topic: "in/a", Payload: []byte("hello"), Retain: true}
 		want := mqtt.Message{Topic: "in/a", Payload: []byte("hello"), Retain: true}
 		if wire == packet.V5 {
@@ -30,7 +30,7 @@ func TestFakeInboundQoS0(t *testing.T) {
 			want.UserProperties = []mqtt.UserProperty{{Key: "k", Value: "v"}}
 		}
 		fc.send(p)
-		got := recvMsg(t, sub.Messages())
+		got := fakeRecv(t, sub.Messages())
 		if diff := cmp.Diff(want, got, cmpopts.EquateEmpty()); diff != "" {
 			t.Errorf("message (-want +got):\n%s", diff)
 		}
@@ -43,13 +43,13 @@ func TestFakeInboundQoS0(t *testing.T) {
 // its channel, not when the message arrives: until then the broker keeps
 // ownership and flow control holds the stream back.
 func TestFakeInboundQoS1AckAfterTake(t *testing.T) {
-	eachVersion(t, func(t *testing.T, v mqtt.ProtocolVersion, _ packet.Version) {
+	fakeEachVersion(t, func(t *testing.T, v mqtt.ProtocolVersion, _ packet.Version) {
 		c, fc, _ := fakeClient(t, mqtt.Config{ClientID: "r", Version: v, KeepAlive: -1}, &packet.Connack{})
-		sub := subscribe(t, c, fc, mqtt.Filter{Topic: "in/#", QoS: 1})
+		sub := fakeSubscribe(t, c, fc, mqtt.Filter{Topic: "in/#", QoS: 1})
 		fc.send(&packet.Publish{Topic: "in/a", Payload: []byte("one"), QoS: 1, PacketID: 10})
 		time.Sleep(time.Hour)
 		fc.expectNothing()
-		got := recvMsg(t, sub.Messages())
+		got := fakeRecv(t, sub.Messages())
 		want := mqtt.Message{Topic: "in/a", Payload: []byte("one"), QoS: mqtt.AtLeastOnce}
 		if diff := cmp.Diff(want, got, cmpopts.EquateEmpty()); diff != "" {
 			t.Errorf("message (-want +got):\n%s", diff)
@@ -67,13 +67,13 @@ func TestFakeInboundQoS1AckAfterTake(t *testing.T) {
 // PUBREL is answered with PUBCOMP; after PUBCOMP the same packet identifier
 // starts a new message.
 func TestFakeInboundQoS2(t *testing.T) {
-	eachVersion(t, func(t *testing.T, v mqtt.ProtocolVersion, _ packet.Version) {
+	fakeEachVersion(t, func(t *testing.T, v mqtt.ProtocolVersion, _ packet.Version) {
 		c, fc, _ := fakeClient(t, mqtt.Config{ClientID: "r", Version: v, KeepAlive: -1}, &packet.Connack{})
-		sub := subscribe(t, c, fc, mqtt.Filter{Topic: "in/#", QoS: 2})
+		sub := fakeSubscribe(t, c, fc, mqtt.Filter{Topic: "in/#", QoS: 2})
 		first := &packet.Publish{Topic: "in/a", Payload: []byte("once"), QoS: 2, PacketID: 20}
 		fc.send(first)
 		fc.expectNothing()
-		got := recvMsg(t, sub.Messages())
+		got := fakeRecv(t, sub.Messages())
 		if diff := cmp.Diff(mqtt.Message{Topic: "in/a", Payload: []byte("once"), QoS: mqtt.ExactlyOnce}, got, cmpopts.EquateEmpty()); diff != "" {
 			t.Errorf("message (-want +got):\n%s", diff)
 		}
@@ -86,7 +86,7 @@ func TestFakeInboundQoS2(t *testing.T) {
 		if a := fc.expectAck(packet.PUBREC); a.PacketID != 20 {
 			t.Fatalf("PUBREC for the re-sent PUBLISH has ID %d, want 20", a.PacketID)
 		}
-		noMsg(t, sub.Messages())
+		fakeNoMsg(t, sub.Messages())
 		fc.send(&packet.Ack{PacketType: packet.PUBREL, PacketID: 20})
 		if diff := cmp.Diff(&packet.Ack{PacketType: packet.PUBCOMP, PacketID: 20}, fc.expectAck(packet.PUBCOMP)); diff != "" {
 			t.Errorf("PUBCOMP (-want +got):\n%s", diff)
@@ -94,7 +94,7 @@ func TestFakeInboundQoS2(t *testing.T) {
 		fc.expectNothing()
 
 		fc.send(&packet.Publish{Topic: "in/b", Payload: []byte("new"), QoS: 2, PacketID: 20})
-		if got := recvMsg(t, sub.Messages()); string(got.Payload) != "new" {
+		if got := fakeRecv(t, sub.Messages()); string(got.Payload) != "new" {
 			t.Errorf("after PUBCOMP, a PUBLISH reusing ID 20 delivered %q, want the new message", got.Payload)
 		}
 		fc.expectAck(packet.PUBREC)
@@ -105,20 +105,20 @@ func TestFakeInboundQoS2(t *testing.T) {
 // arrives while the application has not yet taken the first copy is not
 // delivered twice, and that one PUBREC follows the take.
 func TestFakeInboundQoS2DupBeforeTake(t *testing.T) {
-	eachVersion(t, func(t *testing.T, v mqtt.ProtocolVersion, _ packet.Version) {
+	fakeEachVersion(t, func(t *testing.T, v mqtt.ProtocolVersion, _ packet.Version) {
 		c, fc, _ := fakeClient(t, mqtt.Config{ClientID: "r", Version: v, KeepAlive: -1}, &packet.Connack{})
-		sub := subscribe(t, c, fc, mqtt.Filter{Topic: "in/#", QoS: 2})
+		sub := fakeSubscribe(t, c, fc, mqtt.Filter{Topic: "in/#", QoS: 2})
 		p := &packet.Publish{Topic: "in/a", Payload: []byte("x"), QoS: 2, PacketID: 30}
 		fc.send(p)
 		dup := *p
 		dup.Dup = true
 		fc.send(&dup)
 		fc.expectNothing()
-		recvMsg(t, sub.Messages())
+		fakeRecv(t, sub.Messages())
 		if a := fc.expectAck(packet.PUBREC); a.PacketID != 30 {
 			t.Fatalf("PUBREC for ID %d, want 30", a.PacketID)
 		}
-		noMsg(t, sub.Messages())
+		fakeNoMsg(t, sub.Messages())
 		fc.expectNothing()
 	})
 }
@@ -128,18 +128,18 @@ func TestFakeInboundQoS2DupBeforeTake(t *testing.T) {
 // QoS 2 [MQTT-4.6.0-3], even when the application takes the messages from
 // two subscriptions in the opposite order.
 func TestFakeInboundAckOrder(t *testing.T) {
-	eachVersion(t, func(t *testing.T, v mqtt.ProtocolVersion, _ packet.Version) {
+	fakeEachVersion(t, func(t *testing.T, v mqtt.ProtocolVersion, _ packet.Version) {
 		c, fc, _ := fakeClient(t, mqtt.Config{ClientID: "r", Version: v, KeepAlive: -1}, &packet.Connack{})
-		subA := subscribe(t, c, fc, mqtt.Filter{Topic: "a/#", QoS: 2})
-		subB := subscribe(t, c, fc, mqtt.Filter{Topic: "b/#", QoS: 2})
+		subA := fakeSubscribe(t, c, fc, mqtt.Filter{Topic: "a/#", QoS: 2})
+		subB := fakeSubscribe(t, c, fc, mqtt.Filter{Topic: "b/#", QoS: 2})
 		fc.send(&packet.Publish{Topic: "a/1", QoS: 1, PacketID: 1})
 		fc.send(&packet.Publish{Topic: "b/1", QoS: 2, PacketID: 2})
 		fc.send(&packet.Publish{Topic: "b/2", QoS: 1, PacketID: 3})
-		recvMsg(t, subB.Messages())
-		recvMsg(t, subB.Messages())
+		fakeRecv(t, subB.Messages())
+		fakeRecv(t, subB.Messages())
 		// Messages 2 and 3 are taken, but 1 arrived first.
 		fc.expectNothing()
-		recvMsg(t, subA.Messages())
+		fakeRecv(t, subA.Messages())
 		var got []*packet.Ack
 		for range 3 {
 			got = append(got, fc.next().(*packet.Ack))
@@ -158,23 +158,23 @@ func TestFakeInboundAckOrder(t *testing.T) {
 // TestFakeInboundOverlappingQoS1 checks that a QoS 1 message matching two
 // subscriptions reaches both and is acknowledged once, after both took it.
 func TestFakeInboundOverlappingQoS1(t *testing.T) {
-	eachVersion(t, func(t *testing.T, v mqtt.ProtocolVersion, _ packet.Version) {
+	fakeEachVersion(t, func(t *testing.T, v mqtt.ProtocolVersion, _ packet.Version) {
 		c, fc, _ := fakeClient(t, mqtt.Config{ClientID: "r", Version: v, KeepAlive: -1}, &packet.Connack{})
-		subA := subscribe(t, c, fc, mqtt.Filter{Topic: "x/#", QoS: 1})
-		subB := subscribe(t, c, fc, mqtt.Filter{Topic: "x/+", QoS: 1})
+		subA := fakeSubscribe(t, c, fc, mqtt.Filter{Topic: "x/#", QoS: 1})
+		subB := fakeSubscribe(t, c, fc, mqtt.Filter{Topic: "x/+", QoS: 1})
 		fc.send(&packet.Publish{Topic: "x/y", Payload: []byte("both"), QoS: 1, PacketID: 7})
-		if m := recvMsg(t, subA.Messages()); string(m.Payload) != "both" {
+		if m := fakeRecv(t, subA.Messages()); string(m.Payload) != "both" {
 			t.Errorf("subscription x/# got %q", m.Payload)
 		}
 		fc.expectNothing()
-		if m := recvMsg(t, subB.Messages()); string(m.Payload) != "both" {
+		if m := fakeRecv(t, subB.Messages()); string(m.Payload) != "both" {
 			t.Errorf("subscription x/+ got %q", m.Payload)
 		}
 		if a := fc.expectAck(packet.PUBACK); a.PacketID != 7 {
 			t.Errorf("PUBACK for ID %d, want 7", a.PacketID)
 		}
 		fc.expectNothing()
-		noMsg(t, subA.Messages())
+		fakeNoMsg(t, subA.Messages())
 	})
 }
 
@@ -182,16 +182,16 @@ func TestFakeInboundOverlappingQoS1(t *testing.T) {
 // subscription, such as one a resumed session delivers before Subscribe,
 // arrives on Client.Messages and is acknowledged when taken there.
 func TestFakeInboundUnmatchedToMessages(t *testing.T) {
-	eachVersion(t, func(t *testing.T, v mqtt.ProtocolVersion, _ packet.Version) {
+	fakeEachVersion(t, func(t *testing.T, v mqtt.ProtocolVersion, _ packet.Version) {
 		c, fc, _ := fakeClient(t, mqtt.Config{ClientID: "r", Version: v, KeepAlive: -1}, &packet.Connack{SessionPresent: true})
-		sub := subscribe(t, c, fc, mqtt.Filter{Topic: "mine/#", QoS: 1})
+		sub := fakeSubscribe(t, c, fc, mqtt.Filter{Topic: "mine/#", QoS: 1})
 		fc.send(&packet.Publish{Topic: "old/stuff", Payload: []byte("stored"), QoS: 1, PacketID: 3})
 		fc.expectNothing()
-		if m := recvMsg(t, c.Messages()); m.Topic != "old/stuff" {
+		if m := fakeRecv(t, c.Messages()); m.Topic != "old/stuff" {
 			t.Errorf("Client.Messages got %q, want old/stuff", m.Topic)
 		}
 		fc.expectAck(packet.PUBACK)
-		noMsg(t, sub.Messages())
+		fakeNoMsg(t, sub.Messages())
 	})
 }
 
@@ -199,13 +199,13 @@ func TestFakeInboundUnmatchedToMessages(t *testing.T) {
 // for a subscription when it ends are acknowledged (they were discarded by
 // the application's choice) and that its channel closes.
 func TestFakeUnsubscribeReleasesQueued(t *testing.T) {
-	eachVersion(t, func(t *testing.T, v mqtt.ProtocolVersion, _ packet.Version) {
+	fakeEachVersion(t, func(t *testing.T, v mqtt.ProtocolVersion, _ packet.Version) {
 		c, fc, _ := fakeClient(t, mqtt.Config{ClientID: "r", Version: v, KeepAlive: -1}, &packet.Connack{})
-		sub := subscribe(t, c, fc, mqtt.Filter{Topic: "q/#", QoS: 1})
+		sub := fakeSubscribe(t, c, fc, mqtt.Filter{Topic: "q/#", QoS: 1})
 		fc.send(&packet.Publish{Topic: "q/1", QoS: 1, PacketID: 1})
 		fc.send(&packet.Publish{Topic: "q/2", QoS: 1, PacketID: 2})
 		fc.expectNothing()
-		call := async(t, func() error { return c.Unsubscribe(context.Background(), "q/#") })
+		call := fakeAsync(t, func() error { return c.Unsubscribe(context.Background(), "q/#") })
 		up := fc.expect(packet.UNSUBSCRIBE).(*packet.Unsubscribe)
 		fc.send(&packet.Unsuback{PacketID: up.PacketID, ReasonCodes: []packet.ReasonCode{0}})
 		if err := call.wait(); err != nil {
@@ -216,7 +216,7 @@ func TestFakeUnsubscribeReleasesQueued(t *testing.T) {
 				t.Errorf("PUBACK for ID %d, want %d", a.PacketID, id)
 			}
 		}
-		if !chanClosed(sub.Messages()) {
+		if !fakeChanClosed(sub.Messages()) {
 			t.Error("subscription channel open after Unsubscribe")
 		}
 	})
@@ -227,11 +227,11 @@ func TestFakeUnsubscribeReleasesQueued(t *testing.T) {
 // messages are dropped and counted, the first 4 are kept in order, and the
 // client goes on reading: keepalive is answered and the connection stays up.
 func TestFakeSlowConsumerDropNewest(t *testing.T) {
-	eachVersion(t, func(t *testing.T, v mqtt.ProtocolVersion, _ packet.Version) {
+	fakeEachVersion(t, func(t *testing.T, v mqtt.ProtocolVersion, _ packet.Version) {
 		c, fc, _ := fakeClient(t, mqtt.Config{ClientID: "slow", Version: v, KeepAlive: 10 * time.Second,
 			MessageBuffer: 4, QoS0Overflow: mqtt.DropNewest}, &packet.Connack{})
 		start := time.Now()
-		sub := subscribe(t, c, fc, mqtt.Filter{Topic: "f/#"})
+		sub := fakeSubscribe(t, c, fc, mqtt.Filter{Topic: "f/#"})
 		for i := range 20 {
 			fc.send(&packet.Publish{Topic: fmt.Sprintf("f/%d", i)})
 		}
@@ -240,21 +240,21 @@ func TestFakeSlowConsumerDropNewest(t *testing.T) {
 			t.Errorf("Dropped = %d, want 16", got)
 		}
 		for _, at := range []time.Duration{10 * time.Second, 20 * time.Second, 30 * time.Second} {
-			expectPingAt(t, fc, start, at)
+			fakeExpectPingAt(t, fc, start, at)
 			fc.send(&packet.Pingresp{})
 		}
 		if err := c.Err(); err != nil {
 			t.Fatalf("Err = %v", err)
 		}
 		for i := range 4 {
-			if m := recvMsg(t, sub.Messages()); m.Topic != fmt.Sprintf("f/%d", i) {
+			if m := fakeRecv(t, sub.Messages()); m.Topic != fmt.Sprintf("f/%d", i) {
 				t.Errorf("message %d is %s, want f/%d", i, m.Topic, i)
 			}
 		}
-		noMsg(t, sub.Messages())
+		fakeNoMsg(t, sub.Messages())
 		// Room again: new messages are kept.
 		fc.send(&packet.Publish{Topic: "f/new"})
-		if m := recvMsg(t, sub.Messages()); m.Topic != "f/new" {
+		if m := fakeRecv(t, sub.Messages()); m.Topic != "f/new" {
 			t.Errorf("message after the drops is %s, want f/new", m.Topic)
 		}
 		if got := c.Dropped(); got != 16 {
@@ -269,10 +269,10 @@ func TestFakeSlowConsumerDropNewest(t *testing.T) {
 // holds reading back itself; and every message arrives in order once the
 // application reads.
 func TestFakeSlowConsumerBlock(t *testing.T) {
-	eachVersion(t, func(t *testing.T, v mqtt.ProtocolVersion, _ packet.Version) {
+	fakeEachVersion(t, func(t *testing.T, v mqtt.ProtocolVersion, _ packet.Version) {
 		c, fc, _ := fakeClient(t, mqtt.Config{ClientID: "slow", Version: v, KeepAlive: 10 * time.Second,
 			MessageBuffer: 4, QoS0Overflow: mqtt.Block}, &packet.Connack{})
-		sub := subscribe(t, c, fc, mqtt.Filter{Topic: "f/#"})
+		sub := fakeSubscribe(t, c, fc, mqtt.Filter{Topic: "f/#"})
 		const n = 60
 		var pkts []packet.Packet
 		for i := range n {
@@ -292,14 +292,14 @@ func TestFakeSlowConsumerBlock(t *testing.T) {
 			t.Errorf("Dropped = %d, want 0", got)
 		}
 		for i := range n {
-			if m := recvMsg(t, sub.Messages()); m.Topic != fmt.Sprintf("f/%d", i) {
+			if m := fakeRecv(t, sub.Messages()); m.Topic != fmt.Sprintf("f/%d", i) {
 				t.Fatalf("message %d is %s, want f/%d", i, m.Topic, i)
 			}
 		}
 		if err := <-sent; err != nil {
 			t.Fatalf("broker send: %v", err)
 		}
-		noMsg(t, sub.Messages())
+		fakeNoMsg(t, sub.Messages())
 		// Keepalive resumes: the outstanding PINGREQ is answered now.
 		for {
 			p := fc.next()

@@ -11,17 +11,17 @@ import (
 	"github.com/google/go-cmp/cmp/cmpopts"
 )
 
-type subResult struct {
+type fakeSubResult struct {
 	sub *mqtt.Subscription
 	err error
 }
 
-// startSubscribe runs SubscribeFilters in its own goroutine.
-func startSubscribe(c *mqtt.Client, filters ...mqtt.Filter) <-chan subResult {
-	ch := make(chan subResult, 1)
+// fakeStartSubscribe runs SubscribeFilters in its own goroutine.
+func fakeStartSubscribe(c *mqtt.Client, filters ...mqtt.Filter) <-chan fakeSubResult {
+	ch := make(chan fakeSubResult, 1)
 	go func() {
 		sub, err := c.SubscribeFilters(context.Background(), filters...)
-		ch <- subResult{sub, err}
+		ch <- fakeSubResult{sub, err}
 	}()
 	return ch
 }
@@ -33,9 +33,9 @@ func startSubscribe(c *mqtt.Client, filters ...mqtt.Filter) <-chan subResult {
 // [MQTT-3.8.3-*] and one Subscription Identifier; and that Granted reports
 // the SUBACK's codes.
 func TestFakeSubscribePacket(t *testing.T) {
-	eachVersion(t, func(t *testing.T, v mqtt.ProtocolVersion, wire packet.Version) {
+	fakeEachVersion(t, func(t *testing.T, v mqtt.ProtocolVersion, wire packet.Version) {
 		c, fc, _ := fakeClient(t, mqtt.Config{ClientID: "s", Version: v}, &packet.Connack{})
-		res := startSubscribe(c,
+		res := fakeStartSubscribe(c,
 			mqtt.Filter{Topic: "a/+", QoS: mqtt.AtLeastOnce, NoLocal: true, RetainAsPublished: true, RetainHandling: 2},
 			mqtt.Filter{Topic: "b/#", QoS: mqtt.ExactlyOnce, RetainHandling: 1},
 			mqtt.Filter{Topic: "c", QoS: mqtt.AtMostOnce},
@@ -79,9 +79,9 @@ func TestFakeSubscribePacket(t *testing.T) {
 // the SUBACK arrived, and that the broker may deliver matching messages
 // before it [MQTT-3.8.4-3 remark].
 func TestFakeSubscribeWaitsForSuback(t *testing.T) {
-	eachVersion(t, func(t *testing.T, v mqtt.ProtocolVersion, _ packet.Version) {
+	fakeEachVersion(t, func(t *testing.T, v mqtt.ProtocolVersion, _ packet.Version) {
 		c, fc, _ := fakeClient(t, mqtt.Config{ClientID: "s", Version: v, KeepAlive: -1}, &packet.Connack{})
-		res := startSubscribe(c, mqtt.Filter{Topic: "early/#", QoS: 1})
+		res := fakeStartSubscribe(c, mqtt.Filter{Topic: "early/#", QoS: 1})
 		sp := fc.expectSubscribe()
 		fc.send(&packet.Publish{Topic: "early/bird", QoS: 1, PacketID: 9})
 		synctestWaitNoResult(t, res)
@@ -90,16 +90,16 @@ func TestFakeSubscribeWaitsForSuback(t *testing.T) {
 		if r.err != nil {
 			t.Fatalf("Subscribe: %v", r.err)
 		}
-		if m := recvMsg(t, r.sub.Messages()); m.Topic != "early/bird" {
+		if m := fakeRecv(t, r.sub.Messages()); m.Topic != "early/bird" {
 			t.Errorf("got %s, want the message sent before the SUBACK", m.Topic)
 		}
 		fc.expectAck(packet.PUBACK)
 	})
 }
 
-func synctestWaitNoResult(t *testing.T, res <-chan subResult) {
+func synctestWaitNoResult(t *testing.T, res <-chan fakeSubResult) {
 	t.Helper()
-	c := async(t, func() error { return nil })
+	c := fakeAsync(t, func() error { return nil })
 	c.returned() // synctest.Wait
 	select {
 	case r := <-res:
@@ -113,9 +113,9 @@ func synctestWaitNoResult(t *testing.T, res <-chan subResult) {
 // together with a *SubscribeError naming the refused one, and that
 // messages for the refused filter do not reach the subscription.
 func TestFakeSubscribePartlyRefused(t *testing.T) {
-	eachVersion(t, func(t *testing.T, v mqtt.ProtocolVersion, _ packet.Version) {
+	fakeEachVersion(t, func(t *testing.T, v mqtt.ProtocolVersion, _ packet.Version) {
 		c, fc, _ := fakeClient(t, mqtt.Config{ClientID: "s", Version: v}, &packet.Connack{})
-		res := startSubscribe(c, mqtt.Filter{Topic: "ok/#", QoS: 1}, mqtt.Filter{Topic: "secret/#", QoS: 1})
+		res := fakeStartSubscribe(c, mqtt.Filter{Topic: "ok/#", QoS: 1}, mqtt.Filter{Topic: "secret/#", QoS: 1})
 		sp := fc.expectSubscribe()
 		fc.send(&packet.Suback{PacketID: sp.PacketID, ReasonCodes: []packet.ReasonCode{1, packet.UnspecifiedError}})
 		r := <-res
@@ -135,10 +135,10 @@ func TestFakeSubscribePartlyRefused(t *testing.T) {
 		}
 		fc.send(&packet.Publish{Topic: "secret/x", Payload: []byte("s")})
 		fc.send(&packet.Publish{Topic: "ok/x", Payload: []byte("o")})
-		if m := recvMsg(t, r.sub.Messages()); m.Topic != "ok/x" {
+		if m := fakeRecv(t, r.sub.Messages()); m.Topic != "ok/x" {
 			t.Errorf("subscription got %s, want ok/x", m.Topic)
 		}
-		if m := recvMsg(t, c.Messages()); m.Topic != "secret/x" {
+		if m := fakeRecv(t, c.Messages()); m.Topic != "secret/x" {
 			t.Errorf("Client.Messages got %s, want secret/x", m.Topic)
 		}
 	})
@@ -148,9 +148,9 @@ func TestFakeSubscribePartlyRefused(t *testing.T) {
 // gives no subscription and a *SubscribeError listing them all, with the
 // MQTT 5.0 Reason String.
 func TestFakeSubscribeAllRefused(t *testing.T) {
-	eachVersion(t, func(t *testing.T, v mqtt.ProtocolVersion, wire packet.Version) {
+	fakeEachVersion(t, func(t *testing.T, v mqtt.ProtocolVersion, wire packet.Version) {
 		c, fc, _ := fakeClient(t, mqtt.Config{ClientID: "s", Version: v}, &packet.Connack{})
-		res := startSubscribe(c, mqtt.Filter{Topic: "x/#"}, mqtt.Filter{Topic: "y"})
+		res := fakeStartSubscribe(c, mqtt.Filter{Topic: "x/#"}, mqtt.Filter{Topic: "y"})
 		sp := fc.expectSubscribe()
 		codes := []packet.ReasonCode{0x80, 0x80}
 		want := mqtt.SubscribeError{Refused: []mqtt.FilterResult{{Filter: "x/#", Code: 0x80}, {Filter: "y", Code: 0x80}}}
@@ -174,7 +174,7 @@ func TestFakeSubscribeAllRefused(t *testing.T) {
 			t.Errorf("SubscribeError (-want +got):\n%s", diff)
 		}
 		fc.send(&packet.Publish{Topic: "y", Payload: []byte("z")})
-		if m := recvMsg(t, c.Messages()); m.Topic != "y" {
+		if m := fakeRecv(t, c.Messages()); m.Topic != "y" {
 			t.Errorf("Client.Messages got %s, want y", m.Topic)
 		}
 	})
@@ -184,12 +184,12 @@ func TestFakeSubscribeAllRefused(t *testing.T) {
 // differs from the number of filters [MQTT-3.8.4-6] ends the connection as a
 // protocol violation, which Subscribe returns.
 func TestFakeSubackWrongCount(t *testing.T) {
-	eachVersion(t, func(t *testing.T, v mqtt.ProtocolVersion, wire packet.Version) {
+	fakeEachVersion(t, func(t *testing.T, v mqtt.ProtocolVersion, wire packet.Version) {
 		c, fc, _ := fakeClient(t, mqtt.Config{ClientID: "s", Version: v}, &packet.Connack{})
-		res := startSubscribe(c, mqtt.Filter{Topic: "a"}, mqtt.Filter{Topic: "b"})
+		res := fakeStartSubscribe(c, mqtt.Filter{Topic: "a"}, mqtt.Filter{Topic: "b"})
 		sp := fc.expectSubscribe()
 		fc.send(&packet.Suback{PacketID: sp.PacketID, ReasonCodes: []packet.ReasonCode{0}})
-		expectViolationClose(t, c, fc, wire, packet.ProtocolError)
+		fakeExpectViolationClose(t, c, fc, wire, packet.ProtocolError)
 		r := <-res
 		if r.sub != nil || !errors.Is(r.err, mqtt.ErrProtocolViolation) {
 			t.Errorf("Subscribe = %v, %v; want nil and ErrProtocolViolation", r.sub, r.err)
@@ -203,13 +203,13 @@ func TestFakeSubackWrongCount(t *testing.T) {
 // channel when the last one goes, and that messages then matching no
 // subscription arrive on Client.Messages.
 func TestFakeUnsubscribe(t *testing.T) {
-	eachVersion(t, func(t *testing.T, v mqtt.ProtocolVersion, wire packet.Version) {
+	fakeEachVersion(t, func(t *testing.T, v mqtt.ProtocolVersion, wire packet.Version) {
 		c, fc, _ := fakeClient(t, mqtt.Config{ClientID: "u", Version: v}, &packet.Connack{})
-		sub := subscribe(t, c, fc, mqtt.Filter{Topic: "a/+"}, mqtt.Filter{Topic: "b/#"})
+		sub := fakeSubscribe(t, c, fc, mqtt.Filter{Topic: "a/+"}, mqtt.Filter{Topic: "b/#"})
 
 		unsub := func(filters ...string) {
 			t.Helper()
-			call := async(t, func() error { return c.Unsubscribe(context.Background(), filters...) })
+			call := fakeAsync(t, func() error { return c.Unsubscribe(context.Background(), filters...) })
 			up := fc.expect(packet.UNSUBSCRIBE).(*packet.Unsubscribe)
 			if up.PacketID == 0 {
 				t.Error("UNSUBSCRIBE with packet identifier 0")
@@ -229,21 +229,21 @@ func TestFakeUnsubscribe(t *testing.T) {
 		unsub("a/+")
 		fc.send(&packet.Publish{Topic: "a/1", Payload: []byte("1")})
 		fc.send(&packet.Publish{Topic: "b/1", Payload: []byte("2")})
-		if m := recvMsg(t, c.Messages()); m.Topic != "a/1" {
+		if m := fakeRecv(t, c.Messages()); m.Topic != "a/1" {
 			t.Errorf("Client.Messages got %s, want a/1", m.Topic)
 		}
-		if m := recvMsg(t, sub.Messages()); m.Topic != "b/1" {
+		if m := fakeRecv(t, sub.Messages()); m.Topic != "b/1" {
 			t.Errorf("subscription got %s, want b/1", m.Topic)
 		}
-		if chanClosed(sub.Messages()) {
+		if fakeChanClosed(sub.Messages()) {
 			t.Fatal("subscription closed while it still has the filter b/#")
 		}
 		unsub("b/#")
-		if !chanClosed(sub.Messages()) {
+		if !fakeChanClosed(sub.Messages()) {
 			t.Error("subscription channel open after its last filter was unsubscribed")
 		}
 		fc.send(&packet.Publish{Topic: "b/2", Payload: []byte("3")})
-		if m := recvMsg(t, c.Messages()); m.Topic != "b/2" {
+		if m := fakeRecv(t, c.Messages()); m.Topic != "b/2" {
 			t.Errorf("Client.Messages got %s, want b/2", m.Topic)
 		}
 		_ = wire
@@ -253,16 +253,16 @@ func TestFakeUnsubscribe(t *testing.T) {
 // TestFakeSubscriptionUnsubscribe checks Subscription.Unsubscribe: it
 // unsubscribes exactly the granted filters.
 func TestFakeSubscriptionUnsubscribe(t *testing.T) {
-	inBubble(t, func(t *testing.T) {
+	fakeBubble(t, func(t *testing.T) {
 		c, fc, _ := fakeClient(t, mqtt.Config{ClientID: "u", Version: mqtt.Version5}, &packet.Connack{})
-		res := startSubscribe(c, mqtt.Filter{Topic: "g/1"}, mqtt.Filter{Topic: "r/1"}, mqtt.Filter{Topic: "g/2"})
+		res := fakeStartSubscribe(c, mqtt.Filter{Topic: "g/1"}, mqtt.Filter{Topic: "r/1"}, mqtt.Filter{Topic: "g/2"})
 		sp := fc.expectSubscribe()
 		fc.send(&packet.Suback{PacketID: sp.PacketID, ReasonCodes: []packet.ReasonCode{0, packet.NotAuthorized, 0}})
 		r := <-res
 		if r.sub == nil {
 			t.Fatalf("Subscribe: %v", r.err)
 		}
-		call := async(t, func() error { return r.sub.Unsubscribe(context.Background()) })
+		call := fakeAsync(t, func() error { return r.sub.Unsubscribe(context.Background()) })
 		up := fc.expect(packet.UNSUBSCRIBE).(*packet.Unsubscribe)
 		if diff := cmp.Diff([]string{"g/1", "g/2"}, up.Filters); diff != "" {
 			t.Errorf("UNSUBSCRIBE filters (-want +got):\n%s", diff)
@@ -271,7 +271,7 @@ func TestFakeSubscriptionUnsubscribe(t *testing.T) {
 		if err := call.wait(); err != nil {
 			t.Fatalf("Unsubscribe: %v", err)
 		}
-		if !chanClosed(r.sub.Messages()) {
+		if !fakeChanClosed(r.sub.Messages()) {
 			t.Error("subscription channel open after Unsubscribe")
 		}
 	})
@@ -281,10 +281,10 @@ func TestFakeSubscriptionUnsubscribe(t *testing.T) {
 // code gives a *SubscribeError for the unsubscription and keeps that filter,
 // while No subscription existed (0x11) is no error.
 func TestFakeUnsubscribeRefused(t *testing.T) {
-	inBubble(t, func(t *testing.T) {
+	fakeBubble(t, func(t *testing.T) {
 		c, fc, _ := fakeClient(t, mqtt.Config{ClientID: "u", Version: mqtt.Version5}, &packet.Connack{})
-		sub := subscribe(t, c, fc, mqtt.Filter{Topic: "keep"}, mqtt.Filter{Topic: "drop"})
-		call := async(t, func() error { return c.Unsubscribe(context.Background(), "keep", "drop", "never") })
+		sub := fakeSubscribe(t, c, fc, mqtt.Filter{Topic: "keep"}, mqtt.Filter{Topic: "drop"})
+		call := fakeAsync(t, func() error { return c.Unsubscribe(context.Background(), "keep", "drop", "never") })
 		up := fc.expect(packet.UNSUBSCRIBE).(*packet.Unsubscribe)
 		fc.send(&packet.Unsuback{PacketID: up.PacketID,
 			ReasonCodes: []packet.ReasonCode{packet.NotAuthorized, packet.Success, packet.NoSubscriptionExisted}})
@@ -298,11 +298,11 @@ func TestFakeUnsubscribeRefused(t *testing.T) {
 			t.Errorf("SubscribeError (-want +got):\n%s", diff)
 		}
 		fc.send(&packet.Publish{Topic: "keep", Payload: []byte("k")})
-		if m := recvMsg(t, sub.Messages()); m.Topic != "keep" {
+		if m := fakeRecv(t, sub.Messages()); m.Topic != "keep" {
 			t.Errorf("subscription got %s, want keep", m.Topic)
 		}
 		fc.send(&packet.Publish{Topic: "drop", Payload: []byte("d")})
-		if m := recvMsg(t, c.Messages()); m.Topic != "drop" {
+		if m := fakeRecv(t, c.Messages()); m.Topic != "drop" {
 			t.Errorf("Client.Messages got %s, want drop", m.Topic)
 		}
 	})
@@ -314,12 +314,12 @@ func TestFakeUnsubscribeRefused(t *testing.T) {
 // starting with '$' [MQTT-4.7.2-1], overlapping subscriptions each get the
 // message, and messages matching nothing go to Client.Messages.
 func TestFakeWildcardRouting(t *testing.T) {
-	eachVersion(t, func(t *testing.T, v mqtt.ProtocolVersion, _ packet.Version) {
+	fakeEachVersion(t, func(t *testing.T, v mqtt.ProtocolVersion, _ packet.Version) {
 		c, fc, _ := fakeClient(t, mqtt.Config{ClientID: "w", Version: v, KeepAlive: -1}, &packet.Connack{})
 		filters := []string{"sport/+/score", "sport/#", "#", "+/+", "$SYS/#", "+/tennis/#"}
 		subs := map[string]*mqtt.Subscription{}
 		for _, f := range filters {
-			subs[f] = subscribe(t, c, fc, mqtt.Filter{Topic: f})
+			subs[f] = fakeSubscribe(t, c, fc, mqtt.Filter{Topic: f})
 		}
 		topics := []string{"sport/tennis/score", "sport", "sport/tennis", "$SYS/broker/load", "$SYS", "a/tennis/b/c", "/finance"}
 		for _, topic := range topics {
@@ -336,23 +336,23 @@ func TestFakeWildcardRouting(t *testing.T) {
 		got := map[string][]string{}
 		for f, sub := range subs {
 			for range want[f] {
-				got[f] = append(got[f], recvMsg(t, sub.Messages()).Topic)
+				got[f] = append(got[f], fakeRecv(t, sub.Messages()).Topic)
 			}
-			noMsg(t, sub.Messages())
+			fakeNoMsg(t, sub.Messages())
 		}
 		if diff := cmp.Diff(want, got, cmpopts.EquateEmpty()); diff != "" {
 			t.Errorf("topics per subscription (-want +got):\n%s", diff)
 		}
-		noMsg(t, c.Messages())
+		fakeNoMsg(t, c.Messages())
 
 		// Without "#" and "$SYS/#", a $SYS topic matches nothing.
 		fc2c, fc2, _ := fakeClient(t, mqtt.Config{ClientID: "w2", Version: v, KeepAlive: -1}, &packet.Connack{})
-		all := subscribe(t, fc2c, fc2, mqtt.Filter{Topic: "#"}, mqtt.Filter{Topic: "+/broker/#"})
+		all := fakeSubscribe(t, fc2c, fc2, mqtt.Filter{Topic: "#"}, mqtt.Filter{Topic: "+/broker/#"})
 		fc2.send(&packet.Publish{Topic: "$SYS/broker/uptime"})
-		if m := recvMsg(t, fc2c.Messages()); m.Topic != "$SYS/broker/uptime" {
+		if m := fakeRecv(t, fc2c.Messages()); m.Topic != "$SYS/broker/uptime" {
 			t.Errorf("Client.Messages got %s", m.Topic)
 		}
-		noMsg(t, all.Messages())
+		fakeNoMsg(t, all.Messages())
 	})
 }
 
@@ -360,12 +360,12 @@ func TestFakeWildcardRouting(t *testing.T) {
 // with Subscription Identifiers goes to exactly the subscriptions they name
 // [MQTT-3.3.4-3], even where topic matching would say otherwise.
 func TestFakeRoutingBySubscriptionID(t *testing.T) {
-	inBubble(t, func(t *testing.T) {
+	fakeBubble(t, func(t *testing.T) {
 		c, fc, _ := fakeClient(t, mqtt.Config{ClientID: "sid", Version: mqtt.Version5, KeepAlive: -1}, &packet.Connack{})
 		ids := map[string]uint32{}
 		subs := map[string]*mqtt.Subscription{}
 		for _, f := range []string{"x/#", "x/+"} {
-			res := startSubscribe(c, mqtt.Filter{Topic: f, QoS: 1})
+			res := fakeStartSubscribe(c, mqtt.Filter{Topic: f, QoS: 1})
 			sp := fc.expectSubscribe()
 			if len(sp.Props.SubscriptionIDs) != 1 {
 				t.Fatalf("SUBSCRIBE %s has Subscription Identifiers %v, want one", f, sp.Props.SubscriptionIDs)
@@ -388,17 +388,17 @@ func TestFakeRoutingBySubscriptionID(t *testing.T) {
 			fc.send(p)
 		}
 		for _, f := range []string{"x/#", "x/+"} {
-			if m := recvMsg(t, subs[f].Messages()); string(m.Payload) != f {
+			if m := fakeRecv(t, subs[f].Messages()); string(m.Payload) != f {
 				t.Errorf("subscription %s got the copy for %s", f, m.Payload)
 			}
-			noMsg(t, subs[f].Messages())
+			fakeNoMsg(t, subs[f].Messages())
 		}
 		// One copy naming both.
 		p := &packet.Publish{Topic: "x/z", Payload: []byte("both")}
 		p.Props.SubscriptionIDs = []uint32{ids["x/#"], ids["x/+"]}
 		fc.send(p)
 		for _, f := range []string{"x/#", "x/+"} {
-			if m := recvMsg(t, subs[f].Messages()); string(m.Payload) != "both" {
+			if m := fakeRecv(t, subs[f].Messages()); string(m.Payload) != "both" {
 				t.Errorf("subscription %s got %q", f, m.Payload)
 			}
 		}

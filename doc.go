@@ -1,0 +1,67 @@
+// Package mqtt is an MQTT 3.1.1 and 5.0 client built from goroutines and
+// channels, for Go services that drive MQTT from select loops and from many
+// goroutines at once.
+//
+// # Shape
+//
+// A Client runs one session goroutine that alone owns the protocol state,
+// and per network connection one reader and one writer goroutine:
+//
+//	caller goroutines          session goroutine                    writer goroutine
+//	─────────────────          ─────────────────                    ────────────────
+//	Publish / Subscribe ─req─▶ packet IDs, in-flight table,  ─out─▶ bufio → net.Conn,
+//	Unsubscribe / Ping         QoS 2 states, subscriptions,         one write per burst
+//	      ▲                    keepalive, flow control
+//	      │ completion                                              reader goroutine
+//	      │                    routes each PUBLISH to the  ◀──in─── net.Conn → bufio →
+//	Messages() ◀─ delivery ◀── matching subscription's queue        packet decoder
+//
+// The graph is acyclic: nothing the application does, or fails to do, can
+// block the reader or the session. Received messages wait in per-channel
+// queues drained by a small delivery goroutine, so keepalive, acknowledgements
+// and other subscriptions go on while one consumer is slow.
+//
+// # Calls
+//
+//   - Connect dials, exchanges CONNECT/CONNACK (MQTT 5.0 by default, falling
+//     back to 3.1.1), and returns a running Client.
+//   - Publish waits until the message is done: written (QoS 0), PUBACK
+//     (QoS 1) or PUBCOMP (QoS 2). PublishAsync returns a *Pending at once,
+//     whose Done channel fits in a select.
+//   - Subscribe and SubscribeFilters wait for SUBACK and return a
+//     *Subscription whose Messages channel yields the matching messages; a
+//     blocking receive is umqtt's wait_msg, a select with a default case its
+//     check_msg. Client.Messages yields messages matching no live
+//     subscription, such as those a resumed session delivers before
+//     Subscribe is called again.
+//   - Ping measures a round trip. Disconnect ends gracefully (DISCONNECT, no
+//     will); Close ends at once (the broker publishes the will).
+//   - Done and Err tell when and why the client stopped.
+//
+// Every call that waits takes a context.Context. A publish whose context
+// ends after its packet was sent stays in flight: its acknowledgement is
+// still matched by packet ID and its identifier is not reused before then.
+//
+// # Delivery guarantees
+//
+//   - QoS 0: at most once. Received QoS 0 messages are buffered per channel
+//     (Config.MessageBuffer); when a buffer is full the Config.QoS0Overflow
+//     policy applies: DropNewest (counted by Client.Dropped) or Block.
+//   - QoS 1: at least once. A received message is acknowledged (PUBACK) only
+//     after the application has received it from its channel, and
+//     acknowledgements go out in arrival order as the specification requires.
+//     The broker's flow control (Receive Maximum) stops the stream while the
+//     application is not reading, so memory stays bounded.
+//   - QoS 2: exactly once. PUBREC is sent once the application has taken the
+//     message; a re-sent PUBLISH with the same packet identifier is answered
+//     but not delivered again.
+//
+// # Errors
+//
+// Errors wrap sentinels for errors.Is (ErrClosed, ErrConnectionLost,
+// ErrKeepAliveTimeout, ErrInvalidArgument, ErrProtocolViolation) and typed
+// errors for errors.As: *ConnectError (refused CONNACK with its reason code),
+// *ReasonError (a refusing PUBACK, PUBREC or a server DISCONNECT),
+// *SubscribeError (refused topic filters), *ArgumentError (what was invalid
+// and why). Credentials never appear in errors or logs.
+package mqtt
