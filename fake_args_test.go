@@ -133,7 +133,7 @@ func TestFakeInvalidSubscribe(t *testing.T) {
 
 // TestFakeBrokerLimitsCheckedBeforeSending checks that the limits an MQTT 5.0
 // broker announces in CONNACK are applied before sending: a publish larger
-// than its Maximum Packet Size [MQTT-3.1.2-24], above its Maximum QoS
+// than its Maximum Packet Size [MQTT-3.2.2-15], above its Maximum QoS
 // [MQTT-3.2.2-11] or retained where Retain Available is 0 [MQTT-3.2.2-14]
 // fails with an *ArgumentError and nothing is written; one that fits
 // exactly goes out.

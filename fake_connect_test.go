@@ -84,8 +84,8 @@ func TestFakeConnectPacketDefaults(t *testing.T) {
 }
 
 // TestFakeConnectKeepAliveDisabled checks that a negative KeepAlive sends
-// Keep Alive 0 [MQTT-3.1.2-10 remark: 0 turns the mechanism off] and that the
-// client then never sends PINGREQ.
+// Keep Alive 0, which turns the mechanism off (section 3.1.2.10), and that
+// the client then never sends PINGREQ.
 func TestFakeConnectKeepAliveDisabled(t *testing.T) {
 	fakeBubble(t, func(t *testing.T) {
 		c, fc, cp := fakeClient(t, mqtt.Config{ClientID: "k", Version: mqtt.Version5, KeepAlive: -1}, &packet.Connack{})

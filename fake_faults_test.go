@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -16,7 +17,7 @@ import (
 
 // fakeExpectViolationClose checks how the client ends a connection after the
 // broker broke the protocol: over MQTT 5.0 it first sends DISCONNECT with
-// reason code want [MQTT-4.13.1-1]; over 3.1.1 it just closes. The client
+// reason code want (MQTT 5.0 section 4.13); over 3.1.1 it just closes. The client
 // then stops with an error wrapping ErrConnectionLost and
 // ErrProtocolViolation, which fakeExpectViolationClose returns.
 func fakeExpectViolationClose(t *testing.T, c *mqtt.Client, fc *fakeConn, wire packet.Version, want packet.ReasonCode) error {
@@ -87,7 +88,7 @@ func TestFakeAckUnknownPacketID(t *testing.T) {
 					err := fakeExpectViolationClose(t, c, fc, ver.wire, packet.ProtocolError)
 					wantID := tc.wantID
 					if wantID == "" {
-						wantID = fmtID(id)
+						wantID = strconv.Itoa(int(id))
 					}
 					if !strings.Contains(err.Error(), ack.Type().String()) || !strings.Contains(err.Error(), wantID) {
 						t.Errorf("Err = %q; want it to name the %v and packet ID %s", err, ack.Type(), wantID)
@@ -99,19 +100,6 @@ func TestFakeAckUnknownPacketID(t *testing.T) {
 					}
 				})
 			})
-		}
-	}
-}
-
-func fmtID(id uint16) string {
-	var b [5]byte
-	i := len(b)
-	for {
-		i--
-		b[i] = byte('0' + id%10)
-		id /= 10
-		if id == 0 {
-			return string(b[i:])
 		}
 	}
 }
@@ -142,7 +130,7 @@ func TestFakePubrelUnknownPacketID(t *testing.T) {
 // TestFakeMalformedFromBroker checks that a packet that breaks the encoding
 // rules ends the connection: Err wraps ErrProtocolViolation (and the
 // packet package's error), and MQTT 5.0 sends DISCONNECT with the reason code
-// the decoder gives first [MQTT-4.13.1-1].
+// the decoder gives first (section 4.13).
 func TestFakeMalformedFromBroker(t *testing.T) {
 	t.Parallel()
 	for _, tc := range []struct {
@@ -262,7 +250,7 @@ func TestFakeAuthInV311(t *testing.T) {
 
 // TestFakeTopicAliasFromBroker checks that a PUBLISH with a Topic Alias,
 // when the client announced Topic Alias Maximum 0 (by leaving it out), ends
-// the connection with Topic Alias invalid (0x94) [MQTT-3.3.2-9].
+// the connection with Topic Alias invalid (0x94) [MQTT-3.3.2-10].
 func TestFakeTopicAliasFromBroker(t *testing.T) {
 	fakeBubble(t, func(t *testing.T) {
 		c, fc, cp := fakeClient(t, mqtt.Config{ClientID: "m", Version: mqtt.Version5}, &packet.Connack{})
@@ -278,9 +266,9 @@ func TestFakeTopicAliasFromBroker(t *testing.T) {
 }
 
 // TestFakePacketTooLargeFromBroker checks that a packet larger than the
-// client's MaxPacketSize ends the connection with Packet too large (0x95)
-// [MQTT-3.1.2-25 counterpart: the client enforces what it announced], and
-// that the client announced that size.
+// Maximum Packet Size the client announced, which the broker must not send
+// [MQTT-3.1.2-24], ends the connection with Packet too large (0x95, MQTT 5.0
+// section 3.1.2.11.4), and that the client announced MaxPacketSize.
 func TestFakePacketTooLargeFromBroker(t *testing.T) {
 	fakeEachVersion(t, func(t *testing.T, v mqtt.ProtocolVersion, wire packet.Version) {
 		c, fc, cp := fakeClient(t, mqtt.Config{ClientID: "m", Version: v, MaxPacketSize: 64}, &packet.Connack{})

@@ -377,7 +377,7 @@ func fakeSubscribe(t *testing.T, c *mqtt.Client, fc *fakeConn, filters ...mqtt.F
 	return r.sub
 }
 
-// call is a client call running in its own goroutine.
+// fakeCall is a client call running in its own goroutine.
 type fakeCall struct {
 	t    *testing.T
 	done chan struct{}
@@ -417,5 +417,3 @@ func (c *fakeCall) returned() bool {
 		return false
 	}
 }
-
-func ptr[T any](v T) *T { return &v }

@@ -137,8 +137,9 @@ func TestFakePublishQoS2(t *testing.T) {
 }
 
 // TestFakePublishQoS2Refused checks that a PUBREC with a failure code ends
-// the exchange [MQTT-4.3.3-4 note]: Publish fails with a *ReasonError and no
-// PUBREL is sent.
+// the exchange (PUBREL answers only a PUBREC below 0x80 [MQTT-4.3.3-4]):
+// Publish fails with a *ReasonError, no PUBREL is sent and the packet
+// identifier is free again.
 func TestFakePublishQoS2Refused(t *testing.T) {
 	fakeBubble(t, func(t *testing.T) {
 		c, fc, _ := fakeClient(t, mqtt.Config{ClientID: "p2", Version: mqtt.Version5}, &packet.Connack{})
@@ -242,7 +243,7 @@ func TestFakePublishCancelAfterSend(t *testing.T) {
 }
 
 // TestFakePacketIDsExhausted checks packet identifier allocation
-// [MQTT-2.2.1-2] [MQTT-2.2.1-3]: with a broker that acknowledges nothing,
+// [MQTT-2.2.1-3]: with a broker that acknowledges nothing,
 // 65535 QoS 1 publishes get the distinct identifiers 1 to 65535; the next
 // publish waits without sending anything until its ctx expires; after one
 // PUBACK, a new publish goes out with the freed identifier.

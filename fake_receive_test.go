@@ -15,7 +15,7 @@ import (
 
 // TestFakeInboundQoS0 checks that a QoS 0 message reaches the subscription
 // with its topic, payload, retain flag and MQTT 5.0 properties, and that the
-// client sends nothing back [MQTT-4.3.1-1].
+// client sends nothing back: QoS 0 has no acknowledgement.
 func TestFakeInboundQoS0(t *testing.T) {
 	fakeEachVersion(t, func(t *testing.T, v mqtt.ProtocolVersion, wire packet.Version) {
 		c, fc, _ := fakeClient(t, mqtt.Config{ClientID: "r", Version: v}, &packet.Connack{})
