@@ -56,8 +56,15 @@ func (conn *connection) start(in chan<- inbound) {
 // close ends the connection with cause; if flush is set, what is queued
 // (a DISCONNECT) is written first. It waits for both goroutines.
 func (conn *connection) close(cause error, flush bool) {
+	// A write blocked on a broker that stopped reading, and the reader's
+	// blocked read, are interrupted through the deadlines; a flush gets
+	// finalFlushTimeout to write what is queued.
 	if flush {
 		conn.w.flushOnClose.Store(true)
+		_ = conn.nc.SetWriteDeadline(time.Now().Add(finalFlushTimeout))
+		_ = conn.nc.SetReadDeadline(time.Unix(1, 0))
+	} else {
+		_ = conn.nc.SetDeadline(time.Unix(1, 0))
 	}
 	conn.cancel(cause)
 	_ = conn.g.Wait()
@@ -106,6 +113,10 @@ func (c *Client) dial(ctx context.Context, srv server) (*connection, error) {
 // version v, within ctx and Config.ConnectTimeout.
 func (c *Client) handshake(ctx context.Context, srv server, v packet.Version) (*connection, error) {
 	cfg := &c.cfg
+	if v == packet.V311 && cfg.Password != nil && cfg.Username == "" {
+		return nil, &ArgumentError{What: "Password", Value: "(hidden)",
+			Err: errors.New("MQTT 3.1.1 allows a password only with a user name [MQTT-3.1.2-22]")}
+	}
 	ctx, cancel := context.WithTimeout(ctx, cfg.ConnectTimeout)
 	defer cancel()
 	nc, err := cfg.Dialer(ctx, srv.network, srv.addr)
@@ -171,6 +182,9 @@ func (c *Client) exchange(nc net.Conn, srv server, v packet.Version) (*connectio
 	br := bufio.NewReaderSize(nc, readBufferSize)
 	h, err := packet.ReadHeader(br, cfg.MaxPacketSize)
 	if err != nil {
+		if _, ok := errors.AsType[*packet.Error](err); ok {
+			return nil, fmt.Errorf("mqtt: %w: %s instead of CONNACK: %w", ErrProtocolViolation, srv.url, err)
+		}
 		return nil, fmt.Errorf("mqtt: waiting for CONNACK from %s: %w", srv.url, connackReadError(err))
 	}
 	if h.Type != packet.CONNACK {

@@ -94,6 +94,7 @@ type session struct {
 
 	serverDisconnect error          // a DISCONNECT from the broker, the cause of the connection's end
 	disconnecting    *disconnectReq // a graceful Disconnect in progress
+	ending           bool           // connectionEnded is draining the reader's last packets
 	stopped          bool
 }
 
@@ -276,27 +277,36 @@ func (s *session) trySendPublish(p *Pending) bool {
 }
 
 // drainWaiting sends waiting work for which IDs and quota have become free.
+// Publishes keep their order; a subscribe or unsubscribe does not wait
+// behind a publish that waits for send quota.
 func (s *session) drainWaiting() {
-	for len(s.waiting) > 0 && s.conn != nil {
-		switch r := s.waiting[0].(type) {
+	if s.conn == nil {
+		return
+	}
+	kept := s.waiting[:0]
+	pubBlocked := false
+	for _, r := range s.waiting {
+		sent := false
+		switch r := r.(type) {
 		case *Pending:
 			if err := r.ctx.Err(); err != nil {
 				r.complete(err)
-			} else if !s.trySendPublish(r) {
-				return
+				sent = true
+			} else if !pubBlocked {
+				sent = s.trySendPublish(r)
+				pubBlocked = !sent
 			}
 		case *subscribeReq:
-			if !s.trySubscribe(r) {
-				return
-			}
+			sent = s.trySubscribe(r)
 		case *unsubscribeReq:
-			if !s.tryUnsubscribe(r) {
-				return
-			}
+			sent = s.tryUnsubscribe(r)
 		}
-		s.waiting[0] = nil
-		s.waiting = s.waiting[1:]
+		if !sent {
+			kept = append(kept, r)
+		}
 	}
+	clear(s.waiting[len(kept):])
+	s.waiting = kept
 }
 
 // publishAcked handles PUBACK, PUBREC and PUBCOMP for an outbound publish.
@@ -363,7 +373,7 @@ func (s *session) handleInbound(ev *inbound) {
 // receive routes a PUBLISH to the matching delivery queues.
 func (s *session) receive(p *packet.Publish) {
 	if s.conn != nil && s.conn.version == packet.V5 && p.Props.Has(packet.PropTopicAlias) {
-		// The client announces Topic Alias Maximum 0, so any alias is invalid [MQTT-3.3.2-9].
+		// The client announces Topic Alias Maximum 0, so any alias is invalid [MQTT-3.3.2-10].
 		s.protocolFailCode(packet.TopicAliasInvalid, fmt.Errorf("%w: PUBLISH with topic alias %d, none allowed", ErrProtocolViolation, p.Props.TopicAlias))
 		return
 	}
@@ -376,7 +386,7 @@ func (s *session) receive(p *packet.Publish) {
 			}
 			return
 		}
-		if len(s.inByID) >= int(s.cfg.ReceiveMaximum) && s.conn != nil && s.conn.version == packet.V5 {
+		if len(s.inByID) >= s.overshootLimit() {
 			s.protocolFailCode(packet.ReceiveMaximumExceeded, fmt.Errorf("%w: broker exceeded Receive Maximum %d", ErrProtocolViolation, s.cfg.ReceiveMaximum))
 			return
 		}
@@ -399,13 +409,38 @@ func (s *session) receive(p *packet.Publish) {
 		if ref.holders == 0 {
 			s.flushAcks()
 		}
-		if len(s.ackOrder) >= int(s.cfg.ReceiveMaximum) {
+		if len(s.ackOrder) >= s.pauseLimit() {
 			// Hold reading back until the application takes messages; the
-			// broker is pushed back through TCP (what a 3.1.1 client has
-			// instead of Receive Maximum).
+			// broker is pushed back through TCP.
 			s.pausedBy |= pauseInflight
 		}
 	}
+}
+
+// pauseLimit is how many unacknowledged QoS 1/2 messages the session holds
+// before it stops reading. A 3.1.1 broker is told no limit, so the session
+// stops at ReceiveMaximum. A 5.0 broker must itself stop there, and reading
+// must go on so that acknowledgements and PINGRESP still arrive; the session
+// stops only if the broker overshoots by as much again, which bounds memory
+// with brokers that count loosely.
+func (s *session) pauseLimit() int {
+	rm := int(s.cfg.ReceiveMaximum)
+	if s.conn != nil && s.conn.version == packet.V5 {
+		return 2 * rm
+	}
+	return rm
+}
+
+// overshootLimit is how many unacknowledged QoS 1/2 messages (including
+// QoS 2 messages awaiting PUBREL) a 5.0 broker may have outstanding before
+// the session ends the connection with Receive Maximum exceeded (0x93,
+// MQTT 5.0 section 4.9). It tolerates brokers that overshoot a little after
+// a stall (mosquitto 2.0 does); 3.1.1 has no such limit.
+func (s *session) overshootLimit() int {
+	if s.conn != nil && s.conn.version == packet.V5 {
+		return 2 * int(s.cfg.ReceiveMaximum)
+	}
+	return int(^uint(0) >> 1)
 }
 
 // routes reports whether m is for sub: by Subscription Identifier when the
@@ -520,7 +555,7 @@ func (s *session) flushAcks() {
 	if len(s.ackOrder) == 0 {
 		s.ackOrder = nil
 	}
-	if len(s.ackOrder) < int(s.cfg.ReceiveMaximum) {
+	if len(s.ackOrder) < s.pauseLimit() {
 		s.pausedBy &^= pauseInflight
 	}
 }
@@ -563,7 +598,9 @@ func (r *subscribeReq) handle(s *session) {
 		r.fail(err)
 		return
 	}
-	if len(s.waiting) > 0 || !s.trySubscribe(r) {
+	// Receive Maximum limits PUBLISH only [MQTT-4.9.0-2]: a SUBSCRIBE waits
+	// only when no packet identifier is free.
+	if !s.trySubscribe(r) {
 		s.waiting = append(s.waiting, r)
 	}
 }
@@ -681,7 +718,7 @@ func (r *unsubscribeReq) handle(s *session) {
 		r.fail(err)
 		return
 	}
-	if len(s.waiting) > 0 || !s.tryUnsubscribe(r) {
+	if !s.tryUnsubscribe(r) {
 		s.waiting = append(s.waiting, r)
 	}
 }
@@ -764,6 +801,9 @@ func (s *session) ping(reply chan time.Duration) {
 	}
 	s.pings = append(s.pings, pingWait{sent: now, reply: reply})
 	s.send(&packet.Pingreq{})
+	if len(s.pings) == 1 {
+		s.armKeepAlive(now)
+	}
 }
 
 func (s *session) pong() {
@@ -780,6 +820,7 @@ func (s *session) pong() {
 		s.pingSeen = s.conn.r.packetsIn.Load()
 		s.pingDeadline = time.Now().Add(s.cfg.PingTimeout)
 	}
+	s.armKeepAlive(time.Now())
 }
 
 // keepAlive runs when the keepalive timer fires: it sends PINGREQ when the
@@ -803,14 +844,27 @@ func (s *session) keepAlive() {
 			return
 		}
 	}
-	idle := now.Sub(time.Unix(0, conn.w.lastWrite.Load()))
-	if idle >= conn.keepAlive && len(s.pings) == 0 {
+	if len(s.pings) == 0 && s.idle(now) >= conn.keepAlive {
 		s.ping(nil)
-		idle = 0
 	}
-	next := conn.keepAlive - idle
+	s.armKeepAlive(now)
+}
+
+// idle returns how long the client has sent nothing.
+func (s *session) idle(now time.Time) time.Duration {
+	return now.Sub(time.Unix(0, s.conn.w.lastWrite.Load()))
+}
+
+// armKeepAlive sets the keepalive timer: to the ping deadline while a
+// PINGREQ is unanswered, otherwise to when the keepalive interval of
+// silence will have passed.
+func (s *session) armKeepAlive(now time.Time) {
+	if s.conn == nil || s.conn.keepAlive == 0 {
+		return
+	}
+	next := s.conn.keepAlive - s.idle(now)
 	if len(s.pings) > 0 {
-		next = min(next, s.pingDeadline.Sub(now))
+		next = s.pingDeadline.Sub(now)
 	}
 	s.kaTimer.Reset(max(next, time.Millisecond))
 }
@@ -830,7 +884,7 @@ func (s *session) protocolFail(err error) {
 
 func (s *session) protocolFailCode(code packet.ReasonCode, err error) {
 	conn := s.conn
-	if conn == nil {
+	if conn == nil || s.ending {
 		return
 	}
 	s.log.Info("mqtt: protocol violation by the broker", "server", conn.server.url, "err", err)
@@ -850,6 +904,7 @@ func (s *session) connectionEnded(cause error) {
 	}
 	conn.close(cause, false)
 	// Packets the reader handed over before it stopped are still valid.
+	s.ending = true
 	for drained := false; !drained; {
 		select {
 		case ev := <-s.in:
@@ -860,6 +915,7 @@ func (s *session) connectionEnded(cause error) {
 			drained = true
 		}
 	}
+	s.ending = false
 	if s.serverDisconnect != nil {
 		cause = s.serverDisconnect
 	}
@@ -883,6 +939,8 @@ func (r *disconnectReq) handle(s *session) {
 		return
 	}
 	s.disconnecting = r
+	// New QoS 0 publishes, which bypass the session, are refused from now on.
+	s.c.conn.Store(nil)
 	s.checkDisconnect()
 }
 
@@ -897,7 +955,10 @@ func (s *session) finishDisconnect(err error) {
 	r := s.disconnecting
 	s.disconnecting = nil
 	if conn := s.conn; conn != nil {
-		s.send(&packet.Disconnect{})
+		// Nothing may follow DISCONNECT on the connection [MQTT-3.14.4-1].
+		if err := conn.w.sendLast(&packet.Disconnect{}); err != nil && s.debug {
+			s.log.Debug("mqtt: send DISCONNECT failed", "err", err)
+		}
 		conn.close(ErrClosed, true)
 		s.conn = nil
 		s.c.conn.Store(nil)
@@ -910,6 +971,9 @@ func (s *session) finishDisconnect(err error) {
 // shutdown stops the client for good: every waiting call completes with
 // cause, receiving channels close, and every delivery goroutine exits.
 func (s *session) shutdown(cause error) {
+	if s.stopped {
+		return
+	}
 	if conn := s.conn; conn != nil {
 		conn.close(cause, false)
 		s.conn = nil

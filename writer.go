@@ -39,6 +39,7 @@ type writer struct {
 	spare   []byte        // a drained buffer kept for reuse; guarded by mu
 	room    chan struct{} // made by a waiting publisher, closed when pending is taken; guarded by mu
 	err     error         // sticky: the first write error; guarded by mu
+	sealed  bool          // the last packet (DISCONNECT) is queued; guarded by mu
 
 	kick chan struct{} // 1-buffered: "pending is non-empty"
 
@@ -56,13 +57,18 @@ func newWriter(nc net.Conn, v packet.Version) *writer {
 }
 
 // send encodes p onto the queue. It never blocks on the network.
-func (w *writer) send(p packet.Packet) error {
+func (w *writer) send(p packet.Packet) error { return w.enqueue(p, false) }
+
+// sendLast queues p as the last packet: later sends fail.
+func (w *writer) sendLast(p packet.Packet) error { return w.enqueue(p, true) }
+
+func (w *writer) enqueue(p packet.Packet, last bool) error {
 	w.mu.Lock()
-	if w.err != nil {
-		err := w.err
+	if err := w.refuseLocked(); err != nil {
 		w.mu.Unlock()
 		return err
 	}
+	w.sealed = last
 	var err error
 	w.pending, err = p.Append(w.pending, w.version)
 	w.mu.Unlock()
@@ -79,8 +85,7 @@ func (w *writer) send(p packet.Packet) error {
 func (w *writer) sendPublish(ctx context.Context, p *packet.Publish, stop <-chan struct{}) error {
 	for {
 		w.mu.Lock()
-		if w.err != nil {
-			err := w.err
+		if err := w.refuseLocked(); err != nil {
 			w.mu.Unlock()
 			return err
 		}
@@ -110,6 +115,17 @@ func (w *writer) sendPublish(ctx context.Context, p *packet.Publish, stop <-chan
 }
 
 var errWriterStopped = errors.New("connection closed")
+
+// refuseLocked returns why nothing more may be queued. The caller holds mu.
+func (w *writer) refuseLocked() error {
+	if w.err != nil {
+		return w.err
+	}
+	if w.sealed {
+		return ErrClosed
+	}
+	return nil
+}
 
 func (w *writer) signal() {
 	select {

@@ -1,5 +1,3 @@
-//go:build knownbugs
-
 package mqtt_test
 
 import (
@@ -20,8 +18,7 @@ import (
 	"github.com/google/go-cmp/cmp/cmpopts"
 )
 
-// These tests show client bugs. They are built only with -tags knownbugs
-// until the bugs are fixed.
+// Regression tests for client bugs the scripted broker once exposed.
 
 // fakeInChildProcess runs the test named name again in a child process, for a
 // test whose failure is a panic in a client goroutine, which would end the
@@ -48,7 +45,7 @@ func fakeInChildProcess(t *testing.T) bool {
 	return false
 }
 
-// TestFakeBugViolationQueuedAtConnectionEnd: a protocol violation that the
+// TestFakeRegressionViolationQueuedAtConnectionEnd: a protocol violation that the
 // reader handed to the session before the connection ended is handled
 // while connectionEnded drains the session's input. protocolFailCode then
 // finds s.conn still set and calls connectionEnded again, which shuts the
@@ -57,7 +54,7 @@ func fakeInChildProcess(t *testing.T) bool {
 // application down. Here the session has stopped reading (the application
 // holds Receive Maximum unacknowledged messages), the broker sends a PUBACK
 // for an unknown packet identifier and hangs up.
-func TestFakeBugViolationQueuedAtConnectionEnd(t *testing.T) {
+func TestFakeRegressionViolationQueuedAtConnectionEnd(t *testing.T) {
 	if !fakeInChildProcess(t) {
 		return
 	}
@@ -76,13 +73,13 @@ func TestFakeBugViolationQueuedAtConnectionEnd(t *testing.T) {
 	}
 }
 
-// TestFakeBugQoS0PublishDuringDisconnect: Disconnect documents that "new
+// TestFakeRegressionQoS0PublishDuringDisconnect: Disconnect documents that "new
 // publishes are refused", and QoS 1 and 2 publishes are (session.refusing).
 // A QoS 0 Publish goes straight to the connection's writer
 // (Client.publishQoS0), so it is accepted and sent while Disconnect waits
 // for acknowledgements; racing with finishDisconnect it can even be written
 // after the DISCONNECT, which [MQTT-3.14.4-1] forbids.
-func TestFakeBugQoS0PublishDuringDisconnect(t *testing.T) {
+func TestFakeRegressionQoS0PublishDuringDisconnect(t *testing.T) {
 	fakeEachVersion(t, func(t *testing.T, v mqtt.ProtocolVersion, _ packet.Version) {
 		c, fc, _ := fakeClient(t, mqtt.Config{ClientID: "b", Version: v}, &packet.Connack{})
 		c.PublishAsync(mqtt.Message{Topic: "a", QoS: mqtt.AtLeastOnce})
@@ -103,7 +100,7 @@ func TestFakeBugQoS0PublishDuringDisconnect(t *testing.T) {
 	})
 }
 
-// TestFakeBugMalformedHeaderBeforeConnack: a malformed fixed header where the
+// TestFakeRegressionMalformedHeaderBeforeConnack: a malformed fixed header where the
 // CONNACK should be (reserved flag bits [MQTT-2.1.3-1], packet type 0, a
 // Remaining Length over four bytes, a CONNACK larger than the client's
 // Maximum Packet Size) makes Connect fail with the bare *packet.Error
@@ -111,7 +108,7 @@ func TestFakeBugQoS0PublishDuringDisconnect(t *testing.T) {
 // does not wrap ErrProtocolViolation; a malformed CONNACK body does.
 // ErrProtocolViolation is documented as covering "a malformed or unexpected
 // packet".
-func TestFakeBugMalformedHeaderBeforeConnack(t *testing.T) {
+func TestFakeRegressionMalformedHeaderBeforeConnack(t *testing.T) {
 	t.Parallel()
 	for _, tc := range []struct {
 		name string
@@ -140,13 +137,13 @@ func TestFakeBugMalformedHeaderBeforeConnack(t *testing.T) {
 	}
 }
 
-// TestFakeBugPasswordWithoutUserName311: with Version311, a Config with a
+// TestFakeRegressionPasswordWithoutUserName311: with Version311, a Config with a
 // Password and no Username makes Client.exchange (dial.go) send a CONNECT
 // with the Password Flag set and the User Name Flag clear, which MQTT 3.1.1
 // forbids [MQTT-3.1.2-22]; brokers close such a connection. The client
 // should refuse the Config (an *ArgumentError before dialing) or leave the
 // password out; VersionAuto falling back to 3.1.1 has the same problem.
-func TestFakeBugPasswordWithoutUserName311(t *testing.T) {
+func TestFakeRegressionPasswordWithoutUserName311(t *testing.T) {
 	fakeBubble(t, func(t *testing.T) {
 		b := fakebroker.New(t)
 		res := fakeStartConnect(t, context.Background(), b, mqtt.Config{ClientID: "b", Version: mqtt.Version311, Password: []byte("pw")})
@@ -174,7 +171,7 @@ func TestFakeBugPasswordWithoutUserName311(t *testing.T) {
 	})
 }
 
-// TestFakeBugStuckWriteBlocksShutdown: nothing interrupts the writer
+// TestFakeRegressionStuckWriteBlocksShutdown: nothing interrupts the writer
 // goroutine's nc.Write when the connection ends. With a broker that stopped
 // reading (a black-holed TCP peer once the socket buffer is full; any
 // pending write on a pipe), the keepalive timeout cancels the connection,
@@ -184,7 +181,7 @@ func TestFakeBugPasswordWithoutUserName311(t *testing.T) {
 // Close never returns. connection.close (or a context.AfterFunc in start)
 // should expire the deadlines of nc when the connection's context ends:
 // the write deadline only after finalFlushTimeout when flushing.
-func TestFakeBugStuckWriteBlocksShutdown(t *testing.T) {
+func TestFakeRegressionStuckWriteBlocksShutdown(t *testing.T) {
 	fakeBubble(t, func(t *testing.T) {
 		c, _ := fakeClientConn(t, mqtt.Config{ClientID: "b", Version: mqtt.Version5, KeepAlive: 10 * time.Second}, &packet.Connack{})
 		// The broker reads nothing more: this write never completes.
@@ -212,7 +209,7 @@ func TestFakeBugStuckWriteBlocksShutdown(t *testing.T) {
 	})
 }
 
-// TestFakeBugKeepAliveTimerSpins: session.keepAlive re-arms its timer with
+// TestFakeRegressionKeepAliveTimerSpins: session.keepAlive re-arms its timer with
 // max(next, time.Millisecond), where next = KeepAlive - idle turns negative
 // once a PINGREQ has been outstanding for a whole interval. Whenever the
 // ping deadline keeps moving (packets arrive but no PINGRESP, or the session
@@ -222,7 +219,7 @@ func TestFakeBugStuckWriteBlocksShutdown(t *testing.T) {
 // be set to the ping deadline (or the next keepalive) only. The test stalls
 // the application for 10 minutes of fake time and checks the real time the
 // bubble took: about 8 s with -race now, milliseconds without the spin.
-func TestFakeBugKeepAliveTimerSpins(t *testing.T) {
+func TestFakeRegressionKeepAliveTimerSpins(t *testing.T) {
 	t.Parallel()
 	start := time.Now()
 	synctest.Test(t, func(t *testing.T) {
@@ -245,14 +242,14 @@ func TestFakeBugKeepAliveTimerSpins(t *testing.T) {
 	}
 }
 
-// TestFakeBugSubscribeWaitsForPublishQuota: Subscribe and Unsubscribe queue
+// TestFakeRegressionSubscribeWaitsForPublishQuota: Subscribe and Unsubscribe queue
 // behind QoS 1 and 2 publishes waiting for the broker's Receive Maximum
 // (session.subscribeReq.handle appends to s.waiting whenever it is not
 // empty), although Receive Maximum limits only PUBLISH packets
 // [MQTT-4.9.0-2]. With Receive Maximum 1 and a publish in flight, a second
 // publish waits, and so does a Subscribe, until the broker acknowledges the
 // first publish.
-func TestFakeBugSubscribeWaitsForPublishQuota(t *testing.T) {
+func TestFakeRegressionSubscribeWaitsForPublishQuota(t *testing.T) {
 	fakeBubble(t, func(t *testing.T) {
 		ack := &packet.Connack{}
 		ack.Props.ReceiveMaximum = 1
@@ -283,7 +280,7 @@ func TestFakeBugSubscribeWaitsForPublishQuota(t *testing.T) {
 	})
 }
 
-// TestFakeBugV5PauseStallsAcks: when the application holds ReceiveMaximum
+// TestFakeRegressionV5PauseStallsAcks: when the application holds ReceiveMaximum
 // unacknowledged messages, session.receive sets pauseInflight and stops
 // taking packets from the reader, on MQTT 5.0 connections too, although
 // its comment says the pause is what a 3.1.1 client has instead of Receive
@@ -292,7 +289,7 @@ func TestFakeBugSubscribeWaitsForPublishQuota(t *testing.T) {
 // is not reading (DESIGN.md, property 2): PUBACKs for the client's own
 // publishes, PINGRESP, QoS 0 messages for other subscriptions. It also makes
 // the Receive Maximum exceeded check (0x93) unreachable for QoS 1.
-func TestFakeBugV5PauseStallsAcks(t *testing.T) {
+func TestFakeRegressionV5PauseStallsAcks(t *testing.T) {
 	fakeBubble(t, func(t *testing.T) {
 		c, fc, _ := fakeClient(t, mqtt.Config{ClientID: "b", Version: mqtt.Version5, ReceiveMaximum: 2, KeepAlive: -1}, &packet.Connack{})
 		slow := fakeSubscribe(t, c, fc, mqtt.Filter{Topic: "slow/#", QoS: 1})
