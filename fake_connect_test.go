@@ -92,7 +92,7 @@ func TestFakeConnectKeepAliveDisabled(t *testing.T) {
 		if cp.KeepAlive != 0 {
 			t.Errorf("CONNECT Keep Alive = %d, want 0", cp.KeepAlive)
 		}
-		time.Sleep(24 * time.Hour)
+		fakeAdvance(24 * time.Hour)
 		fc.expectNothing()
 		if err := c.Err(); err != nil {
 			t.Errorf("Err after a silent day = %v, want nil", err)

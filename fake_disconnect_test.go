@@ -25,7 +25,7 @@ func TestFakeDisconnectWaitsForInflight(t *testing.T) {
 		p2 := c.PublishAsync(mqtt.Message{Topic: "b", QoS: mqtt.ExactlyOnce})
 		pub1, pub2 := fc.expectPublish(), fc.expectPublish()
 		disc := fakeAsync(t, func() error { return c.Disconnect(context.Background()) })
-		time.Sleep(time.Second)
+		fakeAdvance(time.Second)
 		if disc.returned() {
 			t.Fatalf("Disconnect returned %v with publishes in flight", disc.err)
 		}

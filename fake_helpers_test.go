@@ -417,3 +417,9 @@ func (c *fakeCall) returned() bool {
 		return false
 	}
 }
+
+// fakeAdvance moves the fake clock of the calling synctest bubble forward by
+// d once every goroutine in the bubble is blocked. It must be called inside
+// a bubble, where it waits for no condition: it only steps time, which is how
+// a test reaches a keepalive deadline without real waiting.
+func fakeAdvance(d time.Duration) { time.Sleep(d) }

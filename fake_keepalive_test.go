@@ -84,9 +84,9 @@ func TestFakeKeepAliveAnyPacketCounts(t *testing.T) {
 		c, fc, _ := fakeClient(t, mqtt.Config{ClientID: "ka", Version: mqtt.Version5, KeepAlive: 10 * time.Second}, &packet.Connack{})
 		start := time.Now()
 		fakeExpectPingAt(t, fc, start, 10*time.Second)
-		time.Sleep(9 * time.Second)
+		fakeAdvance(9 * time.Second)
 		fc.send(&packet.Publish{Topic: "news", Payload: []byte("alive")})
-		time.Sleep(5 * time.Second)
+		fakeAdvance(5 * time.Second)
 		if err := c.Err(); err != nil {
 			t.Fatalf("Err at 24s = %v; a PUBLISH arrived 5s ago", err)
 		}
@@ -102,7 +102,7 @@ func TestFakeKeepAlivePostponedBySending(t *testing.T) {
 	fakeEachVersion(t, func(t *testing.T, v mqtt.ProtocolVersion, _ packet.Version) {
 		c, fc, _ := fakeClient(t, mqtt.Config{ClientID: "ka", Version: v, KeepAlive: 10 * time.Second}, &packet.Connack{})
 		start := time.Now()
-		time.Sleep(4 * time.Second)
+		fakeAdvance(4 * time.Second)
 		if err := c.Publish(context.Background(), mqtt.Message{Topic: "t", Payload: []byte("p")}); err != nil {
 			t.Fatalf("Publish: %v", err)
 		}
@@ -111,7 +111,7 @@ func TestFakeKeepAlivePostponedBySending(t *testing.T) {
 		fc.send(&packet.Pingresp{})
 
 		// A QoS 1 exchange at 20 s: the PUBLISH is the client's last packet.
-		time.Sleep(6 * time.Second)
+		fakeAdvance(6 * time.Second)
 		pub := c.PublishAsync(mqtt.Message{Topic: "t", QoS: mqtt.AtLeastOnce})
 		p := fc.expectPublish()
 		fc.send(&packet.Ack{PacketType: packet.PUBACK, PacketID: p.PacketID})
@@ -122,7 +122,7 @@ func TestFakeKeepAlivePostponedBySending(t *testing.T) {
 		fc.send(&packet.Pingresp{})
 
 		// Inbound traffic at 35 s does not postpone the next PINGREQ.
-		time.Sleep(5 * time.Second)
+		fakeAdvance(5 * time.Second)
 		fc.send(&packet.Publish{Topic: "in", Payload: []byte("x")})
 		fakeExpectPingAt(t, fc, start, 40*time.Second)
 		fc.send(&packet.Pingresp{})
@@ -159,7 +159,7 @@ func TestFakeServerKeepAlive(t *testing.T) {
 			ack := &packet.Connack{}
 			ack.Props.Set(packet.PropServerKeepAlive)
 			c, fc, _ := fakeClient(t, mqtt.Config{ClientID: "ska", Version: mqtt.Version5, KeepAlive: 10 * time.Second}, ack)
-			time.Sleep(time.Hour)
+			fakeAdvance(time.Hour)
 			fc.expectNothing()
 			if err := c.Err(); err != nil {
 				t.Errorf("Err = %v", err)
@@ -179,7 +179,7 @@ func TestFakePing(t *testing.T) {
 			return err
 		})
 		fc.expect(packet.PINGREQ)
-		time.Sleep(3 * time.Second)
+		fakeAdvance(3 * time.Second)
 		if call.returned() {
 			t.Fatal("Ping returned before PINGRESP")
 		}

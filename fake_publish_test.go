@@ -56,7 +56,7 @@ func TestFakePublishQoS1(t *testing.T) {
 		if diff := cmp.Diff(want, got); diff != "" {
 			t.Errorf("PUBLISH (-want +got):\n%s", diff)
 		}
-		time.Sleep(time.Second)
+		fakeAdvance(time.Second)
 		if call.returned() {
 			t.Fatal("Publish returned before PUBACK")
 		}
@@ -115,7 +115,7 @@ func TestFakePublishQoS2(t *testing.T) {
 		if diff := cmp.Diff(want, p); diff != "" || p.PacketID == 0 {
 			t.Fatalf("PUBLISH (-want +got):\n%s", diff)
 		}
-		time.Sleep(time.Second)
+		fakeAdvance(time.Second)
 		if call.returned() {
 			t.Fatal("Publish returned before PUBREC")
 		}
@@ -125,7 +125,7 @@ func TestFakePublishQoS2(t *testing.T) {
 		if want := []byte{0x62, 0x02, byte(p.PacketID >> 8), byte(p.PacketID)}; !cmp.Equal(want, raw) {
 			t.Fatalf("PUBREL bytes = % x, want % x", raw, want)
 		}
-		time.Sleep(time.Second)
+		fakeAdvance(time.Second)
 		if call.returned() {
 			t.Fatal("Publish returned before PUBCOMP")
 		}

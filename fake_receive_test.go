@@ -47,7 +47,7 @@ func TestFakeInboundQoS1AckAfterTake(t *testing.T) {
 		c, fc, _ := fakeClient(t, mqtt.Config{ClientID: "r", Version: v, KeepAlive: -1}, &packet.Connack{})
 		sub := fakeSubscribe(t, c, fc, mqtt.Filter{Topic: "in/#", QoS: 1})
 		fc.send(&packet.Publish{Topic: "in/a", Payload: []byte("one"), QoS: 1, PacketID: 10})
-		time.Sleep(time.Hour)
+		fakeAdvance(time.Hour)
 		fc.expectNothing()
 		got := fakeRecv(t, sub.Messages())
 		want := mqtt.Message{Topic: "in/a", Payload: []byte("one"), QoS: mqtt.AtLeastOnce}
@@ -279,7 +279,7 @@ func TestFakeSlowConsumerBlock(t *testing.T) {
 			pkts = append(pkts, &packet.Publish{Topic: fmt.Sprintf("f/%d", i)})
 		}
 		sent := fc.sendAsync(pkts...)
-		time.Sleep(25 * time.Second)
+		fakeAdvance(25 * time.Second)
 		select {
 		case err := <-sent:
 			t.Fatalf("the broker wrote all %d messages (err %v) while the application read nothing", n, err)
@@ -308,7 +308,7 @@ func TestFakeSlowConsumerBlock(t *testing.T) {
 			}
 		}
 		fc.send(&packet.Pingresp{})
-		time.Sleep(time.Second)
+		fakeAdvance(time.Second)
 		if err := c.Err(); err != nil {
 			t.Fatalf("Err = %v", err)
 		}

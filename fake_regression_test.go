@@ -231,7 +231,7 @@ func TestFakeRegressionKeepAliveTimerSpins(t *testing.T) {
 			flood = append(flood, &packet.Publish{Topic: fmt.Sprint("f/", i)})
 		}
 		sent := fc.sendAsync(flood...)
-		time.Sleep(10 * time.Minute)
+		fakeAdvance(10 * time.Minute)
 		for range 40 {
 			fakeRecv(t, sub.Messages())
 		}
