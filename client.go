@@ -46,6 +46,8 @@ type Client struct {
 	clientID       atomic.Pointer[string]
 	dropped        atomic.Uint64 // QoS 0 messages dropped by DropNewest
 	pendings       pendingPool
+	events         chan Event
+	eventsDropped  atomic.Uint64
 }
 
 // Connect dials the first server in cfg.Servers that accepts the connection,
@@ -64,8 +66,14 @@ func Connect(ctx context.Context, cfg Config) (*Client, error) {
 		closing: make(chan struct{}),
 		done:    make(chan struct{}),
 		exited:  make(chan struct{}),
+		events:  make(chan Event, eventBuffer),
 	}
 	c.s = newSession(c)
+	if cfg.Store != nil {
+		if err := c.s.loadStore(); err != nil {
+			return nil, fmt.Errorf("mqtt: store: %w", err)
+		}
+	}
 	conn, err := c.dialAny(ctx)
 	if err != nil {
 		return nil, err
@@ -247,10 +255,20 @@ func (c *Client) publishQoS0(ctx context.Context, m *Message) error {
 	}
 	conn := c.conn.Load()
 	if conn == nil {
-		if err := c.Err(); err != nil {
+		// Reconnecting (or stopped): the session queues it, or refuses.
+		p := c.pendings.get(ctx, *m)
+		if err := c.s.submit(ctx, p); err != nil {
+			c.pendings.put(p)
 			return err
 		}
-		return ErrClosed
+		select {
+		case <-p.signal:
+			err := p.err
+			c.pendings.put(p)
+			return err
+		case <-ctx.Done():
+			return ctx.Err()
+		}
 	}
 	if err := conn.checkOutbound(m); err != nil {
 		return err

@@ -2,6 +2,7 @@ package mqtt
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"log/slog"
 	"net"
@@ -50,8 +51,17 @@ type Dialer func(ctx context.Context, network, addr string) (net.Conn, error)
 // Config configures a Client. The zero value of every field is a sane
 // default, except Servers, which must name at least one broker.
 type Config struct {
-	// Servers lists broker URLs, tried in order: mqtt://host:port or
-	// tcp://host:port (port 1883 by default).
+	// Servers lists broker URLs, tried in order. Schemes:
+	//
+	//	mqtt://host:port, tcp://host:port        TCP, port 1883 by default
+	//	mqtts://, ssl://, tls://host:port        TLS, port 8883 by default
+	//	ws://host:port/path                      WebSocket, port 80 by default
+	//	wss://host:port/path                     WebSocket over TLS, port 443 by default
+	//	unix:///path/to/socket                   unix domain socket
+	//
+	// A WebSocket URL's path and query are the request target ("/" when
+	// empty). A URL that does not parse or has another scheme makes Connect
+	// fail with an *ArgumentError before anything is dialed.
 	Servers []string
 	// ClientID identifies the session. Empty asks the broker to assign one
 	// (MQTT 5.0 reports it through Client.ClientID; 3.1.1 then requires
@@ -83,14 +93,32 @@ type Config struct {
 	Will *Message
 	// Version selects the protocol version (default VersionAuto).
 	Version ProtocolVersion
-	// ConnectTimeout bounds dialing and the CONNECT/CONNACK exchange of each
-	// attempt. Default 30 s.
+	// ConnectTimeout bounds each attempt to connect to a server: dialing,
+	// the TLS and WebSocket handshakes and the CONNECT/CONNACK exchange.
+	// Default 30 s.
 	ConnectTimeout time.Duration
-	// Dialer replaces the default net.Dialer, for proxies and tests.
+	// Dialer opens the network connection, for proxies and tests; the
+	// default is a net.Dialer. It is called with network "tcp" and
+	// "host:port" (for TLS and WebSocket servers too, which are layered on
+	// the connection it returns), or with "unix" and the socket path.
 	Dialer Dialer
+	// TLSConfig configures TLS for mqtts, ssl, tls and wss servers; other
+	// schemes ignore it. Nil means the defaults: the system's root
+	// certificates and the host name from the URL. The client uses a copy
+	// and sets its ServerName from the URL when empty, so certificates are
+	// always verified against a name unless InsecureSkipVerify is set. Set
+	// RootCAs for a private CA, Certificates for mutual TLS (a client
+	// certificate), NextProtos for ALPN.
+	TLSConfig *tls.Config
+	// WebSocketHeader holds extra header fields for the WebSocket upgrade
+	// request, such as Authorization; an http.Header can be assigned. A
+	// "Host" entry replaces the host from the URL. Fields the handshake sets
+	// itself (Upgrade, Connection, Sec-WebSocket-*) are refused at Connect.
+	WebSocketHeader map[string][]string
 	// MaxPacketSize is the largest packet the client accepts from the broker
-	// (announced in MQTT 5.0; a larger packet ends the connection).
-	// Default 16 MiB; at most 268,435,460.
+	// (announced in MQTT 5.0; a larger packet ends the connection before its
+	// body is read, whatever the transport). Default 16 MiB; at most
+	// 268,435,460.
 	MaxPacketSize int
 	// ReceiveMaximum is the most unacknowledged QoS 1 and 2 messages the
 	// broker may send at once (announced in MQTT 5.0). Since the client
@@ -105,6 +133,18 @@ type Config struct {
 	// Logger receives connection lifecycle events at Info and per-packet
 	// events at Debug. Nil disables logging.
 	Logger *slog.Logger
+
+	// Reconnect configures automatic reconnection (on by default).
+	Reconnect ReconnectConfig
+	// Queue bounds the publishes waiting to be sent while reconnecting.
+	Queue QueueConfig
+	// Store keeps in-flight QoS 1 and 2 state; with a FileStore it survives
+	// a process crash. Nil keeps the state in memory, in the client.
+	Store Store
+	// ManualAck makes the application acknowledge each received QoS 1 and
+	// 2 message with Message.Ack, in any order, instead of the client
+	// acknowledging it when the application receives it from its channel.
+	ManualAck bool
 }
 
 const (
@@ -115,13 +155,6 @@ const (
 	defaultMessageBuffer  = 1024
 	maxPingTimeout        = 30 * time.Second
 )
-
-// server is one parsed entry of Config.Servers.
-type server struct {
-	url     string // as configured, for errors and logs (credentials removed)
-	network string // "tcp"
-	addr    string // host:port
-}
 
 // withDefaults validates cfg and returns a copy with defaults filled in.
 func (cfg Config) withDefaults() (Config, []server, error) {
@@ -185,36 +218,19 @@ func (cfg Config) withDefaults() (Config, []server, error) {
 			return cfg, nil, &ArgumentError{What: "will payload", Value: fmt.Sprintf("%d bytes", len(w.Payload)), Err: fmt.Errorf("longer than 65535 bytes")}
 		}
 	}
+	if err := checkWebSocketHeader(cfg.WebSocketHeader); err != nil {
+		return cfg, nil, err
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
+	cfg.Reconnect.withDefaults()
+	cfg.Queue.withDefaults()
 	if cfg.Dialer == nil {
 		var d net.Dialer
 		cfg.Dialer = d.DialContext
 	}
 	return cfg, servers, nil
-}
-
-func parseServer(s string) (server, error) {
-	u, err := url.Parse(s)
-	if err != nil {
-		return server{}, &ArgumentError{What: "server URL", Value: redactURL(s), Err: fmt.Errorf("cannot parse: %w", redactErr(err))}
-	}
-	shown := u.Redacted()
-	switch strings.ToLower(u.Scheme) {
-	case "mqtt", "tcp":
-		host := u.Host
-		if host == "" {
-			return server{}, &ArgumentError{What: "server URL", Value: shown, Err: fmt.Errorf("no host")}
-		}
-		if u.Port() == "" {
-			host = net.JoinHostPort(u.Hostname(), "1883")
-		}
-		return server{url: shown, network: "tcp", addr: host}, nil
-	case "":
-		return server{}, &ArgumentError{What: "server URL", Value: shown, Err: fmt.Errorf("no scheme: want mqtt://host:port")}
-	}
-	return server{}, &ArgumentError{What: "server URL", Value: shown, Err: fmt.Errorf("unsupported scheme %q", u.Scheme)}
 }
 
 func redactURL(s string) string {

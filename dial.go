@@ -119,7 +119,7 @@ func (c *Client) handshake(ctx context.Context, srv server, v packet.Version) (*
 	}
 	ctx, cancel := context.WithTimeout(ctx, cfg.ConnectTimeout)
 	defer cancel()
-	nc, err := cfg.Dialer(ctx, srv.network, srv.addr)
+	nc, err := dialTransport(ctx, cfg, srv)
 	if err != nil {
 		return nil, fmt.Errorf("mqtt: dial %s: %w", srv.url, err)
 	}

@@ -63,6 +63,11 @@ func fakeStartConnect(t *testing.T, ctx context.Context, b *fakebroker.Broker, c
 	if cfg.Dialer == nil {
 		cfg.Dialer = b.Dial
 	}
+	// These scripts end the client with the connection unless a test
+	// configures reconnection itself.
+	if cfg.Reconnect == (mqtt.ReconnectConfig{}) {
+		cfg.Reconnect.Disable = true
+	}
 	ch := make(chan fakeConnectResult, 1)
 	go func() {
 		c, err := mqtt.Connect(ctx, cfg)

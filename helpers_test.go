@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp/cmpopts"
+
 	"github.com/b4e21b16/mqtt"
 )
 
@@ -63,3 +65,7 @@ func expectNone(t testing.TB, ch <-chan mqtt.Message, d time.Duration) {
 	case <-time.After(d):
 	}
 }
+
+// ignoreAck ignores Message's unexported acknowledgement handle in go-cmp
+// comparisons.
+var ignoreAck = cmpopts.IgnoreUnexported(mqtt.Message{})

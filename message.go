@@ -1,6 +1,7 @@
 package mqtt
 
 import (
+	"context"
 	"fmt"
 	"time"
 
@@ -55,6 +56,23 @@ type Message struct {
 	// SubscriptionIDs are the identifiers of the subscriptions that matched a
 	// received message, when the broker supplies them.
 	SubscriptionIDs []uint32
+
+	ack ackHandle // Config.ManualAck: acknowledges a received QoS 1/2 message
+}
+
+// Ack acknowledges a received QoS 1 or 2 message when Config.ManualAck is
+// set: the client sends its PUBACK (QoS 1) or PUBREC (QoS 2) once this and
+// every earlier message has been acknowledged, as the specification
+// requires that order [MQTT-4.6.0-2]. Acks may be called in any order and
+// from any goroutine. Acking a message twice, a copy of a message delivered
+// to several subscriptions, or a message from a broker session that has
+// since been lost is a harmless no-op. Without ManualAck, and for QoS 0,
+// Ack does nothing. It returns an error only if the client has stopped.
+func (m *Message) Ack() error {
+	if m.ack.s == nil {
+		return nil
+	}
+	return m.ack.s.submit(context.Background(), &ackReq{h: m.ack})
 }
 
 // String summarises the message for logs without its payload.

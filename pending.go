@@ -23,9 +23,15 @@ type Pending struct {
 	signal chan struct{}
 
 	// Owned by the session goroutine while the publish is in flight.
-	pub   packet.Publish
-	phase packet.Type // the acknowledgement awaited next
+	pub     packet.Publish
+	phase   packet.Type // the acknowledgement awaited next
+	seq     uint64      // order of publishing
+	durable bool        // the outcome goes to Client.DeliveryResults
+	stored  bool        // a record of it is in the Store
 }
+
+// detachedCtx is the context of publishes no caller waits for.
+var detachedCtx = context.Background()
 
 var closedChan = func() chan struct{} { c := make(chan struct{}); close(c); return c }()
 

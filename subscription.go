@@ -3,6 +3,8 @@ package mqtt
 import (
 	"context"
 	"slices"
+
+	"github.com/b4e21b16/mqtt/packet"
 )
 
 // Subscription is a live subscription to one or more topic filters. Messages
@@ -17,6 +19,7 @@ type Subscription struct {
 	// filters is owned by the session goroutine; granted is written once
 	// before Subscribe returns.
 	filters []string
+	options []packet.Subscription // as requested, to subscribe again after a session loss
 	granted []FilterResult
 	// id is the MQTT 5.0 Subscription Identifier sent with the SUBSCRIBE
 	// (0 when the connection does not use them). The broker tags each

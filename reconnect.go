@@ -1,0 +1,199 @@
+package mqtt
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"time"
+)
+
+// ReconnectConfig configures automatic reconnection. The zero value
+// reconnects forever with exponential backoff from 100 ms up to 30 s.
+type ReconnectConfig struct {
+	// Disable turns automatic reconnection off: a lost connection then
+	// stops the client (Done closes, Err wraps ErrConnectionLost).
+	Disable bool
+	// MinDelay is the wait before the first attempt (default 100 ms). Each
+	// failed attempt doubles it, up to MaxDelay (default 30 s); every wait
+	// is randomised by ±25 % so that many clients do not retry in step.
+	MinDelay time.Duration
+	MaxDelay time.Duration
+	// MaxAttempts gives up after this many failed attempts in a row
+	// (0: never give up). Giving up stops the client.
+	MaxAttempts int
+}
+
+// QueueFullPolicy says what a publish does when the offline queue is full.
+type QueueFullPolicy byte
+
+const (
+	// QueueWait makes the publishing call wait (honouring its context)
+	// until the queue has room. The default.
+	QueueWait QueueFullPolicy = iota
+	// QueueFail fails the publish at once with an error matching
+	// ErrQueueFull.
+	QueueFail
+)
+
+// QueueConfig bounds the publishes that wait to be sent: those made while
+// the client is reconnecting, and those waiting for the broker's flow
+// control. They are sent in order once possible; none is dropped silently.
+type QueueConfig struct {
+	// MaxMessages bounds the number of waiting publishes (default 10,000).
+	MaxMessages int
+	// MaxBytes bounds their payload bytes (default 64 MiB).
+	MaxBytes int
+	// Full chooses what happens when a bound is reached.
+	Full QueueFullPolicy
+}
+
+// ErrQueueFull means the offline queue is full and Config.Queue.Full is
+// QueueFail.
+var ErrQueueFull = errors.New("mqtt: offline queue is full")
+
+const (
+	defaultMinDelay   = 100 * time.Millisecond
+	defaultMaxDelay   = 30 * time.Second
+	defaultQueueMsgs  = 10000
+	defaultQueueBytes = 64 << 20
+)
+
+func (r *ReconnectConfig) withDefaults() {
+	if r.MinDelay <= 0 {
+		r.MinDelay = defaultMinDelay
+	}
+	if r.MaxDelay <= 0 {
+		r.MaxDelay = defaultMaxDelay
+	}
+	r.MaxDelay = max(r.MaxDelay, r.MinDelay)
+}
+
+func (q *QueueConfig) withDefaults() {
+	if q.MaxMessages <= 0 {
+		q.MaxMessages = defaultQueueMsgs
+	}
+	if q.MaxBytes <= 0 {
+		q.MaxBytes = defaultQueueBytes
+	}
+}
+
+// backoff returns the wait before attempt n (1-based): exponential from
+// MinDelay, capped at MaxDelay, with ±25 % jitter.
+func (r *ReconnectConfig) backoff(n int) time.Duration {
+	d := r.MinDelay
+	for i := 1; i < n && d < r.MaxDelay; i++ {
+		d *= 2
+	}
+	d = min(d, r.MaxDelay)
+	jitter := time.Duration(rand.Int64N(int64(d)/2+1)) - d/4
+	return max(d+jitter, time.Millisecond)
+}
+
+// EventKind says what an Event reports.
+type EventKind byte
+
+// Connection state changes.
+const (
+	// EventConnected: a connection was established (first or again);
+	// SessionPresent tells whether the broker resumed the session.
+	EventConnected EventKind = iota + 1
+	// EventConnectionLost: the connection ended; Err says why.
+	EventConnectionLost
+	// EventReconnecting: an attempt is about to be made after Delay.
+	EventReconnecting
+	// EventResubscribed: the broker had lost the session, and the client
+	// subscribed again to every live subscription; Err reports filters the
+	// broker refused this time.
+	EventResubscribed
+	// EventGaveUp: reconnection stopped (MaxAttempts reached); the client
+	// has stopped and Err says why.
+	EventGaveUp
+)
+
+var eventNames = [...]string{"", "connected", "connection lost", "reconnecting", "resubscribed", "gave up"}
+
+// String names the kind.
+func (k EventKind) String() string {
+	if int(k) < len(eventNames) {
+		return eventNames[k]
+	}
+	return fmt.Sprintf("EventKind(%d)", byte(k))
+}
+
+// Event is a connection state change, delivered on Client.Events.
+type Event struct {
+	Kind           EventKind
+	Time           time.Time
+	Server         string        // the server concerned, if any
+	SessionPresent bool          // EventConnected
+	Attempt        int           // EventReconnecting, EventGaveUp: attempts so far
+	Delay          time.Duration // EventReconnecting: wait before the attempt
+	Err            error         // EventConnectionLost, EventResubscribed, EventGaveUp
+}
+
+// eventBuffer is the capacity of the Events channel.
+const eventBuffer = 64
+
+// emit publishes e on the events channel without ever blocking; when the
+// application does not keep up, the event is counted in EventsDropped.
+func (c *Client) emit(e Event) {
+	e.Time = time.Now()
+	select {
+	case c.events <- e:
+	default:
+		c.eventsDropped.Add(1)
+	}
+}
+
+// Events returns the channel of connection state changes. It is buffered;
+// events that find it full are dropped and counted by EventsDropped, so a
+// client never waits for the application to read them.
+func (c *Client) Events() <-chan Event { return c.events }
+
+// EventsDropped returns how many events found the Events channel full.
+func (c *Client) EventsDropped() uint64 { return c.eventsDropped.Load() }
+
+// dialResult is what the reconnecting goroutine reports to the session.
+type dialResult struct {
+	conn *connection
+	err  error // set when the client gave up
+}
+
+// redial tries to connect until it succeeds, ctx ends or the attempt limit
+// is reached, waiting with backoff between attempts and rotating over the
+// servers. It runs on its own goroutine so that the session keeps serving
+// calls (which queue) while the network is down.
+func (c *Client) redial(ctx context.Context, out chan<- dialResult) {
+	rc := &c.cfg.Reconnect
+	var last error
+	for attempt := 1; ; attempt++ {
+		delay := rc.backoff(attempt)
+		c.emit(Event{Kind: EventReconnecting, Attempt: attempt, Delay: delay})
+		c.log.Info("mqtt: reconnecting", "attempt", attempt, "delay", delay)
+		t := time.NewTimer(delay)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			out <- dialResult{err: ErrClosed}
+			return
+		}
+		srv := c.servers[(attempt-1)%len(c.servers)]
+		conn, err := c.dial(ctx, srv)
+		if err == nil {
+			out <- dialResult{conn: conn}
+			return
+		}
+		if ctx.Err() != nil {
+			out <- dialResult{err: ErrClosed}
+			return
+		}
+		last = err
+		c.log.Info("mqtt: reconnect attempt failed", "server", srv.url, "attempt", attempt, "err", err)
+		if rc.MaxAttempts > 0 && attempt >= rc.MaxAttempts {
+			out <- dialResult{err: fmt.Errorf("%w: gave up after %d reconnect attempts: %w", ErrConnectionLost, attempt, last)}
+			return
+		}
+	}
+}

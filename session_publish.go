@@ -1,0 +1,252 @@
+package mqtt
+
+import (
+	"fmt"
+
+	"github.com/b4e21b16/mqtt/packet"
+)
+
+func (p *Pending) fail(err error) { p.complete(err) }
+
+func (p *Pending) seqNo() uint64 { return p.seq }
+
+func (p *Pending) handle(s *session) {
+	if err := s.refusing(); err != nil {
+		p.complete(err)
+		return
+	}
+	s.seq++
+	p.seq = s.seq
+	if p.msg.QoS == AtMostOnce {
+		// Only a QoS 0 publish made while disconnected comes here.
+		if s.conn != nil && len(s.waiting) == 0 {
+			s.sendQoS0(p)
+			return
+		}
+	} else if s.conn != nil && len(s.waiting) == 0 && s.trySendPublish(p) {
+		return
+	}
+	s.enqueue(p)
+}
+
+// enqueue adds a publish to the offline queue, within Config.Queue's bounds.
+func (s *session) enqueue(p *Pending) {
+	if s.queuedMsgs >= s.cfg.Queue.MaxMessages || s.queuedBytes+len(p.msg.Payload) > s.cfg.Queue.MaxBytes {
+		if s.cfg.Queue.Full == QueueFail {
+			p.complete(fmt.Errorf("%w (%d messages, %d bytes queued)", ErrQueueFull, s.queuedMsgs, s.queuedBytes))
+			return
+		}
+		s.overflow = append(s.overflow, p)
+		return
+	}
+	if p.msg.QoS > 0 && !s.storePublish(p) {
+		return
+	}
+	s.queuedMsgs++
+	s.queuedBytes += len(p.msg.Payload)
+	s.waiting = append(s.waiting, p)
+}
+
+// admitOverflow moves publishes that waited for queue room into the queue.
+func (s *session) admitOverflow() {
+	n := 0
+	for n < len(s.overflow) {
+		p := s.overflow[n]
+		if p.ctx.Err() == nil && (s.queuedMsgs >= s.cfg.Queue.MaxMessages || s.queuedBytes+len(p.msg.Payload) > s.cfg.Queue.MaxBytes) {
+			break
+		}
+		n++
+		if err := p.ctx.Err(); err != nil {
+			p.complete(err)
+			continue
+		}
+		if p.msg.QoS > 0 && !s.storePublish(p) {
+			continue
+		}
+		s.queuedMsgs++
+		s.queuedBytes += len(p.msg.Payload)
+		s.waiting = append(s.waiting, p)
+	}
+	clear(s.overflow[:n])
+	s.overflow = s.overflow[n:]
+	if len(s.overflow) == 0 {
+		s.overflow = nil
+	}
+}
+
+// sendQoS0 writes a queued QoS 0 publish.
+func (s *session) sendQoS0(p *Pending) {
+	if err := s.conn.checkOutbound(&p.msg); err != nil {
+		p.complete(err)
+		return
+	}
+	p.msg.toPublish(&p.pub)
+	s.send(&p.pub)
+	p.complete(nil)
+}
+
+// trySendPublish sends a QoS 1 or 2 publish if a packet ID and send quota
+// (the broker's Receive Maximum) are available [MQTT-4.9.0-2]. It reports
+// false when the publish must wait; a publish the broker's limits refuse is
+// completed with the error and counts as handled.
+func (s *session) trySendPublish(p *Pending) bool {
+	if s.sendQuota <= 0 {
+		return false
+	}
+	if err := s.conn.checkOutbound(&p.msg); err != nil {
+		s.unstore(p)
+		p.complete(err)
+		return true
+	}
+	id, ok := s.allocID()
+	if !ok {
+		return false
+	}
+	p.msg.toPublish(&p.pub)
+	p.pub.PacketID = id
+	p.phase = packet.PUBACK
+	if p.msg.QoS == ExactlyOnce {
+		p.phase = packet.PUBREC
+	}
+	if !s.storePublish(p) {
+		return true
+	}
+	s.out[id] = p
+	s.sendQuota--
+	s.send(&p.pub)
+	return true
+}
+
+// drainWaiting sends waiting work for which a connection, IDs and quota are
+// available. Publishes keep their order; a subscribe or unsubscribe does not
+// wait behind a publish that waits for send quota.
+func (s *session) drainWaiting() {
+	if s.conn == nil {
+		return
+	}
+	kept := s.waiting[:0]
+	pubBlocked := false
+	for _, r := range s.waiting {
+		sent := false
+		switch r := r.(type) {
+		case *Pending:
+			if err := r.ctx.Err(); err != nil && !r.durable {
+				s.unstore(r)
+				r.complete(err)
+				sent = true
+			} else if !pubBlocked {
+				if r.msg.QoS == AtMostOnce {
+					s.sendQoS0(r)
+					sent = true
+				} else {
+					sent = s.trySendPublish(r)
+				}
+				pubBlocked = !sent
+			}
+			if sent {
+				s.queuedMsgs--
+				s.queuedBytes -= len(r.msg.Payload)
+			}
+		case *subscribeReq:
+			sent = s.trySubscribe(r)
+		case *unsubscribeReq:
+			sent = s.tryUnsubscribe(r)
+		case *pingReq:
+			s.ping(r.reply)
+			sent = true
+		}
+		if !sent {
+			kept = append(kept, r)
+		}
+	}
+	clear(s.waiting[len(kept):])
+	s.waiting = kept
+	s.admitOverflow()
+}
+
+// publishAcked handles PUBACK, PUBREC and PUBCOMP for an outbound publish.
+func (s *session) publishAcked(a *packet.Ack) {
+	o, ok := s.out[a.PacketID]
+	p, isPub := o.(*Pending)
+	if !ok || !isPub || p.phase != a.PacketType {
+		want := "nothing"
+		switch o := o.(type) {
+		case *Pending:
+			want = o.phase.String()
+		case *subscribeReq:
+			want = "SUBACK"
+		case *unsubscribeReq:
+			want = "UNSUBACK"
+		}
+		s.protocolFail(fmt.Errorf("%w: %v for packet ID %d, which awaits %s", ErrProtocolViolation, a.PacketType, a.PacketID, want))
+		return
+	}
+	if a.PacketType == packet.PUBREC && !a.ReasonCode.IsError() {
+		// [MQTT-4.3.3-9]: answer PUBREC with PUBREL; the ID stays in use.
+		p.phase = packet.PUBCOMP
+		if s.store != nil {
+			s.saveStored(p, true)
+		}
+		s.sendAck(packet.PUBREL, a.PacketID, 0)
+		return
+	}
+	delete(s.out, a.PacketID)
+	s.sendQuota++
+	var err error
+	if a.ReasonCode.IsError() {
+		err = &ReasonError{Packet: a.PacketType.String(), Code: a.ReasonCode, Reason: a.Props.ReasonString}
+	}
+	s.finishPublish(p, err)
+	s.drainWaiting()
+	s.checkDisconnect()
+}
+
+// finishPublish completes an outbound publish for good.
+//
+// p must not be touched after complete: a synchronous Publish recycles it.
+func (s *session) finishPublish(p *Pending, err error) {
+	durable, seq := p.durable, p.seq
+	s.unstore(p)
+	p.complete(err)
+	if durable {
+		s.results.push(DeliveryResult{ID: seq, Err: err})
+	}
+}
+
+// storePublish persists p (with its packet ID once it has one) before it is
+// sent. A store failure fails the publish: its delivery could not be
+// guaranteed.
+func (s *session) storePublish(p *Pending) bool {
+	if s.store == nil {
+		return true
+	}
+	if err := s.saveStored(p, false); err != nil {
+		durable, seq := p.durable, p.seq
+		p.complete(err)
+		if durable {
+			s.results.push(DeliveryResult{ID: seq, Err: err})
+		}
+		return false
+	}
+	return true
+}
+
+func (s *session) saveStored(p *Pending, released bool) error {
+	p.stored = true
+	err := s.store.SavePublish(StoredPublish{Seq: p.seq, PacketID: p.pub.PacketID, Released: released, Message: p.msg})
+	if err != nil {
+		s.log.Error("mqtt: store: saving a publish failed", "seq", p.seq, "err", err)
+		return fmt.Errorf("mqtt: store: %w", err)
+	}
+	return nil
+}
+
+func (s *session) unstore(p *Pending) {
+	if s.store == nil || !p.stored {
+		return
+	}
+	p.stored = false
+	if err := s.store.DeletePublish(p.seq); err != nil {
+		s.log.Error("mqtt: store: deleting a publish failed", "seq", p.seq, "err", err)
+	}
+}

@@ -1,0 +1,158 @@
+package mqtt
+
+import (
+	"errors"
+	"slices"
+
+	"github.com/b4e21b16/mqtt/packet"
+)
+
+// resume brings the session state onto a new connection (DESIGN property 7).
+//
+// When the broker kept the session, every unacknowledged packet is sent
+// again in its original order: a PUBLISH awaiting PUBACK or PUBREC with DUP
+// set [MQTT-4.4.0-1], a PUBREL for a QoS 2 message past PUBREC
+// [MQTT-4.3.3-?], and SUBSCRIBE or UNSUBSCRIBE awaiting their acks.
+// Received QoS 1 and 2 messages the application has not taken yet are
+// acknowledged on this connection once it takes them.
+//
+// When the broker has no session, the client first subscribes again to
+// every live subscription, so that nothing flows before the routes exist;
+// publishes awaiting PUBACK or PUBREC are sent again as new messages, and a
+// QoS 2 message past PUBREC counts as delivered (the broker had received
+// it). Received messages still waiting for the application are still
+// delivered, but their acknowledgements are dropped: the IDs mean nothing to
+// the new session.
+func (s *session) resume(present bool) {
+	if !present {
+		s.forgetInbound()
+		s.resubscribe()
+	}
+	var outs []outstanding
+	for _, o := range s.out {
+		outs = append(outs, o)
+	}
+	slices.SortFunc(outs, func(a, b outstanding) int {
+		switch x, y := a.seqNo(), b.seqNo(); {
+		case x < y:
+			return -1
+		case x > y:
+			return 1
+		}
+		return 0
+	})
+	for _, o := range outs {
+		switch o := o.(type) {
+		case *Pending:
+			if o.phase == packet.PUBCOMP {
+				if present {
+					s.sendAck(packet.PUBREL, o.pub.PacketID, 0)
+				} else {
+					delete(s.out, o.pub.PacketID)
+					s.sendQuota++
+					s.finishPublish(o, nil)
+				}
+				continue
+			}
+			o.pub.Dup = present
+			s.send(&o.pub)
+		case *subscribeReq:
+			s.send(o.packet)
+		case *unsubscribeReq:
+			s.send(&packet.Unsubscribe{PacketID: o.id, Filters: o.filters})
+		}
+	}
+	// Acknowledgements held while reconnecting.
+	s.flushAcks()
+}
+
+// forgetInbound drops received-message state that only the lost broker
+// session gave meaning to.
+func (s *session) forgetInbound() {
+	for id, ref := range s.inByID {
+		delete(s.inByID, id)
+		ref.stale = true
+		if ref.acked && s.store != nil {
+			if err := s.store.DeleteInbound(id); err != nil {
+				s.log.Error("mqtt: store: deleting inbound state failed", "id", id, "err", err)
+			}
+		}
+	}
+	clear(s.ackOrder)
+	s.ackOrder = nil
+	s.pausedBy &^= pauseInflight
+}
+
+// resubscribe sends one SUBSCRIBE per live subscription, with its original
+// options and identifier. The outcome is reported as EventResubscribed.
+func (s *session) resubscribe() {
+	if len(s.subs) == 0 {
+		return
+	}
+	s.resubscribing = len(s.subs)
+	s.resubscribeErr = nil
+	for _, sub := range s.subs {
+		var filters []packet.Subscription
+		for _, f := range sub.options {
+			if slices.Contains(sub.filters, f.Filter) {
+				filters = append(filters, f)
+			}
+		}
+		r := &subscribeReq{filters: filters, sub: sub, internal: true}
+		if !s.sendSubscribe(r) {
+			// All packet IDs are taken by in-flight work; retry as IDs free.
+			s.waiting = append(s.waiting, r)
+		}
+	}
+}
+
+// resubscribed records the answer to one resubscription.
+func (s *session) resubscribed(err error) {
+	if err != nil {
+		s.resubscribeErr = errors.Join(s.resubscribeErr, err)
+	}
+	s.resubscribing--
+	if s.resubscribing == 0 {
+		s.log.Info("mqtt: resubscribed after the broker lost the session", "err", s.resubscribeErr)
+		s.c.emit(Event{Kind: EventResubscribed, Err: s.resubscribeErr})
+	}
+}
+
+// loadStore restores outbound and inbound state saved by an earlier run.
+func (s *session) loadStore() error {
+	out, in, err := s.store.Load()
+	if err != nil && !errors.Is(err, ErrStoreCorrupt) {
+		return err
+	}
+	if err != nil {
+		s.log.Warn("mqtt: store: damaged data skipped", "err", err)
+	}
+	for _, r := range out {
+		p := &Pending{msg: r.Message, ctx: detachedCtx, seq: r.Seq, durable: true, stored: true}
+		s.seq = max(s.seq, r.Seq)
+		if r.PacketID == 0 {
+			s.queuedMsgs++
+			s.queuedBytes += len(p.msg.Payload)
+			s.waiting = append(s.waiting, p)
+			continue
+		}
+		p.msg.toPublish(&p.pub)
+		p.pub.PacketID = r.PacketID
+		switch {
+		case r.Released:
+			p.phase = packet.PUBCOMP
+		case p.msg.QoS == ExactlyOnce:
+			p.phase = packet.PUBREC
+		default:
+			p.phase = packet.PUBACK
+		}
+		s.out[r.PacketID] = p
+		s.lastID = max(s.lastID, r.PacketID)
+	}
+	for _, id := range in {
+		ref := s.newRef(id, 2)
+		ref.acked = true
+		s.inByID[id] = ref
+	}
+	return nil
+}

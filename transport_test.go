@@ -1,0 +1,505 @@
+package mqtt_test
+
+import (
+	"bufio"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"net"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/b4e21b16/mqtt"
+	"github.com/b4e21b16/mqtt/internal/brokertest"
+	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
+)
+
+// transportBroker is one mosquitto with a listener for every transport; the
+// TLS ones (mqtts and wss) serve a certificate from pki for 127.0.0.1.
+type transportBroker struct {
+	*brokertest.Broker
+	pki   *brokertest.PKI
+	urls  map[string]string // by transport name
+	dials map[string]string // by transport name: what Config.Dialer is asked for
+}
+
+func startTransportBroker(t testing.TB) *transportBroker {
+	t.Helper()
+	pki := brokertest.NewPKI(t)
+	wss := brokertest.SecureWebSocketListener(t, pki.TLS(pki.Server, false))
+	b := brokertest.Start(t, brokertest.Options{
+		WebSocket: true,
+		Unix:      true,
+		TLS:       pki.TLS(pki.Server, false),
+		Extra:     wss.Lines,
+	})
+	b.WaitListener(t, wss.Addr())
+	wsAddr := strings.TrimPrefix(b.WebSocketURL(), "ws://")
+	return &transportBroker{Broker: b, pki: pki,
+		urls: map[string]string{
+			"tcp":  b.URL(),
+			"tls":  b.TLSURL(),
+			"ws":   b.WebSocketURL() + "/mqtt",
+			"wss":  "wss://" + wss.Addr() + "/mqtt",
+			"unix": "unix://" + b.UnixPath(),
+		},
+		dials: map[string]string{
+			"tcp":  "tcp " + b.Addr(),
+			"tls":  "tcp " + b.TLSAddr(),
+			"ws":   "tcp " + wsAddr,
+			"wss":  "tcp " + wss.Addr(),
+			"unix": "unix " + b.UnixPath(),
+		},
+	}
+}
+
+// config returns a client configuration for the named transport that trusts
+// the broker's certificate authority.
+func (tb *transportBroker) config(transport string) mqtt.Config {
+	return mqtt.Config{
+		Servers:   []string{tb.urls[transport]},
+		TLSConfig: &tls.Config{RootCAs: tb.pki.CertPool},
+	}
+}
+
+var transports = []string{"tcp", "tls", "ws", "wss", "unix"}
+
+// TestTransportPublishSubscribe runs the publish/subscribe suite of TCP
+// (TestMosquittoPublishSubscribeEachQoS) over every transport: mosquitto
+// 2.0.11 as Debian builds it serves all of them, WebSocket through its
+// statically linked libwebsockets, with TLS for wss.
+func TestTransportPublishSubscribe(t *testing.T) {
+	t.Parallel()
+	tb := startTransportBroker(t)
+	for _, tr := range transports {
+		for _, ver := range versions {
+			for _, qos := range []mqtt.QoS{0, 1, 2} {
+				t.Run(fmt.Sprintf("%s/%s/qos%d", tr, ver.name, qos), func(t *testing.T) {
+					t.Parallel()
+					cfg := tb.config(tr)
+					cfg.Version = ver.v
+					pubSubSuite(t, cfg, qos)
+				})
+			}
+		}
+	}
+}
+
+// pubSubSuite subscribes with one client and publishes 50 messages with
+// another, both configured from cfg, and checks that they all arrive in
+// order and intact, among them one large enough to span many frames.
+func pubSubSuite(t *testing.T, cfg mqtt.Config, qos mqtt.QoS) {
+	t.Helper()
+	ctx := testContext(t)
+	id := uniqueID(t)
+	subCfg, pubCfg := cfg, cfg
+	subCfg.ClientID, pubCfg.ClientID = id+"-sub", id+"-pub"
+	sub := connect(t, subCfg)
+	pub := connect(t, pubCfg)
+	if got := sub.ProtocolVersion(); got != cfg.Version {
+		t.Fatalf("ProtocolVersion = %v, want %v", got, cfg.Version)
+	}
+	s, err := sub.Subscribe(ctx, id+"/+/temp", qos)
+	if err != nil {
+		t.Fatalf("Subscribe: %v", err)
+	}
+	if diff := cmp.Diff([]mqtt.FilterResult{{Filter: id + "/+/temp", Code: mqtt.ReasonCode(qos)}}, s.Granted()); diff != "" {
+		t.Errorf("Granted (-want +got):\n%s", diff)
+	}
+	const n = 50
+	want := make([]mqtt.Message, n)
+	for i := range n {
+		payload := []byte(fmt.Sprint(i))
+		if i == n/2 {
+			payload = []byte(strings.Repeat("large payload ", 20000)) // 280 kB
+		}
+		want[i] = mqtt.Message{Topic: fmt.Sprintf("%s/%d/temp", id, i), Payload: payload, QoS: qos}
+		if err := pub.Publish(ctx, want[i]); err != nil {
+			t.Fatalf("Publish %d: %v", i, err)
+		}
+	}
+	for i := range n {
+		got := receive(t, s.Messages())
+		if diff := cmp.Diff(want[i], got, cmpopts.EquateEmpty(), cmpopts.IgnoreUnexported(mqtt.Message{}), cmpopts.IgnoreFields(mqtt.Message{}, "SubscriptionIDs")); diff != "" {
+			t.Fatalf("message %d (-want +got):\n%s", i, diff)
+		}
+	}
+	if err := pub.Disconnect(ctx); err != nil {
+		t.Errorf("Disconnect: %v", err)
+	}
+	if err := sub.Disconnect(ctx); err != nil {
+		t.Errorf("Disconnect: %v", err)
+	}
+}
+
+// TestTransportCrossDelivery checks that clients on different transports
+// reach each other through the same broker.
+func TestTransportCrossDelivery(t *testing.T) {
+	t.Parallel()
+	tb := startTransportBroker(t)
+	ctx := testContext(t)
+	id := uniqueID(t)
+	subs := map[string]*mqtt.Subscription{}
+	clients := map[string]*mqtt.Client{}
+	for _, tr := range transports {
+		cfg := tb.config(tr)
+		cfg.ClientID = id + "-" + tr
+		clients[tr] = connect(t, cfg)
+		s, err := clients[tr].Subscribe(ctx, id+"/#", 1)
+		if err != nil {
+			t.Fatalf("%s: Subscribe: %v", tr, err)
+		}
+		subs[tr] = s
+	}
+	for _, from := range transports {
+		if err := clients[from].Publish(ctx, mqtt.Message{Topic: id + "/" + from, Payload: []byte(from), QoS: 1}); err != nil {
+			t.Fatalf("%s: Publish: %v", from, err)
+		}
+		for _, to := range transports {
+			if got := receive(t, subs[to].Messages()); got.Topic != id+"/"+from || string(got.Payload) != from {
+				t.Fatalf("%s from %s: got %s %q", to, from, got.Topic, got.Payload)
+			}
+		}
+	}
+}
+
+// TestTransportTLSVerification connects to TLS listeners whose certificates
+// are good, from an unknown authority, for another host or expired. Each
+// failure is an error that says what is wrong with the certificate and
+// carries the x509 error for errors.As.
+func TestTransportTLSVerification(t *testing.T) {
+	t.Parallel()
+	pki := brokertest.NewPKI(t)
+	good := brokertest.Start(t, brokertest.Options{TLS: pki.TLS(pki.Server, false)})
+	wrongHost := brokertest.Start(t, brokertest.Options{TLS: pki.TLS(pki.WrongHost, false)})
+	expired := brokertest.Start(t, brokertest.Options{TLS: pki.TLS(pki.Expired, false)})
+	trusted := &tls.Config{RootCAs: pki.CertPool}
+
+	for _, tc := range []struct {
+		name   string
+		url    string
+		config *tls.Config
+	}{
+		{"verified", good.TLSURL(), trusted},
+		{"server name from the URL", "mqtts://localhost:" + port(good.TLSAddr()), trusted},
+		{"ssl scheme", "ssl://" + good.TLSAddr(), trusted},
+		{"tls scheme", "tls://" + good.TLSAddr(), trusted},
+		{"server name set by the caller", wrongHost.TLSURL(), &tls.Config{RootCAs: pki.CertPool, ServerName: "wrong.example"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			c := connect(t, mqtt.Config{Servers: []string{tc.url}, ClientID: uniqueID(t), TLSConfig: tc.config})
+			if _, err := c.Ping(testContext(t)); err != nil {
+				t.Fatalf("Ping: %v", err)
+			}
+		})
+	}
+	if trusted.ServerName != "" {
+		t.Errorf("the caller's tls.Config was modified: ServerName %q", trusted.ServerName)
+	}
+
+	for _, tc := range []struct {
+		name   string
+		url    string
+		config *tls.Config
+		check  func(error) bool
+		text   string
+	}{
+		{"unknown authority", good.TLSURL(), &tls.Config{RootCAs: x509.NewCertPool()},
+			isErr[x509.UnknownAuthorityError], "certificate signed by unknown authority"},
+		{"system roots", good.TLSURL(), nil,
+			isErr[x509.UnknownAuthorityError], "certificate signed by unknown authority"},
+		{"wrong host", wrongHost.TLSURL(), trusted,
+			isErr[x509.HostnameError], "certificate is valid for wrong.example, not 127.0.0.1"},
+		{"expired", expired.TLSURL(), trusted,
+			func(err error) bool {
+				e, ok := errors.AsType[x509.CertificateInvalidError](err)
+				return ok && e.Reason == x509.Expired
+			}, "certificate has expired"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			c, err := mqtt.Connect(testContext(t), mqtt.Config{Servers: []string{tc.url}, ClientID: uniqueID(t), TLSConfig: tc.config})
+			if err == nil {
+				c.Close()
+				t.Fatal("Connect succeeded")
+			}
+			if !tc.check(err) {
+				t.Errorf("Connect error %q (%T) does not carry the expected x509 error", err, err)
+			}
+			msg := err.Error()
+			for _, want := range []string{tc.url, "TLS handshake", "failed to verify certificate", tc.text} {
+				if !strings.Contains(msg, want) {
+					t.Errorf("Connect error %q does not mention %q", msg, want)
+				}
+			}
+		})
+	}
+}
+
+func isErr[E error](err error) bool {
+	_, ok := errors.AsType[E](err)
+	return ok
+}
+
+func port(addr string) string {
+	_, p, _ := net.SplitHostPort(addr)
+	return p
+}
+
+// TestTransportMutualTLS connects to listeners (mqtts and wss) that require a
+// client certificate from the broker's authority: with one the client is
+// accepted, without one it is refused.
+func TestTransportMutualTLS(t *testing.T) {
+	t.Parallel()
+	pki := brokertest.NewPKI(t)
+	wss := brokertest.SecureWebSocketListener(t, pki.TLS(pki.Server, true))
+	b := brokertest.Start(t, brokertest.Options{TLS: pki.TLS(pki.Server, true), Extra: wss.Lines})
+	b.WaitListener(t, wss.Addr())
+	for _, url := range []string{b.TLSURL(), "wss://" + wss.Addr()} {
+		t.Run(strings.Split(url, ":")[0], func(t *testing.T) {
+			t.Parallel()
+			t.Run("client certificate", func(t *testing.T) {
+				t.Parallel()
+				c := connect(t, mqtt.Config{Servers: []string{url}, ClientID: uniqueID(t), TLSConfig: &tls.Config{
+					RootCAs:      pki.CertPool,
+					Certificates: []tls.Certificate{pki.Client.Certificate},
+				}})
+				if _, err := c.Ping(testContext(t)); err != nil {
+					t.Fatalf("Ping: %v", err)
+				}
+			})
+			t.Run("no client certificate", func(t *testing.T) {
+				t.Parallel()
+				c, err := mqtt.Connect(testContext(t), mqtt.Config{Servers: []string{url}, ClientID: uniqueID(t),
+					TLSConfig: &tls.Config{RootCAs: pki.CertPool}})
+				if err == nil {
+					c.Close()
+					t.Fatal("Connect succeeded without a client certificate")
+				}
+				// TLS 1.3 ends the handshake before the server checks the
+				// client's certificate: its alert arrives on the first read.
+				if msg := err.Error(); !strings.Contains(msg, "tls: certificate required") {
+					t.Errorf("Connect error %q does not say that a certificate is required", msg)
+				}
+			})
+		})
+	}
+}
+
+// TestTransportDialer checks that Config.Dialer opens the socket of every
+// transport, with the network and address from the URL.
+func TestTransportDialer(t *testing.T) {
+	t.Parallel()
+	tb := startTransportBroker(t)
+	for _, tr := range transports {
+		t.Run(tr, func(t *testing.T) {
+			t.Parallel()
+			var (
+				mu    sync.Mutex
+				calls []string
+			)
+			cfg := tb.config(tr)
+			cfg.ClientID = uniqueID(t)
+			cfg.Dialer = func(ctx context.Context, network, addr string) (net.Conn, error) {
+				mu.Lock()
+				calls = append(calls, network+" "+addr)
+				mu.Unlock()
+				var d net.Dialer
+				return d.DialContext(ctx, network, addr)
+			}
+			c := connect(t, cfg)
+			if _, err := c.Ping(testContext(t)); err != nil {
+				t.Fatalf("Ping: %v", err)
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			if diff := cmp.Diff([]string{tb.dials[tr]}, calls); diff != "" {
+				t.Errorf("dialer calls (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+// TestTransportURLs checks the network, address, default port and
+// WebSocket request of each URL scheme through a dialer that records what
+// it is asked for and plays the server's part of the WebSocket handshake
+// far enough to see the request.
+func TestTransportURLs(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		url     string
+		network string
+		addr    string
+		request []string // the WebSocket request line and Host header
+	}{
+		{"mqtt://broker.example", "tcp", "broker.example:1883", nil},
+		{"tcp://broker.example:1884", "tcp", "broker.example:1884", nil},
+		{"MQTT://broker.example", "tcp", "broker.example:1883", nil},
+		{"mqtts://broker.example", "tcp", "broker.example:8883", nil},
+		{"ssl://broker.example", "tcp", "broker.example:8883", nil},
+		{"tls://[::1]:9000", "tcp", "[::1]:9000", nil},
+		{"ws://broker.example", "tcp", "broker.example:80",
+			[]string{"GET / HTTP/1.1", "Host: broker.example"}},
+		{"ws://broker.example:8080/mqtt?token=abc", "tcp", "broker.example:8080",
+			[]string{"GET /mqtt?token=abc HTTP/1.1", "Host: broker.example:8080"}},
+		{"wss://broker.example/a%20b", "tcp", "broker.example:443", nil},
+		{"unix:///run/mosquitto/mqtt.sock", "unix", "/run/mosquitto/mqtt.sock", nil},
+	} {
+		t.Run(tc.url, func(t *testing.T) {
+			t.Parallel()
+			errRecorded := errors.New("recorded")
+			type call struct{ Network, Addr string }
+			var got call
+			requests := make(chan []string, 1)
+			cfg := mqtt.Config{Servers: []string{tc.url}, ConnectTimeout: testTimeout}
+			cfg.Dialer = func(ctx context.Context, network, addr string) (net.Conn, error) {
+				got = call{network, addr}
+				if tc.request == nil {
+					return nil, errRecorded
+				}
+				client, server := net.Pipe()
+				go func() {
+					defer server.Close()
+					var request []string
+					r := bufio.NewReader(server)
+					for range 2 {
+						l, err := r.ReadString('\n')
+						if err != nil {
+							break
+						}
+						request = append(request, strings.TrimSuffix(l, "\r\n"))
+					}
+					requests <- request
+				}()
+				return client, nil
+			}
+			c, err := mqtt.Connect(testContext(t), cfg)
+			if err == nil {
+				c.Close()
+				t.Fatal("Connect succeeded")
+			}
+			if diff := cmp.Diff(call{tc.network, tc.addr}, got); diff != "" {
+				t.Errorf("dialer call (-want +got):\n%s", diff)
+			}
+			if tc.request != nil {
+				if diff := cmp.Diff(tc.request, <-requests); diff != "" {
+					t.Errorf("WebSocket request (-want +got):\n%s", diff)
+				}
+			} else if !errors.Is(err, errRecorded) {
+				t.Errorf("Connect error = %v, want the dialer's", err)
+			}
+		})
+	}
+}
+
+// TestTransportBadURL checks that a malformed URL or an unknown scheme
+// fails Connect with an *ArgumentError saying why, before anything is
+// dialed, and without revealing a password in the URL.
+func TestTransportBadURL(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct{ url, why string }{
+		{"broker.example:1883", "no scheme"},
+		{"http://broker.example", `unsupported scheme "http"`},
+		{"quic://broker.example", `unsupported scheme "quic"`},
+		{"mqtt://", "no host"},
+		{"mqtt://:1883", "no host"},
+		{"mqtts:broker.example", "no host"},
+		{"mqtt://broker.example:port", "cannot parse"},
+		{"mqtt://user:hunter2@broker.example:x", "cannot parse"},
+		{"ws://user:hunter2@/mqtt", "no host"},
+		{"unix://relative/path", "want unix:///path/to/socket"},
+		{"unix://", "want unix:///path/to/socket"},
+	} {
+		t.Run(tc.url, func(t *testing.T) {
+			t.Parallel()
+			c, err := mqtt.Connect(testContext(t), mqtt.Config{Servers: []string{tc.url},
+				Dialer: func(ctx context.Context, network, addr string) (net.Conn, error) {
+					t.Errorf("dialed %s %s", network, addr)
+					return nil, errors.New("must not dial")
+				}})
+			if err == nil {
+				c.Close()
+				t.Fatal("Connect succeeded")
+			}
+			ae, ok := errors.AsType[*mqtt.ArgumentError](err)
+			if !ok || ae.What != "server URL" {
+				t.Fatalf("Connect error %v (%T), want an *ArgumentError for the server URL", err, err)
+			}
+			if msg := err.Error(); !strings.Contains(msg, tc.why) || strings.Contains(msg, "hunter2") {
+				t.Errorf("Connect error %q: want it to say %q and hide the password", msg, tc.why)
+			}
+		})
+	}
+}
+
+// TestTransportBadWebSocketHeader checks that header fields the handshake
+// sets itself, and fields that would break the request, are refused.
+func TestTransportBadWebSocketHeader(t *testing.T) {
+	t.Parallel()
+	// Nothing listens on port 1: Connect must fail before dialing.
+	for _, h := range []map[string][]string{
+		{"Sec-WebSocket-Protocol": {"other"}},
+		{"connection": {"close"}},
+		{"X-Token": {"a\r\nInjected: yes"}},
+		{"Bad Name": {"x"}},
+		{"": {"x"}},
+	} {
+		_, err := mqtt.Connect(testContext(t), mqtt.Config{Servers: []string{"ws://127.0.0.1:1"}, WebSocketHeader: h})
+		if ae, ok := errors.AsType[*mqtt.ArgumentError](err); !ok || ae.What != "WebSocket header" {
+			t.Errorf("header %q: Connect error %v, want an *ArgumentError for the WebSocket header", h, err)
+		}
+	}
+}
+
+// TestTransportConnectTimeout checks that ConnectTimeout bounds the TLS and
+// WebSocket handshakes with a server that accepts the connection and never
+// answers.
+func TestTransportConnectTimeout(t *testing.T) {
+	t.Parallel()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	t.Cleanup(func() { ln.Close(); wg.Wait() })
+	wg.Go(func() {
+		var conns []net.Conn
+		defer func() {
+			for _, c := range conns {
+				c.Close()
+			}
+		}()
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			conns = append(conns, c) // held open, never answered
+		}
+	})
+	for _, scheme := range []string{"mqtt", "mqtts", "ws", "wss"} {
+		t.Run(scheme, func(t *testing.T) {
+			t.Parallel()
+			const timeout = 300 * time.Millisecond
+			start := time.Now()
+			c, err := mqtt.Connect(testContext(t), mqtt.Config{Servers: []string{scheme + "://" + ln.Addr().String()},
+				ConnectTimeout: timeout, Version: mqtt.Version311})
+			if err == nil {
+				c.Close()
+				t.Fatal("Connect succeeded")
+			}
+			if !errors.Is(err, context.DeadlineExceeded) {
+				t.Errorf("Connect error %v, want one wrapping context.DeadlineExceeded", err)
+			}
+			if d := time.Since(start); d < timeout || d > timeout+5*time.Second {
+				t.Errorf("Connect returned after %v, want about %v", d, timeout)
+			}
+		})
+	}
+}
