@@ -44,6 +44,7 @@ type Client struct {
 
 	sessionPresent atomic.Bool
 	clientID       atomic.Pointer[string]
+	connectedOnce  atomic.Bool   // later connections resume the session instead of starting clean
 	dropped        atomic.Uint64 // QoS 0 messages dropped by DropNewest
 	pendings       pendingPool
 	events         chan Event
@@ -223,7 +224,7 @@ func (c *Client) Publish(ctx context.Context, m Message) error {
 // completes as Publish would return; its Done channel can be used in a
 // select. Invalid arguments complete it immediately with the error.
 func (c *Client) PublishAsync(m Message) *Pending {
-	if m.QoS == AtMostOnce {
+	if m.QoS == AtMostOnce && c.conn.Load() != nil {
 		p := newPending(context.Background(), m)
 		p.complete(c.publishQoS0(context.Background(), &m))
 		return p
@@ -236,6 +237,8 @@ func (c *Client) PublishAsync(m Message) *Pending {
 	return p
 }
 
+// startPublish submits a QoS 1 or 2 publish, or a QoS 0 one made while the
+// client reconnects, to the session.
 func (c *Client) startPublish(ctx context.Context, m Message) (*Pending, error) {
 	if err := checkPublish(&m, packet.MaxPacketSize); err != nil {
 		return nil, err

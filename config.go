@@ -53,8 +53,8 @@ type Dialer func(ctx context.Context, network, addr string) (net.Conn, error)
 type Config struct {
 	// Servers lists broker URLs, tried in order. Schemes:
 	//
-	//	mqtt://host:port, tcp://host:port        TCP, port 1883 by default
-	//	mqtts://, ssl://, tls://host:port        TLS, port 8883 by default
+	//	mqtt://host:port   (or tcp://)           TCP, port 1883 by default
+	//	mqtts://host:port  (or ssl://, tls://)   TLS, port 8883 by default
 	//	ws://host:port/path                      WebSocket, port 80 by default
 	//	wss://host:port/path                     WebSocket over TLS, port 443 by default
 	//	unix:///path/to/socket                   unix domain socket

@@ -143,11 +143,13 @@ func (c *Client) handshake(ctx context.Context, srv server, v packet.Version) (*
 
 func (c *Client) exchange(nc net.Conn, srv server, v packet.Version) (*connection, error) {
 	cfg := &c.cfg
+	// A reconnection resumes the session the first connection started, under
+	// the identifier the broker may have assigned.
 	cp := packet.Connect{
 		Version:    v,
-		CleanStart: cfg.CleanStart,
+		CleanStart: cfg.CleanStart && !c.connectedOnce.Load(),
 		KeepAlive:  uint16(cfg.KeepAlive / time.Second),
-		ClientID:   cfg.ClientID,
+		ClientID:   c.ClientID(),
 	}
 	if cfg.Username != "" {
 		cp.UsernameFlag, cp.Username = true, cfg.Username

@@ -2,6 +2,7 @@ package mqtt
 
 import (
 	"context"
+	"fmt"
 	"sync"
 
 	"github.com/b4e21b16/mqtt/packet"
@@ -19,7 +20,8 @@ type DeliveryResult struct {
 // once the message is recorded and queued, with an ID whose outcome later
 // arrives on DeliveryResults, from this process or, after a crash, from the
 // next one that opens the same Store. Without a Store it still survives
-// reconnects.
+// reconnects. It counts against Config.Queue while it waits to be sent, and
+// fails with ErrQueueFull rather than wait when the queue is full.
 func (c *Client) PublishDurable(ctx context.Context, m Message) (id uint64, err error) {
 	if m.QoS == AtMostOnce {
 		return 0, &ArgumentError{What: "QoS", Value: "0", Err: errDurableQoS0}
@@ -63,6 +65,11 @@ func (r *durableReq) fail(err error) { r.accepted <- err }
 func (r *durableReq) handle(s *session) {
 	if err := s.refusing(); err != nil {
 		r.fail(err)
+		return
+	}
+	if s.queuedMsgs >= s.cfg.Queue.MaxMessages || s.queuedBytes+len(r.p.msg.Payload) > s.cfg.Queue.MaxBytes {
+		// A durable publish never waits for room: the caller decides.
+		r.fail(fmt.Errorf("%w (%d messages, %d bytes queued)", ErrQueueFull, s.queuedMsgs, s.queuedBytes))
 		return
 	}
 	s.seq++

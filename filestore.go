@@ -9,7 +9,7 @@ import (
 	"fmt"
 	"hash/crc32"
 	"io"
-	"maps"
+	"math/bits"
 	"os"
 	"path/filepath"
 	"slices"
@@ -106,16 +106,57 @@ type FileStore struct {
 	path string
 	opts FileStoreOptions
 
-	mu          sync.Mutex // guards all fields below
-	f           *os.File   // the log; nil once closed
-	size        int64      // length of the log; the next record is written here
-	live        int64      // bytes of the header and of the live records
-	out         map[uint64]recordLoc
-	in          map[uint16]recordLoc
+	mu   sync.Mutex // guards all fields below
+	f    *os.File   // the log; nil once closed
+	size int64      // length of the log; the next record is written here
+	live int64      // bytes of the header and of the live records
+	out  map[uint64]recordLoc
+	// order holds the Seq of every publish added to out since it was last
+	// tidied (sorted, without deleted and repeated entries), in the order
+	// they were added. It makes Seq order cheap and independent of map
+	// iteration order.
+	order       []uint64
+	in          inboundSet
 	damage      error  // damage found when the store was opened, reported by Load
 	err         error  // sticky: a failure after which the file state is unknown
 	nextCompact int64  // after a failed compaction: do not retry before size exceeds this
 	buf         []byte // encoding buffer, reused while small
+}
+
+// inboundSet is a set of packet IDs, a bit each.
+type inboundSet struct {
+	bits [1 << 16 / 64]uint64
+	n    int
+}
+
+func (b *inboundSet) has(id uint16) bool { return b.bits[id/64]&(1<<(id%64)) != 0 }
+
+// set adds (on true) or removes id and reports whether that changed the set.
+func (b *inboundSet) set(id uint16, on bool) bool {
+	if b.has(id) == on {
+		return false
+	}
+	b.bits[id/64] ^= 1 << (id % 64)
+	if on {
+		b.n++
+	} else {
+		b.n--
+	}
+	return true
+}
+
+// ids returns the IDs in the set in ascending order.
+func (b *inboundSet) ids() []uint16 {
+	if b.n == 0 {
+		return nil
+	}
+	ids := make([]uint16, 0, b.n)
+	for i, w := range b.bits {
+		for ; w != 0; w &= w - 1 {
+			ids = append(ids, uint16(i*64+bits.TrailingZeros64(w)))
+		}
+	}
+	return ids
 }
 
 var _ Store = (*FileStore)(nil)
@@ -146,6 +187,8 @@ const (
 	recDeletePublish byte = 2 // seq
 	recSaveInbound   byte = 3 // packet ID
 	recDeleteInbound byte = 4 // packet ID
+
+	inboundRecLen = recHeaderLen + 1 + 2 // length of a saveInbound record
 )
 
 // Flags of a savePublish record.
@@ -155,7 +198,7 @@ const (
 	flagPayloadUTF8
 	flagPayload         // Payload is not nil
 	flagCorrelationData // CorrelationData is not nil
-	flagsKnown = 1<<iota - 1
+	flagsKnown          = 1<<iota - 1
 )
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
@@ -168,7 +211,7 @@ var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 // not a store log. Damage that recovery could work around does not make it
 // fail: the following Load reports it (see FileStore).
 func OpenFileStore(path string, opts *FileStoreOptions) (*FileStore, error) {
-	s := &FileStore{path: path, out: make(map[uint64]recordLoc), in: make(map[uint16]recordLoc)}
+	s := &FileStore{path: path, out: make(map[uint64]recordLoc)}
 	if opts != nil {
 		s.opts = *opts
 	}
@@ -183,7 +226,7 @@ func OpenFileStore(path string, opts *FileStoreOptions) (*FileStore, error) {
 		return nil, err
 	}
 	s.f = f
-	if err := s.recover(); err != nil {
+	if err := s.replay(); err != nil {
 		f.Close()
 		return nil, err
 	}
@@ -262,17 +305,17 @@ func logHeader() []byte {
 	return binary.LittleEndian.AppendUint32([]byte(fileMagic), fileVersion)
 }
 
-// damage is a damaged region of the log found by recover.
+// damage is a damaged region of the log found by replay.
 type damage struct {
 	off  int64  // where it starts
 	n    int64  // its length
 	what string // what is wrong there
 }
 
-// recover checks the header (writing it to a new file), replays the log to
+// replay checks the header (writing it to a new file), replays the log to
 // build the index and truncates a damaged tail. It sets s.damage to what
 // it found. It returns an error only when the file cannot be used.
-func (s *FileStore) recover() error {
+func (s *FileStore) replay() error {
 	fi, err := s.f.Stat()
 	if err != nil {
 		return fmt.Errorf("mqtt: store: failed to open %s: %w", s.path, err)
@@ -363,6 +406,7 @@ func (s *FileStore) recover() error {
 	}
 	s.size = goodEnd
 
+	const maxShown = 5 // skipped records described one by one
 	var msgs []string
 	skipped := 0
 	for _, d := range found {
@@ -372,12 +416,12 @@ func (s *FileStore) recover() error {
 			msgs = append(msgs, fmt.Sprintf("offset %d: %s; truncated the last %d bytes", goodEnd, d.what, size-goodEnd))
 			break
 		}
-		const maxShown = 5
-		if skipped++; skipped <= maxShown {
+		skipped++
+		if skipped <= maxShown {
 			msgs = append(msgs, fmt.Sprintf("offset %d: %s; skipped the %d-byte record", d.off, d.what, d.n))
 		}
 	}
-	if skipped > 5 {
+	if skipped > maxShown {
 		msgs = append(msgs, fmt.Sprintf("%d damaged records skipped in all", skipped))
 	}
 	if len(msgs) > 0 {
@@ -425,6 +469,11 @@ func (s *FileStore) applyLocked(kind byte, key uint64, loc recordLoc) {
 	case recSavePublish:
 		if old, ok := s.out[key]; ok {
 			s.live -= old.n
+		} else {
+			s.order = append(s.order, key)
+			if len(s.order) > 2*len(s.out)+1024 {
+				s.seqsLocked() // keep order in proportion to the live set
+			}
 		}
 		s.out[key] = loc
 		s.live += loc.n
@@ -434,19 +483,28 @@ func (s *FileStore) applyLocked(kind byte, key uint64, loc recordLoc) {
 			delete(s.out, key)
 		}
 	case recSaveInbound:
-		id := uint16(key)
-		if old, ok := s.in[id]; ok {
-			s.live -= old.n
+		if s.in.set(uint16(key), true) {
+			s.live += inboundRecLen
 		}
-		s.in[id] = loc
-		s.live += loc.n
 	case recDeleteInbound:
-		id := uint16(key)
-		if old, ok := s.in[id]; ok {
-			s.live -= old.n
-			delete(s.in, id)
+		if s.in.set(uint16(key), false) {
+			s.live -= inboundRecLen
 		}
 	}
+}
+
+// seqsLocked tidies s.order and returns it: the Seqs of the live publishes
+// in ascending order. The result is valid until the next change.
+func (s *FileStore) seqsLocked() []uint64 {
+	o := s.order[:0]
+	for _, seq := range s.order {
+		if _, ok := s.out[seq]; ok {
+			o = append(o, seq)
+		}
+	}
+	slices.Sort(o)
+	s.order = slices.Compact(o)
+	return s.order
 }
 
 // Load returns the stored publishes in Seq order and the inbound packet IDs
@@ -460,7 +518,7 @@ func (s *FileStore) Load() (out []StoredPublish, in []uint16, err error) {
 		return nil, nil, err
 	}
 	var bad []string
-	for _, seq := range slices.Sorted(maps.Keys(s.out)) {
+	for _, seq := range s.seqsLocked() {
 		// A fresh buffer per record: the message's byte fields alias it.
 		rec, err := s.readRecordLocked(nil, s.out[seq])
 		if err != nil && !errors.Is(err, ErrStoreCorrupt) {
@@ -476,7 +534,7 @@ func (s *FileStore) Load() (out []StoredPublish, in []uint16, err error) {
 		}
 		out = append(out, r)
 	}
-	in = slices.Sorted(maps.Keys(s.in))
+	in = s.in.ids()
 	err = s.damage
 	if len(bad) > 0 {
 		err = errors.Join(err, fmt.Errorf("%w: %s: records changed since the store was opened: %s", ErrStoreCorrupt, s.path, strings.Join(bad, "; ")))
@@ -548,7 +606,7 @@ func (s *FileStore) inbound(kind byte, id uint16) error {
 	if err := s.usableLocked(); err != nil {
 		return err
 	}
-	if _, ok := s.in[id]; ok == (kind == recSaveInbound) {
+	if s.in.has(id) == (kind == recSaveInbound) {
 		return nil // nothing changes
 	}
 	b := startRecord(s.buf[:0], kind)
@@ -556,24 +614,20 @@ func (s *FileStore) inbound(kind byte, id uint16) error {
 	return s.appendLocked(finishRecord(b, 0), kind, uint64(id))
 }
 
-// Close syncs the log to stable storage and closes it, releasing its lock.
+// Close closes the log, releasing its lock. Under SyncNever it does not
+// sync either: what was written survives a crash of the process, as before.
 func (s *FileStore) Close() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.f == nil {
 		return nil
 	}
-	var err error
-	if s.err == nil && s.opts.Sync == SyncNever {
-		if serr := s.f.Sync(); serr != nil {
-			err = fmt.Errorf("mqtt: store: failed to sync %s: %w", s.path, serr)
-		}
+	err := s.f.Close()
+	s.f, s.out, s.order, s.buf = nil, nil, nil, nil
+	if err != nil {
+		return fmt.Errorf("mqtt: store: failed to close %s: %w", s.path, err)
 	}
-	if cerr := s.f.Close(); cerr != nil && err == nil {
-		err = fmt.Errorf("mqtt: store: failed to close %s: %w", s.path, cerr)
-	}
-	s.f, s.out, s.in, s.buf = nil, nil, nil, nil
-	return err
+	return nil
 }
 
 // usableLocked returns why the store cannot be used, or nil.
@@ -654,9 +708,8 @@ func (s *FileStore) compactLocked() error {
 	w.Write(logHeader())
 	off := int64(fileHeaderLen)
 	out := make(map[uint64]recordLoc, len(s.out))
-	in := make(map[uint16]recordLoc, len(s.in))
 	var rec []byte
-	for _, seq := range slices.Sorted(maps.Keys(s.out)) {
+	for _, seq := range s.seqsLocked() {
 		loc := s.out[seq]
 		if rec, err = s.readRecordLocked(rec, loc); err != nil {
 			return err
@@ -665,14 +718,10 @@ func (s *FileStore) compactLocked() error {
 		out[seq] = recordLoc{off, loc.n}
 		off += loc.n
 	}
-	for _, id := range slices.Sorted(maps.Keys(s.in)) {
-		loc := s.in[id]
-		if rec, err = s.readRecordLocked(rec, loc); err != nil {
-			return err
-		}
-		w.Write(rec)
-		in[id] = recordLoc{off, loc.n}
-		off += loc.n
+	for _, id := range s.in.ids() {
+		b := startRecord(rec[:0], recSaveInbound)
+		w.Write(finishRecord(binary.LittleEndian.AppendUint16(b, id), 0))
+		off += inboundRecLen
 	}
 	if err := w.Flush(); err != nil {
 		return err
@@ -685,7 +734,7 @@ func (s *FileStore) compactLocked() error {
 	}
 	renamed = true
 	s.f.Close() // releases the lock on the old file, which is gone
-	s.f, s.size, s.live, s.out, s.in = f, off, off, out, in
+	s.f, s.size, s.live, s.out = f, off, off, out
 	s.nextCompact = 0
 	if err := syncDir(filepath.Dir(s.path)); err != nil {
 		s.err = fmt.Errorf("mqtt: store: failed to sync the directory of %s after compaction: %w", s.path, err)

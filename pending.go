@@ -26,6 +26,7 @@ type Pending struct {
 	pub     packet.Publish
 	phase   packet.Type // the acknowledgement awaited next
 	seq     uint64      // order of publishing
+	relSeq  uint64      // QoS 2: order in which its PUBREC arrived
 	durable bool        // the outcome goes to Client.DeliveryResults
 	stored  bool        // a record of it is in the Store
 }

@@ -156,8 +156,9 @@ func (c *Client) EventsDropped() uint64 { return c.eventsDropped.Load() }
 
 // dialResult is what the reconnecting goroutine reports to the session.
 type dialResult struct {
-	conn *connection
-	err  error // set when the client gave up
+	conn     *connection
+	err      error // set when the client gave up
+	attempts int
 }
 
 // redial tries to connect until it succeeds, ctx ends or the attempt limit
@@ -192,7 +193,7 @@ func (c *Client) redial(ctx context.Context, out chan<- dialResult) {
 		last = err
 		c.log.Info("mqtt: reconnect attempt failed", "server", srv.url, "attempt", attempt, "err", err)
 		if rc.MaxAttempts > 0 && attempt >= rc.MaxAttempts {
-			out <- dialResult{err: fmt.Errorf("%w: gave up after %d reconnect attempts: %w", ErrConnectionLost, attempt, last)}
+			out <- dialResult{attempts: attempt, err: fmt.Errorf("%w: gave up after %d reconnect attempts: %w", ErrConnectionLost, attempt, last)}
 			return
 		}
 	}

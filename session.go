@@ -77,6 +77,7 @@ type session struct {
 	lastID      uint16
 	seq         uint64     // numbers publishes and control packets in the order they were made
 	sendQuota   int        // the broker's Receive Maximum minus QoS 1/2 publishes in flight
+	resend      []*Pending // in-flight publishes to re-send after a reconnect, waiting for quota
 	waiting     []request  // work waiting for a connection, a packet ID or send quota, in order
 	queuedMsgs  int        // publishes in waiting (Config.Queue.MaxMessages)
 	queuedBytes int        // their payload bytes (Config.Queue.MaxBytes)
@@ -162,18 +163,14 @@ func (s *session) submit(ctx context.Context, r request) error {
 func (s *session) attach(conn *connection) {
 	s.conn = conn
 	s.sendQuota = conn.receiveMax
-	for _, o := range s.out {
-		if _, ok := o.(*Pending); ok {
-			s.sendQuota--
-		}
-	}
+	s.resend = nil
 	s.c.sessionPresent.Store(conn.sessionPresent)
+	s.c.connectedOnce.Store(true)
 	if conn.assignedID != "" {
 		id := conn.assignedID
 		s.c.clientID.Store(&id)
 	}
 	conn.start(s.in)
-	s.c.conn.Store(conn)
 	s.pings = s.pings[:0]
 	if conn.keepAlive > 0 {
 		s.kaTimer.Reset(conn.keepAlive)
@@ -181,8 +178,13 @@ func (s *session) attach(conn *connection) {
 	s.log.Info("mqtt: connected", "server", conn.server.url, "version", conn.version.String(),
 		"session_present", conn.sessionPresent, "keepalive", conn.keepAlive)
 	s.resume(conn.sessionPresent)
-	s.c.emit(Event{Kind: EventConnected, Server: conn.server.url, SessionPresent: conn.sessionPresent})
 	s.drainWaiting()
+	// QoS 0 publishers bypass the session; they see the connection only
+	// after the resubscriptions and queued work, so they cannot overtake them.
+	if s.disconnecting == nil {
+		s.c.conn.Store(conn)
+	}
+	s.c.emit(Event{Kind: EventConnected, Server: conn.server.url, SessionPresent: conn.sessionPresent})
 }
 
 func (s *session) run() {
@@ -217,7 +219,7 @@ func (s *session) run() {
 			s.dialCancel = nil
 			if r.err != nil {
 				s.log.Info("mqtt: gave up reconnecting", "err", r.err)
-				s.c.emit(Event{Kind: EventGaveUp, Err: r.err})
+				s.c.emit(Event{Kind: EventGaveUp, Attempt: r.attempts, Err: r.err})
 				s.shutdown(r.err)
 			} else {
 				s.attach(r.conn)
@@ -327,6 +329,11 @@ func (s *session) connectionEnded(cause error) {
 	s.conn = nil
 	s.c.conn.Store(nil)
 	s.kaTimer.Stop()
+	for _, p := range s.pings {
+		if p.reply != nil {
+			s.waiting = append(s.waiting, &pingReq{reply: p.reply}) // asked again once reconnected
+		}
+	}
 	s.pings = nil
 	s.pausedBy &^= pauseInflight
 	s.log.Info("mqtt: connection lost", "server", conn.server.url, "err", cause)

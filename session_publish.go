@@ -8,7 +8,14 @@ import (
 
 func (p *Pending) fail(err error) { p.complete(err) }
 
-func (p *Pending) seqNo() uint64 { return p.seq }
+// seqNo orders re-sends: a PUBLISH by when it was published, a PUBREL by
+// when its PUBREC arrived [MQTT-4.6.0-4].
+func (p *Pending) seqNo() uint64 {
+	if p.phase == packet.PUBCOMP {
+		return p.relSeq
+	}
+	return p.seq
+}
 
 func (p *Pending) handle(s *session) {
 	if err := s.refusing(); err != nil {
@@ -31,6 +38,10 @@ func (p *Pending) handle(s *session) {
 
 // enqueue adds a publish to the offline queue, within Config.Queue's bounds.
 func (s *session) enqueue(p *Pending) {
+	if len(p.msg.Payload) > s.cfg.Queue.MaxBytes {
+		p.complete(fmt.Errorf("%w: a %d-byte payload can never fit in Queue.MaxBytes (%d)", ErrQueueFull, len(p.msg.Payload), s.cfg.Queue.MaxBytes))
+		return
+	}
 	if s.queuedMsgs >= s.cfg.Queue.MaxMessages || s.queuedBytes+len(p.msg.Payload) > s.cfg.Queue.MaxBytes {
 		if s.cfg.Queue.Full == QueueFail {
 			p.complete(fmt.Errorf("%w (%d messages, %d bytes queued)", ErrQueueFull, s.queuedMsgs, s.queuedBytes))
@@ -47,8 +58,9 @@ func (s *session) enqueue(p *Pending) {
 	s.waiting = append(s.waiting, p)
 }
 
-// admitOverflow moves publishes that waited for queue room into the queue.
-func (s *session) admitOverflow() {
+// admitOverflow moves publishes that waited for queue room into the queue,
+// reporting whether it admitted any.
+func (s *session) admitOverflow() bool {
 	n := 0
 	for n < len(s.overflow) {
 		p := s.overflow[n]
@@ -72,6 +84,7 @@ func (s *session) admitOverflow() {
 	if len(s.overflow) == 0 {
 		s.overflow = nil
 	}
+	return n > 0
 }
 
 // sendQoS0 writes a queued QoS 0 publish.
@@ -119,49 +132,75 @@ func (s *session) trySendPublish(p *Pending) bool {
 
 // drainWaiting sends waiting work for which a connection, IDs and quota are
 // available. Publishes keep their order; a subscribe or unsubscribe does not
-// wait behind a publish that waits for send quota.
+// wait behind a publish that waits for send quota. Work whose caller gave up
+// (its ctx ended) before it was sent is dropped.
 func (s *session) drainWaiting() {
+	for {
+		s.sendWaiting()
+		if !s.admitOverflow() {
+			return
+		}
+	}
+}
+
+// sendWaiting makes one pass over the waiting work.
+func (s *session) sendWaiting() {
 	if s.conn == nil {
 		return
 	}
 	kept := s.waiting[:0]
-	pubBlocked := false
+	pubBlocked := len(s.resend) > 0
 	for _, r := range s.waiting {
-		sent := false
-		switch r := r.(type) {
-		case *Pending:
-			if err := r.ctx.Err(); err != nil && !r.durable {
-				s.unstore(r)
-				r.complete(err)
-				sent = true
-			} else if !pubBlocked {
-				if r.msg.QoS == AtMostOnce {
-					s.sendQoS0(r)
-					sent = true
-				} else {
-					sent = s.trySendPublish(r)
-				}
-				pubBlocked = !sent
-			}
-			if sent {
-				s.queuedMsgs--
-				s.queuedBytes -= len(r.msg.Payload)
-			}
-		case *subscribeReq:
-			sent = s.trySubscribe(r)
-		case *unsubscribeReq:
-			sent = s.tryUnsubscribe(r)
-		case *pingReq:
-			s.ping(r.reply)
-			sent = true
-		}
-		if !sent {
+		if !s.trySendWaiting(r, &pubBlocked) {
 			kept = append(kept, r)
 		}
 	}
 	clear(s.waiting[len(kept):])
 	s.waiting = kept
-	s.admitOverflow()
+}
+
+// trySendWaiting sends one waiting request if it can go now; it reports
+// whether the request left the queue.
+func (s *session) trySendWaiting(r request, pubBlocked *bool) bool {
+	switch r := r.(type) {
+	case *Pending:
+		size := len(r.msg.Payload) // r may be recycled once completed
+		sent := false
+		if err := r.ctx.Err(); err != nil && !r.durable {
+			s.unstore(r)
+			r.complete(err)
+			sent = true
+		} else if !*pubBlocked {
+			if r.msg.QoS == AtMostOnce {
+				s.sendQoS0(r)
+				sent = true
+			} else {
+				sent = s.trySendPublish(r)
+			}
+			*pubBlocked = !sent
+		}
+		if sent {
+			s.queuedMsgs--
+			s.queuedBytes -= size
+		}
+		return sent
+	case *subscribeReq:
+		if !r.internal && r.ctx.Err() != nil {
+			r.fail(r.ctx.Err())
+			return true
+		}
+		return s.trySubscribe(r)
+	case *unsubscribeReq:
+		if r.ctx.Err() != nil {
+			r.fail(r.ctx.Err())
+			return true
+		}
+		return s.tryUnsubscribe(r)
+	case *pingReq:
+		s.ping(r.reply)
+		return true
+	}
+	return false
 }
 
 // publishAcked handles PUBACK, PUBREC and PUBCOMP for an outbound publish.
@@ -184,6 +223,8 @@ func (s *session) publishAcked(a *packet.Ack) {
 	if a.PacketType == packet.PUBREC && !a.ReasonCode.IsError() {
 		// [MQTT-4.3.3-9]: answer PUBREC with PUBREL; the ID stays in use.
 		p.phase = packet.PUBCOMP
+		s.seq++
+		p.relSeq = s.seq
 		if s.store != nil {
 			s.saveStored(p, true)
 		}
@@ -192,6 +233,7 @@ func (s *session) publishAcked(a *packet.Ack) {
 	}
 	delete(s.out, a.PacketID)
 	s.sendQuota++
+	s.resendInFlight()
 	var err error
 	if a.ReasonCode.IsError() {
 		err = &ReasonError{Packet: a.PacketType.String(), Code: a.ReasonCode, Reason: a.Props.ReasonString}

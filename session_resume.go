@@ -1,6 +1,7 @@
 package mqtt
 
 import (
+	"cmp"
 	"errors"
 	"slices"
 
@@ -26,44 +27,65 @@ import (
 func (s *session) resume(present bool) {
 	if !present {
 		s.forgetInbound()
-		s.resubscribe()
+		// Resubscriptions of an earlier attempt are superseded.
+		for id, o := range s.out {
+			if r, ok := o.(*subscribeReq); ok && r.internal {
+				delete(s.out, id)
+			}
+		}
 	}
-	var outs []outstanding
+	outs := make([]outstanding, 0, len(s.out))
+	inFlightSubs := make(map[*Subscription]bool)
 	for _, o := range s.out {
 		outs = append(outs, o)
-	}
-	slices.SortFunc(outs, func(a, b outstanding) int {
-		switch x, y := a.seqNo(), b.seqNo(); {
-		case x < y:
-			return -1
-		case x > y:
-			return 1
+		if r, ok := o.(*subscribeReq); ok {
+			inFlightSubs[r.sub] = true // re-sent below, not resubscribed
 		}
-		return 0
-	})
+	}
+	if !present {
+		s.resubscribe(inFlightSubs)
+	}
+	slices.SortFunc(outs, func(a, b outstanding) int { return cmp.Compare(a.seqNo(), b.seqNo()) })
 	for _, o := range outs {
 		switch o := o.(type) {
 		case *Pending:
-			if o.phase == packet.PUBCOMP {
-				if present {
-					s.sendAck(packet.PUBREL, o.pub.PacketID, 0)
-				} else {
-					delete(s.out, o.pub.PacketID)
-					s.sendQuota++
-					s.finishPublish(o, nil)
-				}
+			if o.phase == packet.PUBCOMP && !present {
+				delete(s.out, o.pub.PacketID)
+				s.finishPublish(o, nil)
 				continue
 			}
-			o.pub.Dup = present
-			s.send(&o.pub)
+			o.pub.Dup = present && o.phase != packet.PUBCOMP
+			s.resend = append(s.resend, o)
 		case *subscribeReq:
 			s.send(o.packet)
 		case *unsubscribeReq:
 			s.send(&packet.Unsubscribe{PacketID: o.id, Filters: o.filters})
 		}
 	}
+	s.resendInFlight()
 	// Acknowledgements held while reconnecting.
 	s.flushAcks()
+}
+
+// resendInFlight re-sends in-flight publishes (PUBLISH with DUP, or PUBREL)
+// as far as the broker's Receive Maximum allows [MQTT-4.9.0-2]; the rest
+// follow as acknowledgements free send quota.
+func (s *session) resendInFlight() {
+	n := 0
+	for ; n < len(s.resend) && s.sendQuota > 0 && s.conn != nil; n++ {
+		p := s.resend[n]
+		s.sendQuota--
+		if p.phase == packet.PUBCOMP {
+			s.sendAck(packet.PUBREL, p.pub.PacketID, 0)
+		} else {
+			s.send(&p.pub)
+		}
+	}
+	clear(s.resend[:n])
+	s.resend = s.resend[n:]
+	if len(s.resend) == 0 {
+		s.resend = nil
+	}
 }
 
 // forgetInbound drops received-message state that only the lost broker
@@ -85,13 +107,18 @@ func (s *session) forgetInbound() {
 
 // resubscribe sends one SUBSCRIBE per live subscription, with its original
 // options and identifier. The outcome is reported as EventResubscribed.
-func (s *session) resubscribe() {
-	if len(s.subs) == 0 {
-		return
-	}
-	s.resubscribing = len(s.subs)
+func (s *session) resubscribe(skip map[*Subscription]bool) {
+	s.resubscribing = 0
 	s.resubscribeErr = nil
 	for _, sub := range s.subs {
+		if !skip[sub] {
+			s.resubscribing++
+		}
+	}
+	for _, sub := range s.subs {
+		if skip[sub] {
+			continue
+		}
 		var filters []packet.Subscription
 		for _, f := range sub.options {
 			if slices.Contains(sub.filters, f.Filter) {

@@ -41,7 +41,7 @@ func TestMosquittoSoak(t *testing.T) {
 
 func runSoak(t *testing.T, v mqtt.ProtocolVersion, n, minCuts int) {
 	b := brokertest.Start(t, brokertest.Options{Extra: []string{"max_queued_messages 1000000", "max_inflight_messages 100"}})
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	id := uniqueID(t)
 	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 1))
@@ -61,7 +61,7 @@ func runSoak(t *testing.T, v mqtt.ProtocolVersion, n, minCuts int) {
 		return mqtt.Config{
 			Servers: []string{url}, ClientID: clientID, Version: v, KeepAlive: 5 * time.Second,
 			CleanStart: false, SessionExpiry: time.Hour,
-			Reconnect:  mqtt.ReconnectConfig{MinDelay: 5 * time.Millisecond, MaxDelay: 50 * time.Millisecond},
+			Reconnect: mqtt.ReconnectConfig{MinDelay: 5 * time.Millisecond, MaxDelay: 50 * time.Millisecond},
 		}
 	}
 	// Start from empty sessions.

@@ -13,7 +13,8 @@ import (
 //
 // The client calls a Store from one goroutine at a time (its session
 // goroutine), but implementations must still be safe for concurrent use.
-// Calls after Close fail with an error matching os.ErrClosed.
+// The stores of this package fail calls made after Close with an error
+// matching os.ErrClosed.
 //
 // A Store keeps the fields of a Message that matter for publishing. The
 // receive-only fields Duplicate and SubscriptionIDs are not stored.

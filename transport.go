@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/url"
 	"strings"
+	"sync/atomic"
 )
 
 // transport is how MQTT packets travel to a server: the layers stacked on
@@ -76,6 +77,9 @@ func parseServer(s string) (server, error) {
 	case "":
 		return bad("no scheme: want mqtt://host:port (or mqtts, ws, wss, unix)")
 	default:
+		if isPort(u.Opaque) {
+			return bad("no scheme: want mqtt://host:port (or mqtts, ws, wss, unix)")
+		}
 		return bad("unsupported scheme %q: want mqtt, tcp, mqtts, ssl, tls, ws, wss or unix", u.Scheme)
 	}
 	if u.Opaque != "" || u.Hostname() == "" {
@@ -99,6 +103,20 @@ func parseServer(s string) (server, error) {
 	return srv, nil
 }
 
+// isPort reports whether s is a decimal port number, as in "host:1883"
+// given without a scheme.
+func isPort(s string) bool {
+	if s == "" || len(s) > 5 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return false
+		}
+	}
+	return true
+}
+
 // dialTransport opens the connection that MQTT packets travel on: a socket
 // from cfg.Dialer, then TLS and the WebSocket handshake as srv's scheme
 // asks, all within ctx. A plain TCP or unix connection is returned as the
@@ -109,13 +127,10 @@ func dialTransport(ctx context.Context, cfg *Config, srv server) (net.Conn, erro
 		return nil, err
 	}
 	if srv.transport.tls() {
-		tc := tls.Client(nc, tlsConfigFor(cfg.TLSConfig, srv))
-		if err := tc.HandshakeContext(ctx); err != nil {
+		tc, err := tlsHandshake(ctx, nc, cfg.TLSConfig, srv)
+		if err != nil {
 			nc.Close()
-			// A certificate problem keeps its x509 error in the chain, for
-			// errors.As: x509.UnknownAuthorityError, x509.HostnameError,
-			// x509.CertificateInvalidError.
-			return nil, fmt.Errorf("TLS handshake: %w", err)
+			return nil, err
 		}
 		nc = tc
 	}
@@ -130,11 +145,28 @@ func dialTransport(ctx context.Context, cfg *Config, srv server) (net.Conn, erro
 	return nc, nil
 }
 
+// tlsHandshake runs the client side of a TLS handshake on nc within ctx. A
+// certificate problem keeps its x509 error in the chain, for errors.As:
+// x509.UnknownAuthorityError, x509.HostnameError,
+// x509.CertificateInvalidError.
+func tlsHandshake(ctx context.Context, nc net.Conn, base *tls.Config, srv server) (net.Conn, error) {
+	config, asked := tlsConfigFor(base, srv)
+	tc := tls.Client(nc, config)
+	if err := tc.HandshakeContext(ctx); err != nil {
+		return nil, fmt.Errorf("TLS handshake: %w", err)
+	}
+	if asked.Load() {
+		return &noClientCertConn{Conn: tc}, nil
+	}
+	return tc, nil
+}
+
 // tlsConfigFor returns a copy of base (or of the zero tls.Config, which
 // verifies against the system's roots) whose ServerName is srv's host when
-// base leaves it empty. The caller's config is never modified.
-func tlsConfigFor(base *tls.Config, srv server) *tls.Config {
-	var c *tls.Config
+// base leaves it empty. The caller's config is never modified. When the
+// copy has no client certificate to offer, asked reports whether the server
+// asked for one.
+func tlsConfigFor(base *tls.Config, srv server) (c *tls.Config, asked *atomic.Bool) {
 	if base != nil {
 		c = base.Clone()
 	} else {
@@ -143,7 +175,44 @@ func tlsConfigFor(base *tls.Config, srv server) *tls.Config {
 	if c.ServerName == "" {
 		c.ServerName = srv.host
 	}
-	return c
+	asked = new(atomic.Bool)
+	if len(c.Certificates) == 0 && c.GetClientCertificate == nil {
+		c.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
+			asked.Store(true)
+			return &tls.Certificate{}, nil // none, as without this callback
+		}
+	}
+	return c, asked
+}
+
+// noClientCertConn is a TLS connection to a server that asked for a client
+// certificate when the client had none. With TLS 1.3 a server that requires
+// one refuses the connection only after the handshake, so the refusal shows
+// as a bare alert or reset on the first read or write; until the server has
+// sent anything, errors say what is missing.
+type noClientCertConn struct {
+	*tls.Conn
+	answered atomic.Bool // a read succeeded: the server accepted the connection
+}
+
+func (c *noClientCertConn) Read(p []byte) (int, error) {
+	n, err := c.Conn.Read(p)
+	if n > 0 {
+		c.answered.Store(true)
+	}
+	return n, c.explain(err)
+}
+
+func (c *noClientCertConn) Write(p []byte) (int, error) {
+	n, err := c.Conn.Write(p)
+	return n, c.explain(err)
+}
+
+func (c *noClientCertConn) explain(err error) error {
+	if err == nil || c.answered.Load() {
+		return err
+	}
+	return fmt.Errorf("%w (the server asked for a client certificate, and Config.TLSConfig has none)", err)
 }
 
 // checkWebSocketHeader refuses header fields that the WebSocket handshake

@@ -1,5 +1,3 @@
-//go:build knownbugs
-
 package mqtt_test
 
 import (

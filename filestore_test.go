@@ -1,0 +1,728 @@
+//go:build unix
+
+package mqtt_test
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"io"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/b4e21b16/mqtt"
+	"github.com/google/go-cmp/cmp"
+)
+
+func TestFileStoreContract(t *testing.T) {
+	t.Parallel()
+	for _, sync := range []mqtt.SyncPolicy{mqtt.SyncAlways, mqtt.SyncNever} {
+		t.Run(sync.String(), func(t *testing.T) {
+			t.Parallel()
+			testStoreContract(t, func(t *testing.T) mqtt.Store {
+				return openFileStore(t, filepath.Join(t.TempDir(), "store"), &mqtt.FileStoreOptions{Sync: sync})
+			})
+		})
+	}
+}
+
+// openFileStore opens the store at path and closes it when the test ends.
+func openFileStore(t testing.TB, path string, opts *mqtt.FileStoreOptions) *mqtt.FileStore {
+	t.Helper()
+	s, err := mqtt.OpenFileStore(path, opts)
+	if err != nil {
+		t.Fatalf("OpenFileStore: %v", err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+// reopen closes s and opens the store at path again.
+func reopen(t *testing.T, s *mqtt.FileStore, path string) *mqtt.FileStore {
+	t.Helper()
+	must(t, s.Close())
+	return openFileStore(t, path, nil)
+}
+
+func fileSize(t testing.TB, path string) int64 {
+	t.Helper()
+	fi, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fi.Size()
+}
+
+// wantCorrupt checks that err matches ErrStoreCorrupt and mentions each of
+// the given strings.
+func wantCorrupt(t *testing.T, err error, mentions ...string) {
+	t.Helper()
+	if !errors.Is(err, mqtt.ErrStoreCorrupt) {
+		t.Fatalf("Load: got error %v, want one matching ErrStoreCorrupt", err)
+	}
+	for _, m := range mentions {
+		if !strings.Contains(err.Error(), m) {
+			t.Errorf("Load error %q does not mention %q", err, m)
+		}
+	}
+}
+
+func TestFileStoreReopen(t *testing.T) {
+	t.Parallel()
+	path := filepath.Join(t.TempDir(), "store")
+	s := openFileStore(t, path, nil)
+	var want []mqtt.StoredPublish
+	for seq := uint64(10); seq > 0; seq-- { // saved out of Seq order
+		r := mqtt.StoredPublish{Seq: seq, PacketID: uint16(seq * 3), Released: seq%2 == 0, Message: fullMessage(seq)}
+		must(t, s.SavePublish(r))
+		if seq != 4 {
+			want = append(want, r)
+		}
+	}
+	slices.Reverse(want)
+	must(t, s.DeletePublish(4))
+	must(t, s.SaveInbound(9))
+	must(t, s.SaveInbound(2))
+	must(t, s.SaveInbound(5))
+	must(t, s.DeleteInbound(9))
+	s = reopen(t, s, path)
+	wantLoad(t, s, want, []uint16{2, 5})
+
+	// The reopened store goes on appending to the same log.
+	r := mqtt.StoredPublish{Seq: 1, PacketID: 77, Message: fullMessage(100)}
+	must(t, s.SavePublish(r))
+	want[0] = r
+	s = reopen(t, s, path)
+	wantLoad(t, s, want, []uint16{2, 5})
+}
+
+func TestFileStoreLocked(t *testing.T) {
+	t.Parallel()
+	path := filepath.Join(t.TempDir(), "store")
+	s := openFileStore(t, path, nil)
+	must(t, s.SaveInbound(1))
+	_, err := mqtt.OpenFileStore(path, nil)
+	if !errors.Is(err, syscall.EWOULDBLOCK) || !strings.Contains(err.Error(), path) {
+		t.Fatalf("second OpenFileStore: got %v, want an error naming the path and matching EWOULDBLOCK", err)
+	}
+	// The refused open left the store alone.
+	must(t, s.SaveInbound(2))
+	s = reopen(t, s, path)
+	wantLoad(t, s, nil, []uint16{1, 2})
+}
+
+func TestFileStoreLockedAfterCompaction(t *testing.T) {
+	t.Parallel()
+	path := filepath.Join(t.TempDir(), "store")
+	s := openFileStore(t, path, &mqtt.FileStoreOptions{CompactBytes: 1 << 10, Sync: mqtt.SyncNever})
+	ino := func() uint64 {
+		fi, err := os.Stat(path)
+		must(t, err)
+		return fi.Sys().(*syscall.Stat_t).Ino
+	}
+	before := ino()
+	for seq := uint64(0); ino() == before; seq++ {
+		if seq == 100 {
+			t.Fatal("the log was never compacted")
+		}
+		must(t, s.SavePublish(mqtt.StoredPublish{Seq: seq, Message: fullMessage(seq)}))
+		must(t, s.DeletePublish(seq))
+	}
+	// The file that took the log's place is locked as well.
+	if _, err := mqtt.OpenFileStore(path, nil); !errors.Is(err, syscall.EWOULDBLOCK) {
+		t.Fatalf("OpenFileStore after compaction: got %v, want EWOULDBLOCK", err)
+	}
+}
+
+func TestFileStoreNotAStore(t *testing.T) {
+	t.Parallel()
+	for _, content := range []string{"hello, this is not a store log", "MQTTSTOR\x02\x00\x00\x00", "x"} {
+		path := filepath.Join(t.TempDir(), "store")
+		must(t, os.WriteFile(path, []byte(content), 0o600))
+		if _, err := mqtt.OpenFileStore(path, nil); err == nil {
+			t.Errorf("OpenFileStore on %q: no error", content)
+		}
+		if got, _ := os.ReadFile(path); string(got) != content {
+			t.Errorf("OpenFileStore changed a file that is not a store log: %q", got)
+		}
+	}
+}
+
+func TestFileStoreBadOptions(t *testing.T) {
+	t.Parallel()
+	if _, err := mqtt.OpenFileStore(filepath.Join(t.TempDir(), "store"), &mqtt.FileStoreOptions{Sync: 7}); err == nil {
+		t.Fatal("OpenFileStore with an unknown sync policy: no error")
+	}
+}
+
+func TestFileStoreTornHeader(t *testing.T) {
+	t.Parallel()
+	// A crash while the file was being created leaves part of the header.
+	path := filepath.Join(t.TempDir(), "store")
+	must(t, os.WriteFile(path, []byte("MQTT"), 0o600))
+	s := openFileStore(t, path, nil)
+	must(t, s.SaveInbound(3))
+	s = reopen(t, s, path)
+	wantLoad(t, s, nil, []uint16{3})
+}
+
+func TestFileStoreLeftoverTemp(t *testing.T) {
+	t.Parallel()
+	// A crash during compaction leaves the temporary file behind.
+	path := filepath.Join(t.TempDir(), "store")
+	s := openFileStore(t, path, nil)
+	must(t, s.SaveInbound(3))
+	must(t, s.Close())
+	must(t, os.WriteFile(path+".tmp", []byte("half a compaction"), 0o600))
+	s = openFileStore(t, path, nil)
+	wantLoad(t, s, nil, []uint16{3})
+	if _, err := os.Stat(path + ".tmp"); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("leftover temporary file: %v", err)
+	}
+}
+
+// buildLog saves n publishes to a new store at path and returns them and
+// the log offset at which each record starts.
+func buildLog(t *testing.T, path string, n int) (want []mqtt.StoredPublish, offs []int64) {
+	t.Helper()
+	s := openFileStore(t, path, &mqtt.FileStoreOptions{Sync: mqtt.SyncNever})
+	for i := range n {
+		seq := uint64(i + 1)
+		r := mqtt.StoredPublish{Seq: seq, PacketID: uint16(seq), Message: fullMessage(seq)}
+		offs = append(offs, fileSize(t, path))
+		must(t, s.SavePublish(r))
+		want = append(want, r)
+	}
+	must(t, s.Close())
+	return want, offs
+}
+
+func TestFileStoreTornTail(t *testing.T) {
+	t.Parallel()
+	path := filepath.Join(t.TempDir(), "store")
+	want, offs := buildLog(t, path, 4)
+	full, err := os.ReadFile(path)
+	must(t, err)
+	last := int64(len(full)) - offs[3]
+	for _, cut := range []int64{1, 2, 4, 7, 8, 9, 12, last / 2, last - 9, last - 8, last - 1} {
+		t.Run(fmt.Sprint(cut), func(t *testing.T) {
+			t.Parallel()
+			path := filepath.Join(t.TempDir(), "store")
+			must(t, os.WriteFile(path, full[:int64(len(full))-cut], 0o600))
+			s := openFileStore(t, path, nil)
+			out, in, err := s.Load()
+			wantCorrupt(t, err, path, fmt.Sprintf("offset %d", offs[3]), fmt.Sprintf("truncated the last %d bytes", last-cut))
+			if d := cmp.Diff(want[:3], out, storeCmp); d != "" || len(in) != 0 {
+				t.Fatalf("Load after a torn tail (-want +got):\n%s\ninbound: %v", d, in)
+			}
+			// Appending resumes after the last good record, and the damage
+			// is gone for good.
+			if got := fileSize(t, path); got != offs[3] {
+				t.Errorf("log size %d after recovery, want %d", got, offs[3])
+			}
+			r := mqtt.StoredPublish{Seq: 99, Message: fullMessage(99)}
+			must(t, s.SavePublish(r))
+			s = reopen(t, s, path)
+			wantLoad(t, s, append(slices.Clip(want[:3]), r), nil)
+		})
+	}
+	// Cutting exactly one whole record is not damage: the log simply ends
+	// earlier.
+	path = filepath.Join(t.TempDir(), "store")
+	must(t, os.WriteFile(path, full[:offs[3]], 0o600))
+	wantLoad(t, openFileStore(t, path, nil), want[:3], nil)
+}
+
+func TestFileStoreZeroedTail(t *testing.T) {
+	t.Parallel()
+	// An OS crash can leave the file longer than what was written, the
+	// rest filled with zeros.
+	path := filepath.Join(t.TempDir(), "store")
+	want, _ := buildLog(t, path, 3)
+	size := fileSize(t, path)
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND, 0)
+	must(t, err)
+	_, err = f.Write(make([]byte, 4096))
+	must(t, errors.Join(err, f.Close()))
+	s := openFileStore(t, path, nil)
+	out, _, err := s.Load()
+	wantCorrupt(t, err, fmt.Sprintf("offset %d: implausible record length 0; truncated the last 4096 bytes", size))
+	if d := cmp.Diff(want, out, storeCmp); d != "" {
+		t.Fatalf("Load (-want +got):\n%s", d)
+	}
+	if got := fileSize(t, path); got != size {
+		t.Errorf("log size %d after recovery, want %d", got, size)
+	}
+}
+
+func TestFileStoreDamagedMiddle(t *testing.T) {
+	t.Parallel()
+	path := filepath.Join(t.TempDir(), "store")
+	want, offs := buildLog(t, path, 4)
+	full, err := os.ReadFile(path)
+	must(t, err)
+
+	t.Run("Body", func(t *testing.T) {
+		t.Parallel()
+		// A flipped byte in the body of the second record: its checksum
+		// fails, its length still leads to the third.
+		damaged := bytes.Clone(full)
+		damaged[offs[1]+30] ^= 0x40
+		path := filepath.Join(t.TempDir(), "store")
+		must(t, os.WriteFile(path, damaged, 0o600))
+		s := openFileStore(t, path, nil)
+		out, _, err := s.Load()
+		wantCorrupt(t, err, fmt.Sprintf("offset %d: checksum mismatch; skipped the %d-byte record", offs[1], offs[2]-offs[1]))
+		wantOut := []mqtt.StoredPublish{want[0], want[2], want[3]}
+		if d := cmp.Diff(wantOut, out, storeCmp); d != "" {
+			t.Fatalf("Load (-want +got):\n%s", d)
+		}
+		// Nothing was truncated, and the store goes on.
+		if got := fileSize(t, path); got != int64(len(full)) {
+			t.Errorf("log size %d, want %d", got, len(full))
+		}
+		must(t, s.SaveInbound(4))
+		s = reopen(t, s, path)
+		out, in, err := s.Load()
+		wantCorrupt(t, err, fmt.Sprintf("offset %d", offs[1]))
+		if d := cmp.Diff(wantOut, out, storeCmp); d != "" || !slices.Equal(in, []uint16{4}) {
+			t.Fatalf("Load after reopening (-want +got):\n%s\ninbound: %v", d, in)
+		}
+	})
+
+	t.Run("Length", func(t *testing.T) {
+		t.Parallel()
+		// An implausible length: nothing after it can be trusted.
+		damaged := bytes.Clone(full)
+		damaged[offs[1]+3] = 0xff
+		path := filepath.Join(t.TempDir(), "store")
+		must(t, os.WriteFile(path, damaged, 0o600))
+		s := openFileStore(t, path, nil)
+		out, _, err := s.Load()
+		wantCorrupt(t, err, fmt.Sprintf("offset %d: implausible record length", offs[1]), "truncated")
+		if d := cmp.Diff(want[:1], out, storeCmp); d != "" {
+			t.Fatalf("Load (-want +got):\n%s", d)
+		}
+		if got := fileSize(t, path); got != offs[1] {
+			t.Errorf("log size %d, want %d", got, offs[1])
+		}
+	})
+
+	t.Run("Checksum", func(t *testing.T) {
+		t.Parallel()
+		// A damaged checksum on the last record counts as a torn tail.
+		damaged := bytes.Clone(full)
+		damaged[offs[3]+5] ^= 1
+		path := filepath.Join(t.TempDir(), "store")
+		must(t, os.WriteFile(path, damaged, 0o600))
+		s := openFileStore(t, path, nil)
+		out, _, err := s.Load()
+		wantCorrupt(t, err, fmt.Sprintf("offset %d: checksum mismatch; truncated", offs[3]))
+		if d := cmp.Diff(want[:3], out, storeCmp); d != "" {
+			t.Fatalf("Load (-want +got):\n%s", d)
+		}
+	})
+}
+
+func TestFileStoreCompaction(t *testing.T) {
+	t.Parallel()
+	const (
+		n            = 100_000
+		window       = 10 // live publishes
+		compactBytes = 64 << 10
+	)
+	path := filepath.Join(t.TempDir(), "store")
+	opts := &mqtt.FileStoreOptions{Sync: mqtt.SyncNever, CompactBytes: compactBytes}
+	s := openFileStore(t, path, opts)
+	payload := bytes.Repeat([]byte("x"), 100)
+	msg := func(seq uint64) mqtt.Message {
+		return mqtt.Message{Topic: "compact/" + strconv.FormatUint(seq, 10), Payload: payload, QoS: mqtt.AtLeastOnce}
+	}
+	var maxSize int64
+	for seq := uint64(1); seq <= n; seq++ {
+		must(t, s.SavePublish(mqtt.StoredPublish{Seq: seq, Message: msg(seq)}))
+		must(t, s.SavePublish(mqtt.StoredPublish{Seq: seq, PacketID: uint16(seq), Message: msg(seq)}))
+		must(t, s.SaveInbound(uint16(seq)))
+		if seq > window {
+			must(t, s.DeletePublish(seq-window))
+			must(t, s.DeleteInbound(uint16(seq-window)))
+		}
+		if seq%100 == 0 {
+			maxSize = max(maxSize, fileSize(t, path))
+		}
+	}
+	// Each record is under 200 bytes: the file never gets much past
+	// CompactBytes.
+	if limit := int64(compactBytes + 1024); maxSize > limit {
+		t.Errorf("log grew to %d bytes, want at most %d", maxSize, limit)
+	}
+	t.Logf("largest log seen: %d bytes for %d live records", maxSize, 2*window)
+	var want []mqtt.StoredPublish
+	var wantIn []uint16
+	for seq := uint64(n - window + 1); seq <= n; seq++ {
+		want = append(want, mqtt.StoredPublish{Seq: seq, PacketID: uint16(seq), Message: msg(seq)})
+		wantIn = append(wantIn, uint16(seq))
+	}
+	slices.Sort(wantIn)
+	wantLoad(t, s, want, wantIn)
+	must(t, s.Close())
+	s = openFileStore(t, path, opts)
+	wantLoad(t, s, want, wantIn)
+}
+
+// The crash test: a child process (this test binary, running
+// TestFileStoreCrashChild) applies a deterministic sequence of operations to
+// a store and reports each one it completed; the parent kills it with
+// SIGKILL at a random moment and checks what survived.
+const (
+	crashEnvPath   = "MQTT_TEST_STORE_CRASH_PATH"
+	crashEnvStart  = "MQTT_TEST_STORE_CRASH_START"
+	crashEnvSync   = "MQTT_TEST_STORE_CRASH_SYNC"
+	crashWindow    = 40       // live publishes and inbound IDs
+	crashCompact   = 16 << 10 // small, so that kills land during compactions
+	crashOpsPerSeq = 5
+)
+
+// crashRecord is the publish with sequence number seq, before (sent false)
+// or after it was sent.
+func crashRecord(seq uint64, sent bool) mqtt.StoredPublish {
+	r := mqtt.StoredPublish{Seq: seq, Message: mqtt.Message{
+		Topic:          fmt.Sprintf("crash/%d", seq),
+		Payload:        bytes.Repeat(fmt.Appendf(nil, "<%d>", seq), int(seq%50)),
+		QoS:            mqtt.QoS(1 + seq%2),
+		UserProperties: []mqtt.UserProperty{{Key: "seq", Value: strconv.FormatUint(seq, 10)}},
+	}}
+	if sent {
+		r.PacketID = uint16(seq%65535 + 1)
+		r.Released = r.Message.QoS == mqtt.ExactlyOnce
+	}
+	return r
+}
+
+// applyCrashOp applies operation i of the crash test's sequence to s. Every
+// operation is idempotent, so repeating one that may or may not have
+// happened is harmless.
+func applyCrashOp(s mqtt.Store, i int) error {
+	seq := uint64(i/crashOpsPerSeq) + 1
+	old := seq - min(seq, crashWindow) // 0: nothing to delete yet
+	switch i % crashOpsPerSeq {
+	case 0:
+		return s.SavePublish(crashRecord(seq, false))
+	case 1:
+		return s.SavePublish(crashRecord(seq, true))
+	case 2:
+		return s.SaveInbound(uint16(seq))
+	case 3:
+		return s.DeletePublish(old)
+	default:
+		return s.DeleteInbound(uint16(old))
+	}
+}
+
+func TestFileStoreCrashChild(t *testing.T) {
+	path := os.Getenv(crashEnvPath)
+	if path == "" {
+		t.Skip("run by TestFileStoreCrash in a child process")
+	}
+	start, err := strconv.Atoi(os.Getenv(crashEnvStart))
+	must(t, err)
+	opts := &mqtt.FileStoreOptions{Sync: mqtt.SyncNever, CompactBytes: crashCompact}
+	if os.Getenv(crashEnvSync) == "always" {
+		opts.Sync = mqtt.SyncAlways
+	}
+	s, err := mqtt.OpenFileStore(path, opts)
+	must(t, err)
+	defer s.Close()
+	if _, _, err := s.Load(); err != nil && !errors.Is(err, mqtt.ErrStoreCorrupt) {
+		t.Fatal(err)
+	}
+	// The parent kills us long before the end; if it died, writing to the
+	// closed pipe ends us.
+	var line []byte
+	for i := start; i < start+1_000_000; i++ {
+		must(t, applyCrashOp(s, i))
+		line = strconv.AppendInt(append(line[:0], "done "...), int64(i), 10)
+		line = append(line, '\n')
+		if _, err := os.Stdout.Write(line); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func TestFileStoreCrash(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts child processes")
+	}
+	t.Parallel()
+	dir := t.TempDir()
+	path := filepath.Join(dir, "store")
+	tmp := filepath.Join(dir, "tmp")
+	must(t, os.Mkdir(tmp, 0o700))
+	model := mqtt.NewMemoryStore() // what the store must hold
+	t.Cleanup(func() { model.Close() })
+	next := 0 // first operation the next child runs
+	for run, sync := range []string{"never", "never", "never", "always", "never", "never"} {
+		killAfter := 100 + rand.IntN(1901)
+		if sync == "always" {
+			killAfter = 100 + rand.IntN(301) // fsync per operation is slow
+		}
+		last := crashRun(t, path, tmp, sync, next, killAfter, model)
+		t.Logf("run %d (sync %s): the child completed operations %d to %d before SIGKILL", run, sync, next, last)
+
+		// The store holds every reported operation, and perhaps the one
+		// that was under way when the child died; nothing else.
+		s, err := mqtt.OpenFileStore(path, nil)
+		if err != nil {
+			t.Fatalf("run %d: OpenFileStore: %v", run, err)
+		}
+		out, in, err := s.Load()
+		must(t, s.Close())
+		if err != nil {
+			// Only a torn tail is acceptable damage after a process crash.
+			if !errors.Is(err, mqtt.ErrStoreCorrupt) || !strings.Contains(err.Error(), "truncated") || strings.Contains(err.Error(), "skipped") {
+				t.Fatalf("run %d: Load: %v", run, err)
+			}
+			t.Logf("run %d: %v", run, err)
+		}
+		wantOut, wantIn, err := model.Load()
+		must(t, err)
+		must(t, applyCrashOp(model, last+1))
+		nextOut, nextIn, err := model.Load()
+		must(t, err)
+		if cmp.Diff(wantOut, out, storeCmp) != "" || !slices.Equal(wantIn, in) {
+			if d := cmp.Diff(nextOut, out, storeCmp); d != "" || !slices.Equal(nextIn, in) {
+				t.Fatalf("run %d: store after a crash following operation %d (-want +got):\n%s\ninbound: got %v, want %v",
+					run, last, cmp.Diff(wantOut, out, storeCmp), in, wantIn)
+			}
+		}
+		// The model now includes operation last+1; the next child repeats it.
+		next = last + 1
+	}
+}
+
+// crashRun runs a child from operation start, kills it once it has reported
+// killAfter operations, applies every operation it reported to model and
+// returns the last one.
+func crashRun(t *testing.T, path, tmp, sync string, start, killAfter int, model mqtt.Store) (last int) {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run=^TestFileStoreCrashChild$", "-test.count=1")
+	cmd.Env = append(os.Environ(),
+		crashEnvPath+"="+path,
+		crashEnvStart+"="+strconv.Itoa(start),
+		crashEnvSync+"="+sync,
+		// Whatever the child's TestMain leaves in the temporary directory
+		// when it is killed goes away with the test's.
+		"TMPDIR="+tmp,
+	)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	cmd.WaitDelay = 10 * time.Second
+	stdout, err := cmd.StdoutPipe()
+	must(t, err)
+	must(t, cmd.Start())
+	r := bufio.NewReader(stdout)
+	last, reported := start-1, 0
+	killed := false
+	for {
+		line, err := r.ReadString('\n')
+		if err != nil {
+			if err != io.EOF {
+				t.Errorf("reading the child's output: %v", err)
+			}
+			break // a last line without its newline was cut short: not reported
+		}
+		i, ok := strings.CutPrefix(strings.TrimSuffix(line, "\n"), "done ")
+		if !ok {
+			continue // the test framework's own output
+		}
+		n, err := strconv.Atoi(i)
+		if err != nil || n != last+1 {
+			cmd.Process.Kill()
+			t.Fatalf("child reported %q after operation %d", line, last)
+		}
+		must(t, applyCrashOp(model, n))
+		last = n
+		if reported++; reported == killAfter {
+			must(t, cmd.Process.Kill())
+			killed = true
+		}
+	}
+	err = cmd.Wait()
+	if !killed {
+		t.Fatalf("child exited before it was killed (%v):\n%s", err, stderr.Bytes())
+	}
+	var exitErr *exec.ExitError
+	if !errors.As(err, &exitErr) || exitErr.Sys().(syscall.WaitStatus).Signal() != syscall.SIGKILL {
+		t.Fatalf("child: got %v, want death by SIGKILL:\n%s", err, stderr.Bytes())
+	}
+	return last
+}
+
+// fuzzLog is the log of a store holding a few records, to seed the fuzzer.
+func fuzzLog(f *testing.F) []byte {
+	path := filepath.Join(f.TempDir(), "store")
+	s := openFileStore(f, path, &mqtt.FileStoreOptions{Sync: mqtt.SyncNever})
+	for seq := uint64(1); seq <= 3; seq++ {
+		if err := errors.Join(
+			s.SavePublish(mqtt.StoredPublish{Seq: seq, Message: fullMessage(seq)}),
+			s.SavePublish(mqtt.StoredPublish{Seq: 10 + seq, Message: mqtt.Message{Topic: "t", QoS: 1}}),
+			s.SaveInbound(uint16(seq)),
+		); err != nil {
+			f.Fatal(err)
+		}
+	}
+	if err := errors.Join(s.DeletePublish(2), s.DeleteInbound(2), s.Close()); err != nil {
+		f.Fatal(err)
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		f.Fatal(err)
+	}
+	return b
+}
+
+// frame turns data into a log of records with valid checksums: each record
+// takes a length byte from data and that many following bytes as its body.
+// It lets the fuzzer reach the record decoder past the checksum.
+func frame(header, data []byte) []byte {
+	log := bytes.Clone(header)
+	for len(data) > 0 {
+		n := min(int(data[0]), len(data)-1)
+		body := data[1 : 1+n]
+		data = data[1+n:]
+		log = binary.LittleEndian.AppendUint32(log, uint32(len(body)))
+		log = binary.LittleEndian.AppendUint32(log, crc32.Checksum(body, crc32.MakeTable(crc32.Castagnoli)))
+		log = append(log, body...)
+	}
+	return log
+}
+
+// FuzzFileStoreLoad opens stores whose files hold arbitrary bytes: after the
+// store's header (mode 0), as checksummed record bodies (mode 1), or
+// entirely (mode 2). Opening may fail only without a valid header; Load
+// must return sorted, duplicate-free state and no error other than
+// ErrStoreCorrupt; and the store must go on working: what it holds survives
+// a write and a reopen.
+func FuzzFileStoreLoad(f *testing.F) {
+	log := fuzzLog(f)
+	const headerLen = 12
+	header, records := log[:headerLen], log[headerLen:]
+	f.Add(byte(0), records)
+	f.Add(byte(0), records[:len(records)-3])
+	f.Add(byte(0), records[20:])
+	f.Add(byte(0), []byte{})
+	f.Add(byte(1), []byte{9, 2, 1, 0, 0, 0, 0, 0, 0, 0, 3, 3, 5, 0, 2, 1, 0, 0, 0, 0, 0, 0, 0})
+	f.Add(byte(1), records[8:])
+	f.Add(byte(2), log)
+	f.Add(byte(2), []byte("MQTT"))
+	// One file for all inputs: a fresh t.TempDir per input would give the
+	// fuzzer's coverage random noise from the directory names.
+	path := filepath.Join(f.TempDir(), "fuzz")
+	f.Fuzz(func(t *testing.T, mode byte, data []byte) {
+		var content []byte
+		switch mode % 3 {
+		case 0:
+			content = append(bytes.Clone(header), data...)
+		case 1:
+			content = frame(header, data)
+		default:
+			content = data
+		}
+		if err := os.WriteFile(path, content, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		opts := &mqtt.FileStoreOptions{Sync: mqtt.SyncNever}
+		s, err := mqtt.OpenFileStore(path, opts)
+		if err != nil {
+			if bytes.HasPrefix(content, header) {
+				t.Fatalf("OpenFileStore on a log with a valid header: %v", err)
+			}
+			return
+		}
+		defer func() { s.Close() }()
+		out, in, err := s.Load()
+		if err != nil && !errors.Is(err, mqtt.ErrStoreCorrupt) {
+			t.Fatalf("Load: %v", err)
+		}
+		if !slices.IsSortedFunc(out, func(a, b mqtt.StoredPublish) int { return cmpUint(a.Seq, b.Seq) }) ||
+			!slices.IsSorted(in) ||
+			len(slices.CompactFunc(slices.Clone(out), func(a, b mqtt.StoredPublish) bool { return a.Seq == b.Seq })) != len(out) ||
+			len(slices.Compact(slices.Clone(in))) != len(in) {
+			t.Fatalf("Load returned unsorted or repeated entries: %v %v", out, in)
+		}
+
+		// The store goes on from what it recovered.
+		r := mqtt.StoredPublish{Seq: 0, PacketID: 1, Message: fullMessage(1)}
+		for slices.ContainsFunc(out, func(o mqtt.StoredPublish) bool { return o.Seq == r.Seq }) {
+			r.Seq++
+		}
+		id := uint16(0)
+		for slices.Contains(in, id) {
+			id++
+		}
+		if err := errors.Join(s.SavePublish(r), s.SaveInbound(id), s.Close()); err != nil {
+			t.Fatal(err)
+		}
+		i, _ := slices.BinarySearchFunc(out, r.Seq, func(a mqtt.StoredPublish, seq uint64) int { return cmpUint(a.Seq, seq) })
+		wantOut := slices.Insert(out, i, r)
+		j, _ := slices.BinarySearch(in, id)
+		wantIn := slices.Insert(in, j, id)
+
+		s, err = mqtt.OpenFileStore(path, opts)
+		if err != nil {
+			t.Fatalf("reopening: %v", err)
+		}
+		out, in, err = s.Load()
+		if err != nil && !errors.Is(err, mqtt.ErrStoreCorrupt) {
+			t.Fatalf("Load after reopening: %v", err)
+		}
+		if d := cmp.Diff(wantOut, out, storeCmp); d != "" || !slices.Equal(wantIn, in) {
+			t.Fatalf("after a write and a reopen (-want +got):\n%s\ninbound: got %v, want %v", d, in, wantIn)
+		}
+	})
+}
+
+func cmpUint(a, b uint64) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}
+
+// BenchmarkFileStoreSave measures SavePublish of a 64-byte QoS 1 message.
+// The live set is bounded (each save replaces one of 1000 sequence
+// numbers), so the cost of compaction is included.
+func BenchmarkFileStoreSave(b *testing.B) {
+	for _, sync := range []mqtt.SyncPolicy{mqtt.SyncNever, mqtt.SyncAlways} {
+		b.Run(sync.String(), func(b *testing.B) {
+			s := openFileStore(b, filepath.Join(b.TempDir(), "store"), &mqtt.FileStoreOptions{Sync: sync})
+			r := mqtt.StoredPublish{Message: mqtt.Message{Topic: "bench/topic", Payload: make([]byte, 64), QoS: mqtt.AtLeastOnce}}
+			b.ReportAllocs()
+			b.SetBytes(int64(len(r.Message.Payload)))
+			seq := uint64(0)
+			for b.Loop() {
+				r.Seq = seq % 1000
+				r.PacketID = uint16(seq)
+				seq++
+				if err := s.SavePublish(r); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "saves/s")
+		})
+	}
+}
