@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"syscall"
 	"time"
 
 	"github.com/b4e21b16/mqtt/packet"
@@ -102,12 +103,25 @@ func (c *Client) dial(ctx context.Context, srv server) (*connection, error) {
 	}
 	conn, err := c.handshake(ctx, srv, packet.V5)
 	var ce *ConnectError
-	if err != nil && errors.As(err, &ce) && (ce.Code == packet.UnsupportedProtocolVersion || ce.Code == packet.RefusedProtocolVersion) {
+	switch {
+	case err == nil:
+	case errors.As(err, &ce) && (ce.Code == packet.UnsupportedProtocolVersion || ce.Code == packet.RefusedProtocolVersion):
 		c.log.Info("mqtt: broker refused MQTT 5.0, trying 3.1.1", "server", srv.url)
 		return c.handshake(ctx, srv, packet.V311)
+	case errors.Is(err, errClosedBeforeConnack) && ctx.Err() == nil:
+		// Some 3.1.1-only brokers (RabbitMQ before 3.13) close the
+		// connection on a 5.0 CONNECT instead of refusing it.
+		c.log.Info("mqtt: broker closed the connection on an MQTT 5.0 CONNECT, trying 3.1.1", "server", srv.url)
+		if conn311, err311 := c.handshake(ctx, srv, packet.V311); err311 == nil {
+			return conn311, nil
+		}
 	}
 	return conn, err
 }
+
+// errClosedBeforeConnack means the broker closed the connection instead of
+// answering CONNECT.
+var errClosedBeforeConnack = errors.New("broker closed the connection")
 
 // handshake dials srv and exchanges CONNECT and CONNACK with protocol
 // version v, within ctx and Config.ConnectTimeout.
@@ -244,8 +258,8 @@ func (c *Client) exchange(nc net.Conn, srv server, v packet.Version) (*connectio
 }
 
 func connackReadError(err error) error {
-	if errors.Is(err, io.EOF) {
-		return errors.New("broker closed the connection")
+	if errors.Is(err, io.EOF) || errors.Is(err, syscall.ECONNRESET) {
+		return errClosedBeforeConnack
 	}
 	return err
 }

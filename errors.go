@@ -57,7 +57,9 @@ type ConnectError struct {
 
 func (e *ConnectError) Error() string {
 	v := packet.V5
-	if e.Version == "3.1.1" {
+	// A 3.1.1 broker refusing a 5.0 CONNECT answers with a 3.1.1 return
+	// code (1 to 5), which 5.0 does not define for CONNACK.
+	if e.Version == "3.1.1" || (e.Code > 0 && e.Code < 0x80) {
 		v = packet.V311
 	}
 	s := fmt.Sprintf("mqtt: %s refused the MQTT %s connection: %s", e.Server, e.Version, e.Code.ConnackString(v))

@@ -29,6 +29,9 @@ type Pending struct {
 	relSeq  uint64      // QoS 2: order in which its PUBREC arrived
 	durable bool        // the outcome goes to Client.DeliveryResults
 	stored  bool        // a record of it is in the Store
+	// rejections counts connections that ended with this the oldest publish
+	// in flight, before the broker sent anything (see ErrPublishRejected).
+	rejections int
 }
 
 // detachedCtx is the context of publishes no caller waits for.

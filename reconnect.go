@@ -48,6 +48,17 @@ type QueueConfig struct {
 	Full QueueFullPolicy
 }
 
+// ErrPublishRejected means the broker closed the connection each time it was
+// sent a particular publish, before acknowledging anything: the publish is
+// failed after rejectedAfter such connections instead of being re-sent
+// forever. (Some brokers answer a QoS or size they do not support this way.)
+var ErrPublishRejected = errors.New("mqtt: the broker closes the connection whenever this message is sent")
+
+// rejectedAfter is how many connections in a row may end, right after a
+// publish was sent on them and before anything arrived, before the publish
+// is failed with ErrPublishRejected.
+const rejectedAfter = 3
+
 // ErrQueueFull means the offline queue is full and Config.Queue.Full is
 // QueueFail.
 var ErrQueueFull = errors.New("mqtt: offline queue is full")
@@ -165,11 +176,16 @@ type dialResult struct {
 // is reached, waiting with backoff between attempts and rotating over the
 // servers. It runs on its own goroutine so that the session keeps serving
 // calls (which queue) while the network is down.
-func (c *Client) redial(ctx context.Context, out chan<- dialResult) {
+//
+// unstable counts the connections in a row that ended, with a publish in
+// flight, before the broker sent anything on them; the backoff starts that
+// much further along, so a broker that drops the client on every re-send is
+// not hammered.
+func (c *Client) redial(ctx context.Context, out chan<- dialResult, unstable int) {
 	rc := &c.cfg.Reconnect
 	var last error
 	for attempt := 1; ; attempt++ {
-		delay := rc.backoff(attempt)
+		delay := rc.backoff(attempt + unstable)
 		c.emit(Event{Kind: EventReconnecting, Attempt: attempt, Delay: delay})
 		c.log.Info("mqtt: reconnecting", "attempt", attempt, "delay", delay)
 		t := time.NewTimer(delay)

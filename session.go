@@ -3,6 +3,7 @@ package mqtt
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"time"
 
@@ -88,6 +89,7 @@ type session struct {
 	// Reconnection.
 	dialed     chan dialResult // from the redial goroutine
 	dialCancel func()          // stops the redial goroutine; nil when none runs
+	unstable   int             // connections in a row that ended before the broker sent anything
 
 	// Inbound state.
 	inByID   map[uint16]*inboundRef
@@ -337,6 +339,7 @@ func (s *session) connectionEnded(cause error) {
 	s.pings = nil
 	s.pausedBy &^= pauseInflight
 	s.log.Info("mqtt: connection lost", "server", conn.server.url, "err", cause)
+	s.noteStability(conn)
 	s.c.emit(Event{Kind: EventConnectionLost, Server: conn.server.url, Err: cause})
 	if s.cfg.Reconnect.Disable || s.disconnecting != nil {
 		s.shutdown(lostError(cause))
@@ -350,10 +353,39 @@ func (s *session) startRedial() {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	s.dialCancel = func() { cancel(); <-done }
+	unstable := s.unstable
 	go func() {
 		defer close(done)
-		s.c.redial(ctx, s.dialed)
+		s.c.redial(ctx, s.dialed, unstable)
 	}()
+}
+
+// noteStability looks at how a connection ended. One that ended with a
+// publish in flight and nothing at all received from the broker after
+// CONNACK counts as unstable, and the oldest such publish is suspected: when
+// it was in flight on rejectedAfter unstable connections in a row it fails
+// with ErrPublishRejected rather than being re-sent forever.
+func (s *session) noteStability(conn *connection) {
+	var oldest *Pending
+	for _, o := range s.out {
+		if p, ok := o.(*Pending); ok && p.phase != packet.PUBCOMP && (oldest == nil || p.seq < oldest.seq) {
+			oldest = p
+		}
+	}
+	if conn.r.packetsIn.Load() > 0 || oldest == nil {
+		s.unstable = 0
+		return
+	}
+	s.unstable++
+	oldest.rejections++
+	if oldest.rejections < rejectedAfter {
+		return
+	}
+	delete(s.out, oldest.pub.PacketID)
+	s.sendQuota++
+	s.log.Info("mqtt: publish rejected by the broker", "topic", oldest.msg.Topic, "qos", oldest.msg.QoS, "connections", oldest.rejections)
+	s.finishPublish(oldest, fmt.Errorf("%w: it closed %d connections right after this %v PUBLISH to %q (%d bytes); it may not support the QoS or size",
+		ErrPublishRejected, oldest.rejections, oldest.msg.QoS, oldest.msg.Topic, len(oldest.msg.Payload)))
 }
 
 type disconnectReq struct {

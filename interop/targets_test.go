@@ -41,8 +41,7 @@ type target struct {
 	broker  *lazyBroker
 	version mqtt.ProtocolVersion
 
-	// autoVersion is the version mqtt.VersionAuto ends up with; zero when
-	// the broker answers a 5.0 CONNECT by closing the connection.
+	// autoVersion is the version mqtt.VersionAuto ends up with.
 	autoVersion mqtt.ProtocolVersion
 	// refuses5 is the CONNACK code a 3.1.1-only broker answers a pinned
 	// 5.0 CONNECT with; zero when it closes the connection instead.
@@ -138,7 +137,7 @@ var targets = []*target{
 		// wildcard filters, and drops a message over max_message_size
 		// without PUBACK.
 		name: "rabbitmq-3.1.1", broker: rabbitBroker, version: mqtt.Version311,
-		autoVersion: 0,
+		autoVersion: mqtt.Version311, // falls back when the broker closes on a 5.0 CONNECT
 		badAuth:     4, // bad user name or password
 		maxQoS:      1, qos2: qos2Puback, overlapCopies: 1, retainedWildcard: false,
 		maxPayload: payloadLimit(rabbitMaxMessage), over: oversizeDropped,

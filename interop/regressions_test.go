@@ -1,11 +1,4 @@
-//go:build knownissues
-
-// Reproductions of client issues found by the interoperability suite. They
-// fail until the issues are fixed, so they are built only with
-// -tags knownissues:
-//
-//	go test -tags knownissues -run KnownIssue -v .
-//
+// Regression tests for client issues the interoperability suite found.
 // Each uses a scripted listener that answers exactly as the named broker
 // does, so it needs no broker installed.
 package interop
@@ -102,12 +95,12 @@ func connectLevel(body []byte) (level byte, clean bool) {
 	return body[6], body[7]&0x02 != 0
 }
 
-// KNOWN ISSUE 1. A broker that supports only MQTT 3.1.1 may answer an MQTT
+// Issue 1 (fixed: a 3.1.1 return code is named as 3.1.1 defines it). A broker that supports only MQTT 3.1.1 may answer an MQTT
 // 5.0 CONNECT with the 3.1.1 CONNACK "0x01 unacceptable protocol version"
 // (NATS 2.9 does, as [MQTT-3.1.2-2] of 3.1.1 asks). With Version5 pinned the
 // client reports this as "granted QoS 1 (0x01)": it reads the code with the
 // 5.0 table, where 0x01 is a SUBACK code and no CONNACK code at all.
-func TestKnownIssueConnectErrorNamesProtocolVersion(t *testing.T) {
+func TestRegressionConnectErrorNamesProtocolVersion(t *testing.T) {
 	sb := startScripted(t, func(c net.Conn, p packetIn) bool {
 		c.Write([]byte{0x20, 0x02, 0x00, 0x01})
 		return false
@@ -122,12 +115,12 @@ func TestKnownIssueConnectErrorNamesProtocolVersion(t *testing.T) {
 	}
 }
 
-// KNOWN ISSUE 2. VersionAuto falls back to 3.1.1 only when the broker
+// Issue 2 (fixed: VersionAuto also falls back when the broker closes). VersionAuto falls back to 3.1.1 only when the broker
 // refuses 5.0 with a CONNACK. RabbitMQ before 3.13 (3.10.8 here) instead
 // closes the connection on a 5.0 CONNECT, so a client with the default
 // configuration cannot connect to it at all. Falling back also when the
 // connection closes before any CONNACK to a 5.0 CONNECT would cope.
-func TestKnownIssueVersionAutoWithBrokerThatCloses(t *testing.T) {
+func TestRegressionVersionAutoWithBrokerThatCloses(t *testing.T) {
 	sb := startScripted(t, func(c net.Conn, p packetIn) bool {
 		switch p.header >> 4 {
 		case 1: // CONNECT
@@ -150,7 +143,8 @@ func TestKnownIssueVersionAutoWithBrokerThatCloses(t *testing.T) {
 	}
 }
 
-// KNOWN ISSUE 3. A broker that ends the connection whenever it receives a
+// Issue 3 (fixed: the backoff grows across connections that die before the
+// broker sends anything, and the publish fails with ErrPublishRejected). A broker that ends the connection whenever it receives a
 // particular PUBLISH (NATS 2.9 for any QoS 2 PUBLISH, mosquitto 2.0 and
 // mochi-mqtt 2.7 over 3.1.1 for one above their packet limit; RabbitMQ 3.10
 // answers a QoS 2 PUBLISH with PUBACK, which the client treats as a
@@ -161,7 +155,7 @@ func TestKnownIssueVersionAutoWithBrokerThatCloses(t *testing.T) {
 // MinDelay after every successful CONNACK. The Publish never returns an
 // error and Client.Err stays nil, so nothing tells the application what the
 // broker refused; with RabbitMQ each round also delivers the message again.
-func TestKnownIssueReconnectLoopOnRejectedPublish(t *testing.T) {
+func TestRegressionReconnectLoopOnRejectedPublish(t *testing.T) {
 	sb := startScripted(t, func(c net.Conn, p packetIn) bool {
 		switch p.header >> 4 {
 		case 1: // CONNECT: keep the session when asked to
