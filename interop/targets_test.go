@@ -138,7 +138,7 @@ var targets = []*target{
 		// without PUBACK.
 		name: "rabbitmq-3.1.1", broker: rabbitBroker, version: mqtt.Version311,
 		autoVersion: mqtt.Version311, // falls back when the broker closes on a 5.0 CONNECT
-		badAuth:     4, // bad user name or password
+		badAuth:     4,               // bad user name or password
 		maxQoS:      1, qos2: qos2Puback, overlapCopies: 1, retainedWildcard: false,
 		maxPayload: payloadLimit(rabbitMaxMessage), over: oversizeDropped,
 	},
