@@ -56,11 +56,24 @@
 //     message; a re-sent PUBLISH with the same packet identifier is answered
 //     but not delivered again.
 //
+// # Connections
+//
+// Config.Servers takes mqtt://, tcp://, mqtts://, ssl://, tls://, ws://,
+// wss:// and unix:// URLs; TLS uses Config.TLSConfig (verification on by
+// default), WebSocket is implemented with the standard library. A lost
+// connection is re-established automatically (Config.Reconnect) and the
+// session resumes: unacknowledged packets are re-sent, subscriptions are
+// restored if the broker lost them, and calls made meanwhile wait, bounded by
+// Config.Queue. Client.Events reports the state changes. With Config.Store
+// set to a FileStore, in-flight QoS 1 and 2 state survives a process crash,
+// and PublishDurable reports outcomes on Client.DeliveryResults.
+//
 // # Errors
 //
 // Errors wrap sentinels for errors.Is (ErrClosed, ErrConnectionLost,
-// ErrKeepAliveTimeout, ErrInvalidArgument, ErrProtocolViolation) and typed
-// errors for errors.As: *ConnectError (refused CONNACK with its reason code),
+// ErrKeepAliveTimeout, ErrInvalidArgument, ErrProtocolViolation,
+// ErrQueueFull, ErrPublishRejected, ErrStoreCorrupt) and typed errors for
+// errors.As: *ConnectError (refused CONNACK with its reason code),
 // *ReasonError (a refusing PUBACK, PUBREC or a server DISCONNECT),
 // *SubscribeError (refused topic filters), *ArgumentError (what was invalid
 // and why). Credentials never appear in errors or logs.
