@@ -193,7 +193,7 @@ func (c *Client) Messages() <-chan Message { return c.s.defaultQ.out }
 func (c *Client) Dropped() uint64 { return c.dropped.Load() }
 
 // Publish sends m and waits for it to complete: for QoS 0 until it is queued
-// on the connection, for QoS 1 until PUBACK, for QoS 2 until PUBCOMP. A
+// on the connection (or, while the client reconnects, sent after it), for QoS 1 until PUBACK, for QoS 2 until PUBCOMP. A
 // broker refusal gives a *ReasonError. If ctx ends after the packet was
 // sent, Publish returns ctx's error but the message stays in flight and its
 // acknowledgement is still processed.
@@ -220,9 +220,15 @@ func (c *Client) Publish(ctx context.Context, m Message) error {
 	}
 }
 
-// PublishAsync starts publishing m and returns at once. The Pending
-// completes as Publish would return; its Done channel can be used in a
-// select. Invalid arguments complete it immediately with the error.
+// PublishAsync starts publishing m and returns without waiting for the
+// broker. The Pending completes as Publish would return; its Done channel
+// can be used in a select. Invalid arguments complete it immediately with
+// the error. A QoS 0 message is written at once, waiting only while more
+// than 256 KiB are already queued for the network (the push-back that keeps
+// memory bounded when the network is slower than the publisher).
+//
+// The client keeps m.Payload (and the other slices of m) until the Pending
+// completes: do not modify them before.
 func (c *Client) PublishAsync(m Message) *Pending {
 	if m.QoS == AtMostOnce && c.conn.Load() != nil {
 		p := newPending(context.Background(), m)
