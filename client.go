@@ -204,6 +204,12 @@ func (c *Client) Publish(ctx context.Context, m Message) error {
 	if err := checkPublish(&m, packet.MaxPacketSize); err != nil {
 		return err
 	}
+	return c.publishAndWait(ctx, m)
+}
+
+// publishAndWait hands m to the session with a pooled completion and waits
+// for it, allocating nothing.
+func (c *Client) publishAndWait(ctx context.Context, m Message) error {
 	p := c.pendings.get(ctx, m)
 	if err := c.s.submit(ctx, p); err != nil {
 		c.pendings.put(p)
@@ -265,19 +271,7 @@ func (c *Client) publishQoS0(ctx context.Context, m *Message) error {
 	conn := c.conn.Load()
 	if conn == nil {
 		// Reconnecting (or stopped): the session queues it, or refuses.
-		p := c.pendings.get(ctx, *m)
-		if err := c.s.submit(ctx, p); err != nil {
-			c.pendings.put(p)
-			return err
-		}
-		select {
-		case <-p.signal:
-			err := p.err
-			c.pendings.put(p)
-			return err
-		case <-ctx.Done():
-			return ctx.Err()
-		}
+		return c.publishAndWait(ctx, *m)
 	}
 	if err := conn.checkOutbound(m); err != nil {
 		return err
