@@ -467,16 +467,20 @@ func decodeKey(body []byte) (kind byte, key uint64, err error) {
 func (s *FileStore) applyLocked(kind byte, key uint64, loc recordLoc) {
 	switch kind {
 	case recSavePublish:
-		if old, ok := s.out[key]; ok {
+		old, existed := s.out[key]
+		if existed {
 			s.live -= old.n
-		} else {
+		}
+		// Index the record before tidying the order, which keeps only
+		// indexed Seqs: otherwise the new record would drop out of it.
+		s.out[key] = loc
+		s.live += loc.n
+		if !existed {
 			s.order = append(s.order, key)
 			if len(s.order) > 2*len(s.out)+1024 {
 				s.seqsLocked() // keep order in proportion to the live set
 			}
 		}
-		s.out[key] = loc
-		s.live += loc.n
 	case recDeletePublish:
 		if old, ok := s.out[key]; ok {
 			s.live -= old.n

@@ -168,6 +168,7 @@ func (s *session) loadStore() error {
 		switch {
 		case r.Released:
 			p.phase = packet.PUBCOMP
+			p.relSeq = r.Seq // the store keeps no PUBREC order: publish order stands in
 		case p.msg.QoS == ExactlyOnce:
 			p.phase = packet.PUBREC
 		default:
