@@ -30,7 +30,7 @@ type Pending struct {
 	durable bool        // the outcome goes to Client.DeliveryResults
 	stored  bool        // a record of it is in the Store
 	// rejections counts connections that ended with this the oldest publish
-	// in flight, before the broker sent anything (see ErrPublishRejected).
+	// in flight, before the broker sent anything (Reconnect.RejectAfter).
 	rejections int
 }
 

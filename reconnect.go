@@ -22,6 +22,15 @@ type ReconnectConfig struct {
 	// MaxAttempts gives up after this many failed attempts in a row
 	// (0: never give up). Giving up stops the client.
 	MaxAttempts int
+	// RejectAfter fails a QoS 1 or 2 publish with ErrPublishRejected once it
+	// was the oldest in flight on this many connections in a row that ended
+	// before the broker sent anything at all (0, the default: never). Some
+	// brokers answer a QoS or a size they do not support by closing the
+	// connection, and would otherwise get the message again after every
+	// reconnect; but on a network that drops connections early, such a
+	// streak can also happen to a good message, so this is opt-in. Either
+	// way the backoff grows across such connections.
+	RejectAfter int
 }
 
 // QueueFullPolicy says what a publish does when the offline queue is full.
@@ -48,16 +57,10 @@ type QueueConfig struct {
 	Full QueueFullPolicy
 }
 
-// ErrPublishRejected means the broker closed the connection each time it was
-// sent a particular publish, before acknowledging anything: the publish is
-// failed after rejectedAfter such connections instead of being re-sent
-// forever. (Some brokers answer a QoS or size they do not support this way.)
+// ErrPublishRejected means the broker closed the connection each time a
+// particular publish was sent, before acknowledging anything (see
+// ReconnectConfig.RejectAfter).
 var ErrPublishRejected = errors.New("mqtt: the broker closes the connection whenever this message is sent")
-
-// rejectedAfter is how many connections in a row may end, right after a
-// publish was sent on them and before anything arrived, before the publish
-// is failed with ErrPublishRejected.
-const rejectedAfter = 3
 
 // ErrQueueFull means the offline queue is full and Config.Queue.Full is
 // QueueFail.

@@ -363,8 +363,8 @@ func (s *session) startRedial() {
 // noteStability looks at how a connection ended. One that ended with a
 // publish in flight and nothing at all received from the broker after
 // CONNACK counts as unstable, and the oldest such publish is suspected: when
-// it was in flight on rejectedAfter unstable connections in a row it fails
-// with ErrPublishRejected rather than being re-sent forever.
+// it was in flight on Reconnect.RejectAfter unstable connections in a row it
+// fails with ErrPublishRejected rather than being re-sent forever.
 func (s *session) noteStability(conn *connection) {
 	var oldest *Pending
 	for _, o := range s.out {
@@ -378,7 +378,7 @@ func (s *session) noteStability(conn *connection) {
 	}
 	s.unstable++
 	oldest.rejections++
-	if oldest.rejections < rejectedAfter {
+	if limit := s.cfg.Reconnect.RejectAfter; limit <= 0 || oldest.rejections < limit {
 		return
 	}
 	delete(s.out, oldest.pub.PacketID)

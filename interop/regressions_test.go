@@ -144,7 +144,8 @@ func TestRegressionVersionAutoWithBrokerThatCloses(t *testing.T) {
 }
 
 // Issue 3 (fixed: the backoff grows across connections that die before the
-// broker sends anything, and the publish fails with ErrPublishRejected). A broker that ends the connection whenever it receives a
+// broker sends anything, and with Reconnect.RejectAfter the publish fails
+// with ErrPublishRejected). A broker that ends the connection whenever it receives a
 // particular PUBLISH (NATS 2.9 for any QoS 2 PUBLISH, mosquitto 2.0 and
 // mochi-mqtt 2.7 over 3.1.1 for one above their packet limit; RabbitMQ 3.10
 // answers a QoS 2 PUBLISH with PUBACK, which the client treats as a
@@ -172,7 +173,8 @@ func TestRegressionReconnectLoopOnRejectedPublish(t *testing.T) {
 		}
 		return true
 	})
-	c, err := mqtt.Connect(context.Background(), mqtt.Config{Servers: []string{sb.url()}, ClientID: "x", Version: mqtt.Version311})
+	c, err := mqtt.Connect(context.Background(), mqtt.Config{Servers: []string{sb.url()}, ClientID: "x", Version: mqtt.Version311,
+		Reconnect: mqtt.ReconnectConfig{RejectAfter: 3}})
 	if err != nil {
 		t.Fatal(err)
 	}
