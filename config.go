@@ -134,6 +134,14 @@ type Config struct {
 	// events at Debug. Nil disables logging.
 	Logger *slog.Logger
 
+	// MaxInflight bounds the QoS 1 and 2 publishes in flight at once (sent,
+	// not yet fully acknowledged); more wait in order. 0 means the broker's
+	// Receive Maximum on MQTT 5.0 and no bound below 65,535 on 3.1.1, where
+	// the broker cannot announce one: set it below a 3.1.1 broker's own
+	// limit (mosquitto's max_inflight_messages, 20 by default, beyond which
+	// mosquitto 2.0 acknowledges QoS 1 messages but drops them).
+	MaxInflight int
+
 	// Reconnect configures automatic reconnection (on by default).
 	Reconnect ReconnectConfig
 	// Queue bounds the publishes waiting to be sent while reconnecting.

@@ -421,3 +421,30 @@ func TestFakeDurableQoS0(t *testing.T) {
 		fakeRcNoResult(t, c)
 	})
 }
+
+// TestFakeQueueMaxInflight: Config.MaxInflight bounds the QoS 1 publishes in
+// flight when the broker announces no Receive Maximum (3.1.1); the next one
+// goes out when an acknowledgement frees a place, in order.
+func TestFakeQueueMaxInflight(t *testing.T) {
+	fakeBubble(t, func(t *testing.T) {
+		c, fc, _ := fakeClient(t, mqtt.Config{ClientID: "m", Version: mqtt.Version311, MaxInflight: 2, KeepAlive: -1}, &packet.Connack{})
+		var pending []*mqtt.Pending
+		for i := range 3 {
+			pending = append(pending, c.PublishAsync(mqtt.Message{Topic: "t", Payload: []byte{byte(i)}, QoS: mqtt.AtLeastOnce}))
+		}
+		first, second := fc.expectPublish(), fc.expectPublish()
+		fc.expectNothing()
+		fc.send(&packet.Ack{PacketType: packet.PUBACK, PacketID: first.PacketID})
+		third := fc.expectPublish()
+		if third.Payload[0] != 2 || second.Payload[0] != 1 {
+			t.Fatalf("publishes out of order: %v %v %v", first.Payload, second.Payload, third.Payload)
+		}
+		fc.send(&packet.Ack{PacketType: packet.PUBACK, PacketID: second.PacketID})
+		fc.send(&packet.Ack{PacketType: packet.PUBACK, PacketID: third.PacketID})
+		for i, p := range pending {
+			if err := p.Wait(context.Background()); err != nil {
+				t.Fatalf("publish %d: %v", i, err)
+			}
+		}
+	})
+}

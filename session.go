@@ -165,6 +165,9 @@ func (s *session) submit(ctx context.Context, r request) error {
 func (s *session) attach(conn *connection) {
 	s.conn = conn
 	s.sendQuota = conn.receiveMax
+	if n := s.cfg.MaxInflight; n > 0 {
+		s.sendQuota = min(s.sendQuota, n)
+	}
 	s.resend = nil
 	s.c.sessionPresent.Store(conn.sessionPresent)
 	s.c.connectedOnce.Store(true)
