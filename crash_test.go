@@ -280,7 +280,7 @@ func runCrash(t *testing.T, v mqtt.ProtocolVersion) {
 		}
 		return true
 	}, func() string { return rx.missing(runs) })
-	time.Sleep(500 * time.Millisecond)
+	<-time.After(500 * time.Millisecond) // a window for late duplicates to show
 	rx.stop()
 
 	queued, q1Dups, inDoubt := 0, 0, 0

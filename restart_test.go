@@ -5,6 +5,8 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -134,7 +136,13 @@ func runBrokerRestart(t *testing.T, v mqtt.ProtocolVersion, mode restartMode) {
 			t.Fatalf("publishing before the kill: %v", err)
 		}
 		waitUntil(ctx, t, "all messages published before the kill to arrive", func() bool { return rx.count() == 300 }, func() string { return rx.missing(pb.all()) })
-		time.Sleep(2500 * time.Millisecond)
+		// Wait for an autosave that started after the traffic settled.
+		settled := time.Now()
+		db := filepath.Join(b.Dir(), "data", "mosquitto.db")
+		waitUntil(ctx, t, "the broker to save the settled state", func() bool {
+			fi, err := os.Stat(db)
+			return err == nil && fi.ModTime().After(settled.Add(1100*time.Millisecond))
+		})
 	} else {
 		streamErr = make(chan error, 1)
 		go func() { streamErr <- pb.publish(ctx, total, window) }()
@@ -160,7 +168,7 @@ func runBrokerRestart(t *testing.T, v mqtt.ProtocolVersion, mode restartMode) {
 	// Publishes made now wait in the offline queue; in the streaming modes
 	// the publisher's window is full of messages in flight, so add some.
 	pb.start(100)
-	time.Sleep(300 * time.Millisecond)
+	<-time.After(300 * time.Millisecond) // a window in which none of them may complete
 	offline := pb.since(1)
 	for _, m := range offline {
 		select {
@@ -229,7 +237,7 @@ func runBrokerRestart(t *testing.T, v mqtt.ProtocolVersion, mode restartMode) {
 		}
 		return true
 	}, func() string { return rx.missing(msgs) })
-	time.Sleep(500 * time.Millisecond)
+	<-time.After(500 * time.Millisecond) // a window for late duplicates to show
 	rx.stop()
 
 	var q1Dups, lost, lostDups int
