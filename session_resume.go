@@ -13,7 +13,7 @@ import (
 // When the broker kept the session, every unacknowledged packet is sent
 // again in its original order: a PUBLISH awaiting PUBACK or PUBREC with DUP
 // set [MQTT-4.4.0-1], a PUBREL for a QoS 2 message past PUBREC
-// [MQTT-4.3.3-?], and SUBSCRIBE or UNSUBSCRIBE awaiting their acks.
+// [MQTT-4.4.0-1], and SUBSCRIBE or UNSUBSCRIBE awaiting their acks.
 // Received QoS 1 and 2 messages the application has not taken yet are
 // acknowledged on this connection once it takes them.
 //
