@@ -152,7 +152,7 @@ func TestCrashChild(t *testing.T) {
 }
 
 // TestCrashDurablePublish kills a publishing process again and again with
-// SIGKILL and checks DESIGN property 7 across process crashes: with a
+// SIGKILL and checks that the session outlives process crashes: with a
 // FileStore, every message that PublishDurable accepted reaches the
 // subscriber, QoS 1 at least once and QoS 2 exactly once, whenever the
 // process dies, because the next process that opens the store delivers what

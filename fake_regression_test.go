@@ -288,7 +288,7 @@ func TestFakeRegressionSubscribeWaitsForPublishQuota(t *testing.T) {
 // its comment says the pause is what a 3.1.1 client has instead of Receive
 // Maximum. Over 5.0 the broker's flow control already stops QoS 1 and 2
 // messages, so the pause only stalls what must go on while the application
-// is not reading (DESIGN.md, property 2): PUBACKs for the client's own
+// is not reading: PUBACKs for the client's own
 // publishes, PINGRESP, QoS 0 messages for other subscriptions. It also makes
 // the Receive Maximum exceeded check (0x93) unreachable for QoS 1.
 func TestFakeRegressionV5PauseStallsAcks(t *testing.T) {

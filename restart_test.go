@@ -51,7 +51,7 @@ func (m restartMode) String() string {
 
 // TestMosquittoBrokerRestart takes mosquitto down and brings it back on the
 // same port while a publisher and a subscriber with persistent sessions
-// exchange QoS 1 and QoS 2 messages (DESIGN property 7): both clients notice
+// exchange QoS 1 and QoS 2 messages: both clients notice
 // the loss, reconnect, resume their sessions or resubscribe, the publishes
 // made while the broker is down wait in the offline queue and complete once
 // it is back, and every message whose publish succeeded arrives, QoS 2

@@ -8,7 +8,7 @@ import (
 	"github.com/b4e21b16/mqtt/packet"
 )
 
-// resume brings the session state onto a new connection (DESIGN property 7).
+// resume brings the session state onto a new connection.
 //
 // When the broker kept the session, every unacknowledged packet is sent
 // again in its original order: a PUBLISH awaiting PUBACK or PUBREC with DUP

@@ -12,7 +12,7 @@ import (
 )
 
 // TestMosquittoSlowConsumer stalls the application for three keepalive
-// periods while a publisher floods it (DESIGN property 2): the connection
+// periods while a publisher floods it: the connection
 // must survive (no false keepalive timeout), the client's memory must stay
 // bounded, and once the application reads again every QoS 1/2 message must
 // arrive, in order. The test is not parallel so that the heap it measures is

@@ -23,7 +23,7 @@ var (
 
 // TestMosquittoSoak publishes QoS 1 and QoS 2 sequences through
 // fault-injecting proxies that cut both the publisher's and the subscriber's
-// connections at random byte offsets, and checks DESIGN property 7 end to
+// connections at random byte offsets, and checks that sessions outlive connections, end to
 // end: every QoS 1 and QoS 2 message arrives, with no goroutine left
 // behind, and it counts duplicates and order inversions.
 //
