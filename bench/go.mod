@@ -8,4 +8,10 @@ require (
 	github.com/eclipse/paho.mqtt.golang v1.5.1
 )
 
+require (
+	github.com/gorilla/websocket v1.5.3 // indirect
+	golang.org/x/net v0.44.0 // indirect
+	golang.org/x/sync v0.25.0 // indirect
+)
+
 replace github.com/b4e21b16/mqtt => ../
