@@ -427,4 +427,4 @@ func (c *fakeCall) returned() bool {
 // d once every goroutine in the bubble is blocked. It must be called inside
 // a bubble, where it waits for no condition: it only steps time, which is how
 // a test reaches a keepalive deadline without real waiting.
-func fakeAdvance(d time.Duration) { time.Sleep(d) }
+func fakeAdvance(d time.Duration) { <-time.After(d) }
