@@ -6,53 +6,28 @@ import (
 	"fmt"
 	"net"
 	"time"
+
+	"github.com/b4e21b16/mqtt/packet"
 )
-
-func appendVarint(dst []byte, n int) []byte {
-	for {
-		b := byte(n & 0x7f)
-		n >>= 7
-		if n > 0 {
-			b |= 0x80
-		}
-		dst = append(dst, b)
-		if n == 0 {
-			return dst
-		}
-	}
-}
-
-func appendString(dst []byte, s string) []byte {
-	dst = append(dst, byte(len(s)>>8), byte(len(s)))
-	return append(dst, s...)
-}
 
 // encodeConnect returns a clean-start CONNECT for MQTT 3.1.1 (4) or 5.0 (5).
 func encodeConnect(version byte, clientID string) []byte {
-	var body []byte
-	body = appendString(body, "MQTT")
-	body = append(body, version, 0x02, 0, 60)
-	if version == 5 {
-		body = append(body, 0)
+	p := packet.Connect{Version: packet.Version(version), CleanStart: true, KeepAlive: 60, ClientID: clientID}
+	out, err := p.Append(nil, packet.Version(version))
+	if err != nil {
+		panic(err) // fixed, valid input
 	}
-	body = appendString(body, clientID)
-	out := append([]byte{0x10}, appendVarint(nil, len(body))...)
-	return append(out, body...)
+	return out
 }
 
 // encodePublish returns one PUBLISH packet.
 func encodePublish(version, qos byte, id uint16, topic string, payload []byte) []byte {
-	var body []byte
-	body = appendString(body, topic)
-	if qos > 0 {
-		body = append(body, byte(id>>8), byte(id))
+	p := packet.Publish{QoS: qos, PacketID: id, Topic: topic, Payload: payload}
+	out, err := p.Append(nil, packet.Version(version))
+	if err != nil {
+		panic(err) // fixed, valid input
 	}
-	if version == 5 {
-		body = append(body, 0)
-	}
-	body = append(body, payload...)
-	out := append([]byte{0x30 | qos<<1}, appendVarint(nil, len(body))...)
-	return append(out, body...)
+	return out
 }
 
 // rawConn is a plain TCP connection that has completed CONNECT/CONNACK.
