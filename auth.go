@@ -1,0 +1,35 @@
+package mqtt
+
+import "context"
+
+// Authenticator runs MQTT 5.0 enhanced authentication: a challenge and
+// response exchange carried by CONNECT, AUTH and CONNACK packets under an
+// Authentication Method both sides know, such as "SCRAM-SHA-256". Set one in
+// Config.Authenticator; NewSCRAMSHA256 is a ready implementation.
+//
+// The client calls Start when it connects (and when Client.Reauthenticate is
+// called), Continue for each AUTH packet from the server with reason code
+// 0x18 (Continue authentication), and Finish with the server's data from the
+// CONNACK (or the AUTH packet with reason 0x00 that ends a
+// re-authentication). Calls for one exchange are made in order, never
+// concurrently, from the client's connection goroutine: an Authenticator must
+// not block for long, and it should watch ctx, which ends with the connect
+// timeout or the client.
+//
+// An error from any method ends the exchange: during a connect the client
+// closes the network connection and the error is returned (wrapped) from
+// Connect or reported as the cause of a failed reconnection; during a
+// re-authentication the client sends DISCONNECT and the connection is lost.
+type Authenticator interface {
+	// Method is the Authentication Method name sent to the server.
+	Method() string
+	// Start begins a new exchange and returns the initial Authentication
+	// Data (nil for none). It resets any state of an earlier exchange.
+	Start(ctx context.Context) ([]byte, error)
+	// Continue answers a server challenge with the next Authentication Data.
+	Continue(ctx context.Context, challenge []byte) ([]byte, error)
+	// Finish checks the server's final Authentication Data (nil when the
+	// server sent none); an error rejects the server, for example when its
+	// proof of knowing the password does not verify.
+	Finish(ctx context.Context, data []byte) error
+}
