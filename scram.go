@@ -41,26 +41,46 @@ const scramGS2Header = "n,,"
 // exchange failed on the client's side or the server reported a failure.
 var ErrAuthFailed = errors.New("mqtt: authentication failed")
 
-// AuthError reports why an Authenticator ended an exchange. It never holds
-// the password or anything derived from it.
+// AuthError reports a failed enhanced authentication exchange: an
+// Authenticator refused the server's data, or the server reported a
+// failure. The client wraps an error from an Authenticator in an AuthError
+// naming the Step; NewSCRAMSHA256 returns AuthError values itself, saying
+// why in Reason. An AuthError never holds the password or anything derived
+// from it.
 type AuthError struct {
 	Method string // the Authentication Method, such as "SCRAM-SHA-256"
+	Step   string // the Authenticator call that failed: "start", "continue" or "finish"
 	Reason string // what went wrong, in words
 	// Server is the error the server sent in a SCRAM server-final-message
 	// ("e=" attribute, such as "invalid-proof"), if it sent one.
 	Server string
-	Err    error // the cause, such as a context error, if any
+	Err    error // the cause, if any
 }
 
 func (e *AuthError) Error() string {
-	s := fmt.Sprintf("mqtt: %s authentication failed: %s", e.Method, e.Reason)
+	return fmt.Sprintf("mqtt: %s authentication failed%s", e.Method, e.detail())
+}
+
+// detail is the text after "authentication failed", folding in a nested
+// AuthError of the same method instead of repeating its prefix.
+func (e *AuthError) detail() string {
+	var s string
+	if e.Step != "" {
+		s += " in " + e.Step
+	}
+	if e.Reason != "" {
+		s += ": " + e.Reason
+	}
 	if e.Server != "" {
 		s += fmt.Sprintf(": server says %q", e.Server)
 	}
-	if e.Err != nil {
-		s += ": " + e.Err.Error()
+	if e.Err == nil {
+		return s
 	}
-	return s
+	if inner, ok := e.Err.(*AuthError); ok && inner.Method == e.Method {
+		return s + inner.detail()
+	}
+	return s + ": " + e.Err.Error()
 }
 
 // Unwrap returns ErrAuthFailed and the cause, if any.
