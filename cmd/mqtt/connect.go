@@ -1,0 +1,60 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+
+	"github.com/b4e21b16/mqtt"
+)
+
+// dial connects with cfg and, with debug, says so on stderr. Its error
+// explains the failure (see connectFailure).
+func dial(ctx context.Context, cfg mqtt.Config, debug bool, stderr io.Writer) (*mqtt.Client, error) {
+	c, err := mqtt.Connect(ctx, cfg)
+	if err != nil {
+		return nil, connectFailure(cfg.Servers[0], err)
+	}
+	if debug {
+		fmt.Fprintf(stderr, "connected to %s as %s (%s, session present: %t)\n",
+			displayAddr(cfg.Servers[0]), c.ClientID(), versionName(c.ProtocolVersion()), c.SessionPresent())
+	}
+	return c, nil
+}
+
+// versionName names a protocol version for people.
+func versionName(v mqtt.ProtocolVersion) string {
+	switch v {
+	case mqtt.Version5:
+		return "MQTT 5.0"
+	case mqtt.Version311:
+		return "MQTT 3.1.1"
+	}
+	return fmt.Sprintf("protocol version %d", byte(v))
+}
+
+// reportEvents prints connection losses and reconnections of c on stderr
+// until c stops. It returns when c's Done closes.
+func reportEvents(c *mqtt.Client, debug bool, stderr io.Writer) {
+	for {
+		select {
+		case ev := <-c.Events():
+			switch ev.Kind {
+			case mqtt.EventConnectionLost:
+				fmt.Fprintf(stderr, "connection lost: %v; reconnecting\n", ev.Err)
+			case mqtt.EventGaveUp:
+				fmt.Fprintf(stderr, "gave up reconnecting after %d attempts: %v\n", ev.Attempt, ev.Err)
+			case mqtt.EventConnected:
+				if debug {
+					fmt.Fprintf(stderr, "connected again (session present: %t)\n", ev.SessionPresent)
+				}
+			case mqtt.EventResubscribed:
+				if ev.Err != nil {
+					fmt.Fprintf(stderr, "subscribed again, but: %v\n", ev.Err)
+				}
+			}
+		case <-c.Done():
+			return
+		}
+	}
+}
