@@ -249,14 +249,14 @@ func (c *scramClient) Finish(ctx context.Context, data []byte) error {
 		return c.fail("server final data out of order", nil)
 	}
 	want := c.serverSig
-	c.reset()
+	defer c.reset()
 	if err := ctx.Err(); err != nil {
 		return c.fail("cancelled before the server's final data", err)
 	}
 	if data == nil {
 		return c.fail("server sent no final data, so it did not prove it knows the password", nil)
 	}
-	attr, rest, _ := bytes.Cut(data, []byte(","))
+	attr, rest, hasExt := bytes.Cut(data, []byte(","))
 	switch {
 	case bytes.HasPrefix(attr, []byte("e=")):
 		msg := string(attr[2:])
@@ -265,8 +265,10 @@ func (c *scramClient) Finish(ctx context.Context, data []byte) error {
 		}
 		return &AuthError{Method: SCRAMMethod, Reason: "server rejected the exchange", Server: msg}
 	case bytes.HasPrefix(attr, []byte("v=")):
-		if err := checkSCRAMExtensions(rest); err != nil {
-			return c.fail("malformed server-final-message", err)
+		if hasExt {
+			if err := checkSCRAMExtensions(rest); err != nil {
+				return c.fail("malformed server-final-message", err)
+			}
 		}
 		got, err := base64.StdEncoding.Strict().DecodeString(string(attr[2:]))
 		if err != nil {
@@ -361,12 +363,9 @@ func parseSCRAMCount(s string) (int, error) {
 	return n, nil
 }
 
-// checkSCRAMExtensions checks optional trailing attributes (ignored by this
-// client) for the "a=value" shape.
+// checkSCRAMExtensions checks the optional attributes after a comma that
+// ends the known ones (ignored by this client) for the "a=value" shape.
 func checkSCRAMExtensions(rest []byte) error {
-	if len(rest) == 0 {
-		return nil
-	}
 	for ext := range bytes.SplitSeq(rest, []byte(",")) {
 		if len(ext) < 2 || ext[1] != '=' || !isASCIILetter(ext[0]) {
 			return fmt.Errorf("extension attribute %q is not a=value", ext)
