@@ -6,62 +6,84 @@ import (
 	"io"
 	"os"
 	"os/exec"
-	"sort"
+	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
 )
 
-// runCompare runs every client in a fresh child process, rotating the
-// order each trial (ABC, BCA, CAB, ...) and repeating the rotations, then
-// prints a markdown table of medians.
-func runCompare(w io.Writer, cfg runConfig, rounds int) error {
+const compareTimeout = 40 * time.Minute
+
+// trialKey names the results of one client on one workload and target.
+type trialKey struct{ workload, target, client string }
+
+// runCompare runs every client through every workload and target in a
+// fresh child process per trial, rotating the client order each trial
+// (ABC, BCA, CAB) and repeating the rotations rounds times, then prints one
+// markdown table of medians.
+func runCompare(w io.Writer, ws []workload, cs []string, cfg runConfig, rounds int) error {
 	ctx, cancel := context.WithTimeout(context.Background(), compareTimeout)
 	defer cancel()
 	self, err := os.Executable()
 	if err != nil {
-		self = os.Args[0]
+		return err
 	}
-	rates := make(map[string][]float64)
-	failures := make(map[string][]string)
+	results := make(map[trialKey][]result)
+	failures := make(map[trialKey][]string)
+	started := time.Now()
+	for _, wl := range ws {
+		for _, target := range wl.targets {
+			if cfg.target != "" && target != cfg.target {
+				continue
+			}
+			for t, order := range rotations(cs, rounds) {
+				for _, client := range order {
+					if ctx.Err() != nil {
+						return fmt.Errorf("time limit reached: %w", ctx.Err())
+					}
+					k := trialKey{wl.name, target, client}
+					r, err := runChild(ctx, self, wl, cfg, target, client)
+					if err != nil {
+						failures[k] = append(failures[k], err.Error())
+						fmt.Fprintf(os.Stderr, "bench: %s %s trial %d %s: %v\n", wl.name, target, t+1, client, err)
+						continue
+					}
+					results[k] = append(results[k], r)
+					fmt.Fprintf(os.Stderr, "bench: %s %s trial %d %s: %s\n", wl.name, target, t+1, client, describe(r))
+				}
+			}
+		}
+	}
+	fmt.Fprintf(w, "%d trials per cell (orders rotated), %s total, %s, GOMAXPROCS %d\n\n",
+		3*rounds, time.Since(started).Round(time.Second), runtime.Version(), runtime.GOMAXPROCS(0))
+	printTable(w, ws, cs, cfg, results, failures)
+	return nil
+}
+
+// rotations returns rounds repetitions of the three rotations of cs that
+// start at its first, second and third client.
+func rotations(cs []string, rounds int) [][]string {
 	var orders [][]string
 	for r := 0; r < rounds; r++ {
-		for k := 0; k < 3; k++ {
-			order := make([]string, 0, len(clients))
-			for i := range clients {
-				order = append(order, clients[(i+k)%len(clients)])
+		for k := 0; k < min(3, len(cs)); k++ {
+			order := make([]string, 0, len(cs))
+			for i := range cs {
+				order = append(order, cs[(i+k)%len(cs)])
 			}
 			orders = append(orders, order)
 		}
 	}
-	for t, order := range orders {
-		for _, client := range order {
-			if ctx.Err() != nil {
-				fmt.Fprintf(os.Stderr, "bench: compare time limit reached after %d trials\n", t)
-				goto report
-			}
-			rate, err := runChild(ctx, self, cfg, client)
-			if err != nil {
-				failures[client] = append(failures[client], err.Error())
-				fmt.Fprintf(os.Stderr, "bench: trial %d %s: %v\n", t+1, client, err)
-				continue
-			}
-			rates[client] = append(rates[client], rate)
-			fmt.Fprintf(os.Stderr, "bench: trial %d %s %.0f msg/s\n", t+1, client, rate)
-		}
-	}
-report:
-	printTable(w, cfg, rates, failures)
-	return nil
+	return orders
 }
 
-func runChild(ctx context.Context, self string, cfg runConfig, client string) (float64, error) {
-	cctx, cancel := context.WithTimeout(ctx, runTimeout+10*time.Second)
+func runChild(ctx context.Context, self string, wl workload, cfg runConfig, target, client string) (result, error) {
+	cctx, cancel := context.WithTimeout(ctx, wl.runTimeout()+15*time.Second)
 	defer cancel()
 	args := []string{
-		"-workload", cfg.workload,
+		"-workload", wl.name,
 		"-client", client,
-		"-target", cfg.target,
+		"-target", target,
 		"-n", strconv.Itoa(cfg.n),
 		"-window", strconv.Itoa(cfg.window),
 		"-mqttv", strconv.Itoa(int(cfg.version)),
@@ -72,29 +94,24 @@ func runChild(ctx context.Context, self string, cfg runConfig, client string) (f
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()
 	if err != nil {
-		return 0, fmt.Errorf("%v: %s", err, strings.TrimSpace(stderr.String()))
+		return result{}, fmt.Errorf("%w: %s", err, strings.TrimSpace(stderr.String()))
 	}
-	for _, line := range strings.Split(string(out), "\n") {
-		f := strings.Fields(line)
-		if len(f) == 6 && f[1] == client {
-			return strconv.ParseFloat(f[5], 64)
-		}
-	}
-	return 0, fmt.Errorf("no result line in %q", out)
+	return parseResult(string(out))
 }
 
 func median(v []float64) float64 {
 	if len(v) == 0 {
 		return 0
 	}
-	s := append([]float64(nil), v...)
-	sort.Float64s(s)
+	s := slices.Clone(v)
+	slices.Sort(s)
 	if len(s)%2 == 1 {
 		return s[len(s)/2]
 	}
 	return (s[len(s)/2-1] + s[len(s)/2]) / 2
 }
 
+// ratio formats a/b, or "-" when either is missing.
 func ratio(a, b float64) string {
 	if a == 0 || b == 0 {
 		return "-"
@@ -102,30 +119,90 @@ func ratio(a, b float64) string {
 	return fmt.Sprintf("%.2f×", a/b)
 }
 
-func printTable(w io.Writer, cfg runConfig, rates map[string][]float64, failures map[string][]string) {
-	med := make(map[string]float64)
-	for _, c := range clients {
-		med[c] = median(rates[c])
+// number formats a median for the table: thousands separated when large,
+// more decimals when small.
+func number(v float64) string {
+	switch {
+	case v >= 10000:
+		s := strconv.FormatInt(int64(v+0.5), 10)
+		for i := len(s) - 3; i > 0; i -= 3 {
+			s = s[:i] + "," + s[i:]
+		}
+		return s
+	case v >= 100:
+		return fmt.Sprintf("%.0f", v)
+	case v >= 10:
+		return fmt.Sprintf("%.1f", v)
+	default:
+		return fmt.Sprintf("%.2f", v)
 	}
-	bestPeer := max(med["paho"], med["pahov5"])
-	fmt.Fprintf(w, "\n%s to %s, n=%d, payload %d B, window %d, MQTT %d for ours/raw\n\n",
-		cfg.workload, cfg.target, cfg.n, len(cfg.payload), cfg.window, cfg.version)
-	fmt.Fprintln(w, "| client | trials | median msg/s | min | max | vs best peer | vs raw |")
-	fmt.Fprintln(w, "|---|---|---|---|---|---|---|")
-	for _, c := range clients {
-		v := rates[c]
-		lo, hi := 0.0, 0.0
-		if len(v) > 0 {
-			lo, hi = v[0], v[0]
-			for _, x := range v {
-				lo, hi = min(lo, x), max(hi, x)
+}
+
+func printTable(w io.Writer, ws []workload, cs []string, cfg runConfig, results map[trialKey][]result, failures map[trialKey][]string) {
+	fmt.Fprintf(w, "| workload | broker | n | metric | goal | %s | ours ÷ best peer | ours ÷ raw | goal met |\n", strings.Join(cs, " | "))
+	fmt.Fprintf(w, "|---|---|---|---|---|%s---|---|---|\n", strings.Repeat("---|", len(cs)))
+	var notes []string
+	for _, wl := range ws {
+		for _, target := range wl.targets {
+			if cfg.target != "" && target != cfg.target {
+				continue
+			}
+			n := cfg.n
+			if n == 0 {
+				n = wl.n[target]
+			}
+			for _, m := range wl.metrics {
+				if m.target != "" && m.target != target {
+					continue
+				}
+				med := make(map[string]float64)
+				var cells []string
+				for _, c := range cs {
+					k := trialKey{wl.name, target, c}
+					var vals []float64
+					for _, r := range results[k] {
+						vals = append(vals, m.get(r))
+					}
+					med[c] = median(vals)
+					cell := "-"
+					if len(vals) > 0 {
+						cell = number(med[c])
+					}
+					if f := failures[k]; len(f) > 0 {
+						notes = append(notes, fmt.Sprintf("%s/%s/%s: %d of %d trials failed: %s", wl.name, target, c, len(f), len(f)+len(results[k]), f[0]))
+						cell += fmt.Sprintf(" (%d failed)", len(f))
+					}
+					cells = append(cells, cell)
+				}
+				best := 0.0
+				for _, p := range peers {
+					v := med[p]
+					if v == 0 {
+						continue
+					}
+					if best == 0 || (m.lower && v < best) || (!m.lower && v > best) {
+						best = v
+					}
+				}
+				met := ""
+				if m.met != nil && med["ours"] != 0 {
+					met = "no"
+					if m.met(med["ours"], best, med["raw"]) {
+						met = "yes"
+					}
+				}
+				fmt.Fprintf(w, "| %s: %s | %s | %d | %s | %s | %s | %s | %s | %s |\n",
+					wl.name, wl.what, target, n, m.label, m.goal, strings.Join(cells, " | "),
+					ratio(med["ours"], best), ratio(med["ours"], med["raw"]), met)
 			}
 		}
-		trials := strconv.Itoa(len(v))
-		if n := len(failures[c]); n > 0 {
-			trials += fmt.Sprintf(" (%d failed)", n)
+	}
+	if len(notes) > 0 {
+		slices.Sort(notes)
+		notes = slices.Compact(notes)
+		fmt.Fprintln(w)
+		for _, s := range notes {
+			fmt.Fprintf(w, "- %s\n", s)
 		}
-		fmt.Fprintf(w, "| %s | %s | %.0f | %.0f | %.0f | %s | %s |\n",
-			c, trials, med[c], lo, hi, ratio(med[c], bestPeer), ratio(med[c], med["raw"]))
 	}
 }

@@ -1,9 +1,18 @@
-// Command bench measures MQTT publish throughput of this module's client
-// against paho.mqtt.golang, paho.golang and a raw pre-encoded writer, on a
-// loopback in-process sink broker or a mosquitto child process.
+// Command bench compares this module's MQTT client ("ours") with
+// paho.mqtt.golang ("paho", MQTT 3.1.1), paho.golang ("pahov5", MQTT 5.0),
+// paho.golang's autopaho ("autopaho") and a raw baseline that writes
+// pre-encoded packets on a plain net.Conn ("raw"), on loopback, against an
+// in-process sink broker that acknowledges at once or a mosquitto child
+// process.
 //
-//	go run . -workload pub-qos0 -client ours -target sink -n 200000
-//	go run . -compare -workload pub-qos1 -target mosquitto -n 100000
+//	go run . -workload pub-qos1 -client ours -target sink
+//	go run . -compare -workload all > RESULTS.md
+//	go run . -workload pub-qos1 -client ours -target sink -n 1000000 -cpuprofile cpu.out
+//
+// Workloads: pub-qos0, pub-qos1, pub-qos2 (pipelined publish), lat-qos1
+// (publish-and-wait latency), e2e-qos0, e2e-qos1, e2e-lat (publisher to
+// subscriber through mosquitto), recv-qos0, recv-qos1 (flood from the
+// sink), idle (memory per idle connection), conn (10,000 connections).
 package main
 
 import (
@@ -12,44 +21,42 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"runtime/pprof"
+	"strings"
+	"syscall"
 	"time"
 )
 
-// runConfig describes one measured run.
+// runConfig describes one measured run, or a comparison of runs.
 type runConfig struct {
 	workload string
 	client   string
 	target   string
-	n        int
-	qos      int
+	n        int // 0: the workload's default for the target
 	window   int
 	version  byte
 	topic    string
 	payload  []byte
 }
 
-const (
-	runTimeout     = 30 * time.Second
-	compareTimeout = 5 * time.Minute
-)
-
-var clients = []string{"ours", "paho", "pahov5", "raw"}
-
 func main() {
 	var (
-		workload = flag.String("workload", "pub-qos0", "pub-qos0 or pub-qos1")
-		client   = flag.String("client", "ours", "ours, paho, pahov5 or raw")
-		target   = flag.String("target", "sink", "sink or mosquitto")
-		n        = flag.Int("n", 200000, "messages to publish")
-		window   = flag.Int("window", 1000, "QoS 1 messages in flight")
-		version  = flag.Int("mqttv", 5, "MQTT version for ours and raw (4 or 5)")
-		payload  = flag.Int("payload", 64, "payload size in bytes")
-		compare  = flag.Bool("compare", false, "run every client in child processes and print a table")
-		rounds   = flag.Int("rounds", 3, "compare: repetitions of the interleaved orders")
+		workloadF  = flag.String("workload", "pub-qos0", "workload name, comma-separated names, or all (with -compare)")
+		client     = flag.String("client", "ours", "ours, paho, pahov5, autopaho or raw")
+		target     = flag.String("target", "", "sink or mosquitto; empty: every target of the workload")
+		n          = flag.Int("n", 0, "messages (or connections) per run; 0: the workload's default")
+		window     = flag.Int("window", 1000, "QoS 1/2 messages in flight (publish and receive flood)")
+		version    = flag.Int("mqttv", 5, "MQTT version for ours and raw (4 or 5)")
+		payload    = flag.Int("payload", 64, "payload size in bytes")
+		compare    = flag.Bool("compare", false, "run every client in child processes and print a markdown table")
+		rounds     = flag.Int("rounds", 1, "compare: repetitions of the three interleaved orders")
+		only       = flag.String("clients", strings.Join(clients, ","), "compare: clients to run")
+		cpuprofile = flag.String("cpuprofile", "", "single run: write a CPU profile of the whole process to this file")
 	)
 	flag.Parse()
+	raiseFileLimit()
 	cfg := runConfig{
-		workload: *workload,
+		workload: *workloadF,
 		client:   *client,
 		target:   *target,
 		n:        *n,
@@ -58,30 +65,58 @@ func main() {
 		topic:    "bench/topic",
 		payload:  make([]byte, *payload),
 	}
-	switch cfg.workload {
-	case "pub-qos0":
-		cfg.qos = 0
-	case "pub-qos1":
-		cfg.qos = 1
-	default:
-		fatalf("unknown workload %q", cfg.workload)
-	}
-	if cfg.target != "sink" && cfg.target != "mosquitto" {
+	if cfg.target != "" && cfg.target != "sink" && cfg.target != "mosquitto" {
 		fatalf("unknown target %q", cfg.target)
 	}
-	if cfg.n <= 0 || cfg.window <= 0 || cfg.window > 65535 {
+	if cfg.n < 0 || cfg.window <= 0 || cfg.window > 65535 {
 		fatalf("bad -n or -window")
 	}
 	if cfg.version != 4 && cfg.version != 5 {
 		fatalf("bad -mqttv %d", cfg.version)
 	}
+	names := strings.Split(cfg.workload, ",")
+	if cfg.workload == "all" {
+		names = names[:0]
+		for _, w := range workloads {
+			names = append(names, w.name)
+		}
+	}
+	var ws []workload
+	for _, name := range names {
+		w, err := findWorkload(name)
+		if err != nil {
+			fatalf("%v", err)
+		}
+		ws = append(ws, w)
+	}
 	if *compare {
-		if err := runCompare(os.Stdout, cfg, *rounds); err != nil {
+		cs := strings.Split(*only, ",")
+		for _, c := range cs {
+			if _, ok := dialers[c]; !ok {
+				fatalf("unknown client %q", c)
+			}
+		}
+		if err := runCompare(os.Stdout, ws, cs, cfg, *rounds); err != nil {
 			fatalf("compare: %v", err)
 		}
 		return
 	}
-	if err := runOne(os.Stdout, cfg); err != nil {
+	if len(ws) != 1 {
+		fatalf("a single run takes one workload")
+	}
+	if *cpuprofile != "" {
+		f, err := os.Create(*cpuprofile)
+		if err != nil {
+			fatalf("%v", err)
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			fatalf("%v", err)
+		}
+		defer f.Close()
+		defer pprof.StopCPUProfile()
+	}
+	if err := runOne(os.Stdout, ws[0], cfg); err != nil {
+		pprof.StopCPUProfile()
 		fatalf("%s %s %s: %v", cfg.workload, cfg.client, cfg.target, err)
 	}
 }
@@ -91,66 +126,101 @@ func fatalf(format string, args ...any) {
 	os.Exit(1)
 }
 
-// runOne starts the target, runs one client and prints the result line.
-func runOne(w io.Writer, cfg runConfig) error {
-	watchdog := time.AfterFunc(runTimeout+5*time.Second, func() {
+// raiseFileLimit lifts RLIMIT_NOFILE as far as allowed, for the
+// connection workloads; mosquitto, a child process, inherits it.
+func raiseFileLimit() {
+	var lim syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
+		return
+	}
+	want := syscall.Rlimit{Cur: 1 << 17, Max: max(lim.Max, 1<<17)}
+	if syscall.Setrlimit(syscall.RLIMIT_NOFILE, &want) != nil {
+		lim.Cur = lim.Max
+		syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lim)
+	}
+}
+
+// runOne starts the target, runs one client through one workload and
+// prints a readable line and the result line.
+func runOne(w io.Writer, wl workload, cfg runConfig) error {
+	if cfg.target == "" {
+		cfg.target = wl.targets[0]
+	}
+	if cfg.n == 0 {
+		cfg.n = wl.n[cfg.target]
+	}
+	if cfg.n == 0 {
+		return fmt.Errorf("workload %s does not run against %s", wl.name, cfg.target)
+	}
+	limit := wl.runTimeout()
+	watchdog := time.AfterFunc(limit+5*time.Second, func() {
 		fmt.Fprintln(os.Stderr, "bench: run exceeded its time limit")
 		os.Exit(3)
 	})
 	defer watchdog.Stop()
-	ctx, cancel := context.WithTimeout(context.Background(), runTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), limit)
 	defer cancel()
 
-	var addr string
+	e := env{client: cfg.client, cfg: cfg}
 	switch cfg.target {
 	case "sink":
-		s, err := startSink()
+		flood := floodConfig{}
+		if strings.HasPrefix(wl.name, "recv-") {
+			flood = floodConfig{n: cfg.n, window: cfg.window, topic: cfg.topic, payload: cfg.payload}
+		}
+		s, err := startSink(flood)
 		if err != nil {
 			return err
 		}
 		defer s.Close()
-		addr = s.Addr()
+		e.addr = s.Addr()
 	case "mosquitto":
 		m, err := startMosquitto()
 		if err != nil {
 			return err
 		}
 		defer m.Close()
-		addr = m.Addr()
+		e.addr, e.brokerPID = m.Addr(), m.PID()
 	}
-
-	var run func(context.Context, string, runConfig) (time.Duration, error)
-	switch cfg.client {
-	case "ours":
-		run = runOurs
-	case "paho":
-		run = runPaho
-	case "pahov5":
-		run = runPahoV5
-	case "raw":
-		run = runRaw
-	default:
-		return fmt.Errorf("%w %q", errUnknownClient, cfg.client)
-	}
-	type result struct {
-		d   time.Duration
+	type outcome struct {
+		r   result
 		err error
 	}
-	done := make(chan result, 1)
+	done := make(chan outcome, 1)
 	go func() {
-		d, err := run(ctx, addr, cfg)
-		done <- result{d, err}
+		r, err := wl.run(ctx, e)
+		done <- outcome{r, err}
 	}()
-	var r result
+	var o outcome
 	select {
-	case r = <-done:
+	case o = <-done:
 	case <-ctx.Done():
-		return fmt.Errorf("timed out after %v", runTimeout)
+		return fmt.Errorf("timed out after %v", limit)
 	}
-	if r.err != nil {
-		return r.err
+	if o.err != nil {
+		return o.err
 	}
-	secs := r.d.Seconds()
-	fmt.Fprintf(w, "%s %s %s %d %.6f %.0f\n", cfg.workload, cfg.client, cfg.target, cfg.n, secs, float64(cfg.n)/secs)
+	fmt.Fprintf(w, "%s %s %s n=%d: %s\n", wl.name, cfg.client, cfg.target, cfg.n, describe(o.r))
+	writeResult(w, o.r)
 	return nil
+}
+
+// describe formats the fields of r that were measured.
+func describe(r result) string {
+	var parts []string
+	add := func(v float64, format string) {
+		if v != 0 {
+			parts = append(parts, fmt.Sprintf(format, v))
+		}
+	}
+	add(r.Secs, "%.3f s")
+	add(r.Rate, "%.0f/s")
+	add(r.P50, "p50 %.1f µs")
+	add(r.P99, "p99 %.1f µs")
+	add(r.P999, "p99.9 %.1f µs")
+	add(r.Allocs, "%.2f allocs/msg")
+	add(r.ConnBytes, "%.0f B/conn")
+	add(r.PeakMiB, "heap+stack %.1f MiB")
+	add(r.BrokerMiB, "broker RSS %.1f MiB")
+	return strings.Join(parts, ", ")
 }

@@ -37,7 +37,7 @@ func startMosquitto() (*mosquittoBroker, error) {
 	if err != nil {
 		return nil, err
 	}
-	conf := fmt.Sprintf("listener %d 127.0.0.1\nallow_anonymous true\nmax_inflight_messages 0\nmax_queued_messages 1000000\npersistence false\n", port)
+	conf := fmt.Sprintf("listener %d 127.0.0.1\nallow_anonymous true\nmax_inflight_messages 0\nmax_queued_messages 1000000\npersistence false\nmax_connections -1\nlog_dest none\n", port)
 	if os.Geteuid() == 0 {
 		conf += "user root\n"
 	}
@@ -71,6 +71,9 @@ func startMosquitto() (*mosquittoBroker, error) {
 }
 
 func (m *mosquittoBroker) Addr() string { return m.addr }
+
+// PID returns the broker's process id.
+func (m *mosquittoBroker) PID() int { return m.cmd.Process.Pid }
 
 func (m *mosquittoBroker) Close() error {
 	m.cmd.Process.Kill()

@@ -5,39 +5,58 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"sync"
 	"time"
 
 	"github.com/b4e21b16/mqtt/packet"
 )
 
+// The raw baseline writes pre-encoded packets on a plain net.Conn and reads
+// acknowledgements through a bufio.Reader: no session, no allocation per
+// message. It is the limit of the machine and broker.
+
 // encodeConnect returns a clean-start CONNECT for MQTT 3.1.1 (4) or 5.0 (5).
 func encodeConnect(version byte, clientID string) []byte {
 	p := packet.Connect{Version: packet.Version(version), CleanStart: true, KeepAlive: 60, ClientID: clientID}
-	out, err := p.Append(nil, packet.Version(version))
-	if err != nil {
-		panic(err) // fixed, valid input
-	}
-	return out
+	return mustAppend(p.Append(nil, packet.Version(version)))
 }
 
 // encodePublish returns one PUBLISH packet.
 func encodePublish(version, qos byte, id uint16, topic string, payload []byte) []byte {
 	p := packet.Publish{QoS: qos, PacketID: id, Topic: topic, Payload: payload}
-	out, err := p.Append(nil, packet.Version(version))
+	return mustAppend(p.Append(nil, packet.Version(version)))
+}
+
+// encodeAck returns a PUBACK, PUBREC, PUBREL or PUBCOMP.
+func encodeAck(version byte, t packet.Type, id uint16) []byte {
+	p := packet.Ack{PacketType: t, PacketID: id}
+	return mustAppend(p.Append(nil, packet.Version(version)))
+}
+
+func mustAppend(out []byte, err error) []byte {
 	if err != nil {
 		panic(err) // fixed, valid input
 	}
 	return out
 }
 
-// rawConn is a plain TCP connection that has completed CONNECT/CONNACK.
-type rawConn struct {
+// rawClient is a plain TCP connection that has completed CONNECT/CONNACK.
+// Writes go through wmu: a pipelined QoS 2 run writes PUBRELs from its
+// reader goroutine while the main loop writes PUBLISHes.
+type rawClient struct {
 	nc      net.Conn
 	br      *bufio.Reader
+	wmu     sync.Mutex
 	version byte
+	topic   string
+	payload []byte
+	nextID  uint16
+	readEnd chan struct{} // closed when a subscription's reader ends
 }
 
-func dialRaw(ctx context.Context, addr string, version byte) (*rawConn, error) {
+const rawBatch = 256
+
+func dialRawClient(ctx context.Context, addr string, o dialOpts) (benchClient, error) {
 	var d net.Dialer
 	nc, err := d.DialContext(ctx, "tcp", addr)
 	if err != nil {
@@ -46,11 +65,15 @@ func dialRaw(ctx context.Context, addr string, version byte) (*rawConn, error) {
 	if dl, ok := ctx.Deadline(); ok {
 		nc.SetDeadline(dl)
 	}
-	if _, err := nc.Write(encodeConnect(version, "bench-raw")); err != nil {
+	if _, err := nc.Write(encodeConnect(o.version, o.id)); err != nil {
 		nc.Close()
 		return nil, err
 	}
-	r := &rawConn{nc: nc, br: bufio.NewReaderSize(nc, 64<<10), version: version}
+	size := 64 << 10
+	if o.small {
+		size = 16
+	}
+	r := &rawClient{nc: nc, br: bufio.NewReaderSize(nc, size), version: o.version, topic: o.topic, payload: o.payload}
 	typ, _, body, err := readPacket(r.br, nil)
 	if err != nil {
 		nc.Close()
@@ -63,118 +86,194 @@ func dialRaw(ctx context.Context, addr string, version byte) (*rawConn, error) {
 	return r, nil
 }
 
-func (r *rawConn) Close() error {
-	r.nc.Write([]byte{0xe0, 0})
-	return r.nc.Close()
+func (r *rawClient) write(b []byte) error {
+	r.wmu.Lock()
+	defer r.wmu.Unlock()
+	_, err := r.nc.Write(b)
+	return err
 }
 
-// waitPuback reads packets until count PUBACKs have been seen.
-func (r *rawConn) waitPubacks(count int) error {
+func (r *rawClient) close(context.Context) error {
+	r.write([]byte{0xe0, 0})
+	err := r.nc.Close()
+	if r.readEnd != nil {
+		<-r.readEnd
+	}
+	return err
+}
+
+// publish writes one message and, at QoS 1/2, reads until its
+// acknowledgement (answering PUBREC with PUBREL).
+func (r *rawClient) publish(_ context.Context, qos byte) error {
+	r.nextID = r.nextID%65535 + 1
+	if err := r.write(encodePublish(r.version, qos, r.nextID, r.topic, r.payload)); err != nil {
+		return err
+	}
+	if qos == 0 {
+		return nil
+	}
 	var body []byte
-	for seen := 0; seen < count; {
+	for {
 		typ, _, b, err := readPacket(r.br, body)
 		body = b
 		if err != nil {
 			return err
 		}
-		if typ == 4 {
-			seen++
+		switch {
+		case typ == 4 && qos == 1, typ == 7 && qos == 2:
+			return nil
+		case typ == 5:
+			if err := r.write(encodeAck(r.version, packet.PUBREL, r.nextID)); err != nil {
+				return err
+			}
 		}
 	}
-	return nil
 }
 
-const rawBatch = 256
-
-func runRaw(ctx context.Context, addr string, cfg runConfig) (time.Duration, error) {
-	r, err := dialRaw(ctx, addr, cfg.version)
-	if err != nil {
-		return 0, err
+func (r *rawClient) pipeline(_ context.Context, n int, qos byte, window int) error {
+	if qos == 0 {
+		return r.pipelineQoS0(n)
 	}
-	defer r.Close()
-	switch cfg.qos {
-	case 0:
-		return rawQoS0(r, cfg)
-	default:
-		return rawQoS1(r, cfg)
-	}
+	return r.pipelineAcked(n, qos, window)
 }
 
-func rawQoS0(r *rawConn, cfg runConfig) (time.Duration, error) {
-	one := encodePublish(r.version, 0, 0, cfg.topic, cfg.payload)
+func (r *rawClient) pipelineQoS0(n int) error {
+	one := encodePublish(r.version, 0, 0, r.topic, r.payload)
 	block := make([]byte, 0, len(one)*rawBatch)
 	for i := 0; i < rawBatch; i++ {
 		block = append(block, one...)
 	}
-	fence := encodePublish(r.version, 1, 1, cfg.topic, cfg.payload)
-	start := time.Now()
-	left := cfg.n
-	for left > 0 {
+	for left := n; left > 0; {
 		k := min(left, rawBatch)
-		if _, err := r.nc.Write(block[:k*len(one)]); err != nil {
-			return 0, err
+		if err := r.write(block[:k*len(one)]); err != nil {
+			return err
 		}
 		left -= k
 	}
-	if _, err := r.nc.Write(fence); err != nil {
-		return 0, err
-	}
-	if err := r.waitPubacks(1); err != nil {
-		return 0, err
-	}
-	return time.Since(start), nil
+	return r.publish(context.Background(), 1)
 }
 
-func rawQoS1(r *rawConn, cfg runConfig) (time.Duration, error) {
-	pkts := make([][]byte, cfg.window)
+// pipelineAcked keeps up to window QoS 1/2 messages in flight. A reader
+// goroutine returns a credit for every PUBACK/PUBCOMP and answers PUBRECs
+// with PUBRELs written in one batch per read buffer. The writer waits for a
+// batch of credits (an eighth of the window) before writing, so a full
+// window does not turn into one small write per acknowledgement.
+func (r *rawClient) pipelineAcked(n int, qos byte, window int) error {
+	pkts := make([][]byte, window)
+	rels := make([][]byte, window)
 	for i := range pkts {
-		pkts[i] = encodePublish(r.version, 1, uint16(i+1), cfg.topic, cfg.payload)
+		pkts[i] = encodePublish(r.version, qos, uint16(i+1), r.topic, r.payload)
+		rels[i] = encodeAck(r.version, packet.PUBREL, uint16(i+1))
 	}
-	sem := make(chan struct{}, cfg.window)
+	credit := make(chan struct{}, window)
 	readErr := make(chan error, 1)
-	start := time.Now()
 	go func() {
-		var body []byte
-		for seen := 0; seen < cfg.n; {
+		var body, relBuf []byte
+		for done := 0; done < n; {
 			typ, _, b, err := readPacket(r.br, body)
 			body = b
 			if err != nil {
 				readErr <- err
 				return
 			}
-			if typ == 4 {
-				seen++
-				<-sem
+			switch typ {
+			case 4, 7:
+				done++
+				<-credit
+			case 5:
+				id := int(body[0])<<8 | int(body[1])
+				relBuf = append(relBuf, rels[id-1]...)
+			}
+			if len(relBuf) > 0 && r.br.Buffered() == 0 {
+				if err := r.write(relBuf); err != nil {
+					readErr <- err
+					return
+				}
+				relBuf = relBuf[:0]
 			}
 		}
 		readErr <- nil
 	}()
+	lowWater := max(1, min(rawBatch, window/8))
 	buf := make([]byte, 0, len(pkts[0])*rawBatch)
-	for sent := 0; sent < cfg.n; {
+	for sent := 0; sent < n; {
 		buf = buf[:0]
-		select {
-		case sem <- struct{}{}:
-		case err := <-readErr:
-			return 0, fmt.Errorf("raw: reader stopped early: %v", err)
+		want := min(lowWater, n-sent)
+		k := 0
+		for k < rawBatch && sent+k < n {
+			if k < want {
+				select {
+				case credit <- struct{}{}:
+				case err := <-readErr:
+					return fmt.Errorf("raw: reader stopped early: %v", err)
+				}
+			} else {
+				select {
+				case credit <- struct{}{}:
+				default:
+					want = -1
+				}
+				if want < 0 {
+					break
+				}
+			}
+			buf = append(buf, pkts[(sent+k)%window]...)
+			k++
 		}
-		buf = append(buf, pkts[sent%cfg.window]...)
-		sent++
-	fill:
-		for sent < cfg.n && len(buf)/len(pkts[0]) < rawBatch {
-			select {
-			case sem <- struct{}{}:
-				buf = append(buf, pkts[sent%cfg.window]...)
-				sent++
-			default:
-				break fill
+		if err := r.write(buf); err != nil {
+			return err
+		}
+		sent += k
+	}
+	return <-readErr
+}
+
+// subscribe sends SUBSCRIBE, waits for SUBACK, then reads in a goroutine,
+// calling onMsg per PUBLISH and acknowledging QoS 1 messages in one write
+// per read buffer.
+func (r *rawClient) subscribe(_ context.Context, filter string, qos byte, onMsg func()) error {
+	s := packet.Subscribe{PacketID: 1, Subscriptions: []packet.Subscription{{Filter: filter, QoS: qos}}}
+	if err := r.write(mustAppend(s.Append(nil, packet.Version(r.version)))); err != nil {
+		return err
+	}
+	var body []byte
+	for {
+		typ, _, b, err := readPacket(r.br, body)
+		body = b
+		if err != nil {
+			return err
+		}
+		if typ == 9 {
+			break
+		}
+	}
+	r.nc.SetDeadline(timeZero)
+	r.readEnd = make(chan struct{})
+	go func() {
+		defer close(r.readEnd)
+		var body, acks []byte
+		for {
+			typ, flags, b, err := readPacket(r.br, body)
+			body = b
+			if err != nil {
+				return
+			}
+			if typ == 3 {
+				onMsg()
+				if flags>>1&3 == 1 {
+					tl := int(body[0])<<8 | int(body[1])
+					acks = append(acks, 0x40, 2, body[2+tl], body[3+tl])
+				}
+			}
+			if len(acks) > 0 && r.br.Buffered() == 0 {
+				if r.write(acks) != nil {
+					return
+				}
+				acks = acks[:0]
 			}
 		}
-		if _, err := r.nc.Write(buf); err != nil {
-			return 0, err
-		}
-	}
-	if err := <-readErr; err != nil {
-		return 0, err
-	}
-	return time.Since(start), nil
+	}()
+	return nil
 }
+
+var timeZero time.Time

@@ -1,0 +1,158 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"time"
+)
+
+// workload is one measured scenario.
+type workload struct {
+	name    string
+	what    string         // one line for the table
+	targets []string       // brokers it runs against
+	n       map[string]int // default message or connection count per target
+	timeout time.Duration  // per run
+	run     func(context.Context, env) (result, error)
+	metrics []metric
+}
+
+// metric is one row of the comparison table.
+type metric struct {
+	label  string
+	target string // "" for every target of the workload
+	get    func(result) float64
+	lower  bool   // lower is better (latency, memory)
+	goal   string // the DESIGN number, "" when it sets none
+	// met reports whether ours meets the goal, given the medians of ours,
+	// the best peer and raw.
+	met func(ours, best, raw float64) bool
+}
+
+func rate(r result) float64      { return r.Rate }
+func allocs(r result) float64    { return r.Allocs }
+func p50(r result) float64       { return r.P50 }
+func p99(r result) float64       { return r.P99 }
+func p999(r result) float64      { return r.P999 }
+func connBytes(r result) float64 { return r.ConnBytes }
+func peakMiB(r result) float64   { return r.PeakMiB }
+func brokerMiB(r result) float64 { return r.BrokerMiB }
+
+func tenfoldPeer(o, best, _ float64) bool { return best > 0 && o >= 10*best }
+func nearRaw(o, _, raw float64) bool      { return raw > 0 && o >= 0.95*raw }
+func atMost(limit float64) func(o, _, _ float64) bool {
+	return func(o, _, _ float64) bool { return o <= limit }
+}
+
+func pubMetrics(sinkGoal bool) []metric {
+	m := []metric{
+		{label: "msg/s", target: "sink", get: rate},
+		{label: "msg/s", target: "mosquitto", get: rate, goal: "≥ 0.95× raw", met: nearRaw},
+	}
+	if sinkGoal {
+		m[0].goal, m[0].met = "≥ 10× best peer", tenfoldPeer
+	}
+	return m
+}
+
+func latMetrics(p999Goal bool) []metric {
+	m := []metric{
+		{label: "p50 µs", get: p50, lower: true},
+		{label: "p99 µs", get: p99, lower: true},
+		{label: "p99.9 µs", get: p999, lower: true},
+	}
+	if p999Goal {
+		m[2].goal = "≤ 1.3× raw"
+		m[2].met = func(o, _, raw float64) bool { return raw > 0 && o <= 1.3*raw }
+	}
+	return m
+}
+
+var sinkAndMosquitto = []string{"sink", "mosquitto"}
+
+var workloads = []workload{
+	{
+		name: "pub-qos0", what: "QoS 0 publish", targets: sinkAndMosquitto,
+		n: map[string]int{"sink": 200000, "mosquitto": 200000}, run: runPub(0),
+		metrics: append(pubMetrics(true),
+			metric{label: "allocs/msg", target: "sink", get: allocs, lower: true, goal: "0", met: atMost(0.01)}),
+	},
+	{
+		name: "pub-qos1", what: "QoS 1 publish, 1000 in flight", targets: sinkAndMosquitto,
+		n: map[string]int{"sink": 100000, "mosquitto": 100000}, run: runPub(1),
+		metrics: append(pubMetrics(true),
+			metric{label: "allocs/msg", target: "sink", get: allocs, lower: true, goal: "≤ 1", met: atMost(1.01)}),
+	},
+	{
+		name: "pub-qos2", what: "QoS 2 publish, 1000 in flight", targets: sinkAndMosquitto,
+		n: map[string]int{"sink": 50000, "mosquitto": 50000}, run: runPub(2),
+		metrics: append(pubMetrics(false),
+			metric{label: "allocs/msg", target: "sink", get: allocs, lower: true, goal: "≤ 1", met: atMost(1.01)}),
+	},
+	{
+		name: "lat-qos1", what: "QoS 1 publish-and-wait, 1 in flight", targets: sinkAndMosquitto,
+		n: map[string]int{"sink": 20000, "mosquitto": 20000}, run: runLat,
+		metrics: latMetrics(false),
+	},
+	{
+		name: "e2e-qos0", what: "QoS 0 publisher → mosquitto → subscriber", targets: []string{"mosquitto"},
+		n: map[string]int{"mosquitto": 200000}, run: runE2E(0),
+		metrics: []metric{{label: "msg/s", get: rate}},
+	},
+	{
+		name: "e2e-qos1", what: "QoS 1 publisher → mosquitto → subscriber, 1000 in flight", targets: []string{"mosquitto"},
+		n: map[string]int{"mosquitto": 100000}, run: runE2E(1),
+		metrics: []metric{{label: "msg/s", get: rate}},
+	},
+	{
+		name: "e2e-lat", what: "QoS 0 publisher → mosquitto → subscriber, 1 in flight", targets: []string{"mosquitto"},
+		n: map[string]int{"mosquitto": 20000}, run: runE2ELat,
+		metrics: latMetrics(true),
+	},
+	{
+		name: "recv-qos0", what: "receive flood, QoS 0", targets: []string{"sink"},
+		n: map[string]int{"sink": 200000}, run: runRecv(0),
+		metrics: []metric{
+			{label: "msg/s", get: rate, goal: "≥ 10× best peer", met: tenfoldPeer},
+			{label: "allocs/msg", get: allocs, lower: true, goal: "≤ 1", met: atMost(1.01)},
+		},
+	},
+	{
+		name: "recv-qos1", what: "receive flood, QoS 1, window 1000", targets: []string{"sink"},
+		n: map[string]int{"sink": 100000}, run: runRecv(1),
+		metrics: []metric{
+			{label: "msg/s", get: rate, goal: "≥ 10× best peer", met: tenfoldPeer},
+			{label: "allocs/msg", get: allocs, lower: true, goal: "≤ 1", met: atMost(1.01)},
+		},
+	},
+	{
+		name: "idle", what: "idle connections: Go heap + stacks per connection", targets: []string{"mosquitto"},
+		n: map[string]int{"mosquitto": 1000}, run: runIdle,
+		metrics: []metric{{label: "bytes/conn", get: connBytes, lower: true, goal: "≤ 16 KiB", met: atMost(16 << 10)}},
+	},
+	{
+		name: "conn", what: "connect, one QoS 1 publish each, disconnect", targets: []string{"mosquitto"},
+		n: map[string]int{"mosquitto": 10000}, run: runConns, timeout: 90 * time.Second,
+		metrics: []metric{
+			{label: "conn/s", get: rate},
+			{label: "heap+stack MiB, all open", get: peakMiB, lower: true},
+			{label: "mosquitto RSS MiB", get: brokerMiB, lower: true},
+		},
+	},
+}
+
+func findWorkload(name string) (workload, error) {
+	for _, w := range workloads {
+		if w.name == name {
+			return w, nil
+		}
+	}
+	return workload{}, fmt.Errorf("unknown workload %q", name)
+}
+
+func (w workload) runTimeout() time.Duration {
+	if w.timeout > 0 {
+		return w.timeout
+	}
+	return 30 * time.Second
+}
