@@ -36,7 +36,7 @@ func rfcServer(t *testing.T, password string) *Server {
 	return s
 }
 
-func TestRFC7677Exchange(t *testing.T) {
+func TestSCRAMServerRFC7677Exchange(t *testing.T) {
 	t.Parallel()
 	s := rfcServer(t, "pencil")
 	if s.Method() != "SCRAM-SHA-256" {
@@ -58,7 +58,7 @@ func TestRFC7677Exchange(t *testing.T) {
 	}
 }
 
-func TestWrongPasswordRejected(t *testing.T) {
+func TestSCRAMServerWrongPasswordRejected(t *testing.T) {
 	t.Parallel()
 	s := rfcServer(t, "pencils")
 	if _, err := s.First([]byte(rfcClientFirst)); err != nil {
@@ -73,7 +73,7 @@ func TestWrongPasswordRejected(t *testing.T) {
 	}
 }
 
-func TestTamperedProofRejected(t *testing.T) {
+func TestSCRAMServerTamperedProofRejected(t *testing.T) {
 	t.Parallel()
 	s := rfcServer(t, "pencil")
 	if _, err := s.First([]byte(rfcClientFirst)); err != nil {
@@ -85,7 +85,7 @@ func TestTamperedProofRejected(t *testing.T) {
 	}
 }
 
-func TestKnobs(t *testing.T) {
+func TestSCRAMServerKnobs(t *testing.T) {
 	t.Parallel()
 
 	t.Run("BadSignature", func(t *testing.T) {
@@ -156,7 +156,7 @@ func TestKnobs(t *testing.T) {
 	})
 }
 
-func TestFinalNeedsFirst(t *testing.T) {
+func TestSCRAMServerFinalNeedsFirst(t *testing.T) {
 	t.Parallel()
 	s := rfcServer(t, "pencil")
 	if _, err := s.Final([]byte(rfcClientFinal)); !errors.Is(err, ErrOutOfOrder) {
@@ -173,7 +173,7 @@ func TestFinalNeedsFirst(t *testing.T) {
 	}
 }
 
-func TestEscapedUsername(t *testing.T) {
+func TestSCRAMServerEscapedUsername(t *testing.T) {
 	t.Parallel()
 	s := NewServer("a,b=c", []byte("pw"), 4096)
 	if _, err := s.First([]byte("n,,n=a=2Cb=3Dc,r=abc")); err != nil {
@@ -187,7 +187,7 @@ func TestEscapedUsername(t *testing.T) {
 	}
 }
 
-func TestMalformedClientMessages(t *testing.T) {
+func TestSCRAMServerMalformedClientMessages(t *testing.T) {
 	t.Parallel()
 	for _, msg := range []string{
 		"",
