@@ -36,8 +36,9 @@ func WithVersion(v mqtt.ProtocolVersion) Option {
 
 // WithUser adds a user name and password the broker accepts. Once a user is
 // added, connections without a listed user name and its password are
-// refused (CONNACK "bad user name or password"); by default anyone may
-// connect.
+// refused: MQTT 5.0 with CONNACK reason code 0x86 (bad user name or
+// password), 3.1.1 with return code 0x05 (not authorized). By default
+// anyone may connect.
 func WithUser(name, password string) Option {
 	return func(o *options) {
 		if o.users == nil {

@@ -174,13 +174,15 @@ func (c *wsConn) LocalAddr() net.Addr { return c.ws.LocalAddr() }
 // RemoteAddr returns the remote network address.
 func (c *wsConn) RemoteAddr() net.Addr { return c.ws.RemoteAddr() }
 
-// SetDeadline sets the read and write deadlines.
-func (c *wsConn) SetDeadline(t time.Time) error {
-	return errors.Join(c.ws.SetReadDeadline(t), c.ws.SetWriteDeadline(t))
-}
+// SetDeadline sets the deadlines of the underlying connection. The
+// WebSocket library resets the write deadline on every message it writes,
+// to its own setting, which this adapter leaves unset: only read deadlines
+// take effect, and the broker uses no others.
+func (c *wsConn) SetDeadline(t time.Time) error { return c.ws.UnderlyingConn().SetDeadline(t) }
 
 // SetReadDeadline sets the read deadline.
-func (c *wsConn) SetReadDeadline(t time.Time) error { return c.ws.SetReadDeadline(t) }
+func (c *wsConn) SetReadDeadline(t time.Time) error { return c.ws.UnderlyingConn().SetReadDeadline(t) }
 
-// SetWriteDeadline sets the write deadline.
-func (c *wsConn) SetWriteDeadline(t time.Time) error { return c.ws.SetWriteDeadline(t) }
+// SetWriteDeadline sets the write deadline of the underlying connection
+// (see SetDeadline).
+func (c *wsConn) SetWriteDeadline(t time.Time) error { return c.ws.UnderlyingConn().SetWriteDeadline(t) }
