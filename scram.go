@@ -13,6 +13,7 @@ import (
 	"io"
 	"strconv"
 	"strings"
+	"sync"
 	"unicode/utf8"
 )
 
@@ -100,9 +101,12 @@ const (
 	scramFinalSent                  // client-final-message sent
 )
 
-// scramClient is the SCRAM-SHA-256 client of NewSCRAMSHA256. Its methods
-// are called for one exchange at a time, in order (see Authenticator); it
-// has no lock, so one value must not serve two clients at once.
+// scramClient is the SCRAM-SHA-256 client of NewSCRAMSHA256. It runs one
+// exchange at a time: mu keeps overlapping calls (a re-authentication on
+// the application's goroutine while a reconnection starts, say) from racing
+// on the state, and a call that does not fit the exchange in progress fails
+// it, so an interleaved exchange ends with an *AuthError, never with a
+// wrong proof.
 type scramClient struct {
 	username string // escaped, after SASLprep
 	password string // after SASLprep
@@ -112,6 +116,7 @@ type scramClient struct {
 	minIter  int
 	maxIter  int
 
+	mu sync.Mutex // guards the exchange state below
 	// Exchange state, reset by Start and cleared when the exchange ends.
 	step        scramStep
 	clientNonce string
@@ -128,7 +133,8 @@ type scramClient struct {
 // There is no channel binding: the GS2 header is "n,," and no authorization
 // identity is sent. Each Start draws a fresh 24-byte nonce from crypto/rand,
 // so one value serves the first connection, every reconnection and
-// re-authentication, but only of one Client at a time.
+// re-authentication. It runs one exchange at a time: exchanges that
+// overlap fail with an *AuthError rather than mix their state.
 //
 // The username and password go through the part of SASLprep (RFC 4013)
 // that needs no Unicode normalization tables: non-ASCII spaces become
@@ -183,19 +189,21 @@ func (c *scramClient) Method() string { return SCRAMMethod }
 
 // Start resets the exchange and returns the client-first-message.
 func (c *scramClient) Start(ctx context.Context) ([]byte, error) {
-	c.reset()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.resetLocked()
 	if c.prepErr != nil {
-		return nil, c.fail(c.prepErr.Error(), nil)
+		return nil, c.failLocked(c.prepErr.Error(), nil)
 	}
 	if err := ctx.Err(); err != nil {
-		return nil, c.fail("cancelled before the exchange", err)
+		return nil, c.failLocked("cancelled before the exchange", err)
 	}
 	nonce, err := c.newNonce()
 	if err != nil {
-		return nil, c.fail("no client nonce", err)
+		return nil, c.failLocked("no client nonce", err)
 	}
 	if nonce == "" || !scramPrintable(nonce) {
-		return nil, c.fail("client nonce is empty or not printable", nil)
+		return nil, c.failLocked("client nonce is empty or not printable", nil)
 	}
 	c.clientNonce = nonce
 	c.firstBare = "n=" + c.username + ",r=" + nonce
@@ -206,26 +214,28 @@ func (c *scramClient) Start(ctx context.Context) ([]byte, error) {
 // Continue checks the server-first-message and returns the
 // client-final-message carrying the client's proof.
 func (c *scramClient) Continue(ctx context.Context, challenge []byte) ([]byte, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
 	if c.step != scramFirstSent {
-		return nil, c.fail("server challenge out of order", nil)
+		return nil, c.failLocked("server challenge out of order", nil)
 	}
 	if err := ctx.Err(); err != nil {
-		return nil, c.fail("cancelled before the server challenge", err)
+		return nil, c.failLocked("cancelled before the server challenge", err)
 	}
 	sf, err := parseSCRAMServerFirst(challenge)
 	if err != nil {
-		return nil, c.fail("malformed server-first-message", err)
+		return nil, c.failLocked("malformed server-first-message", err)
 	}
 	if len(sf.nonce) <= len(c.clientNonce) || !strings.HasPrefix(sf.nonce, c.clientNonce) {
-		return nil, c.fail("server nonce does not extend the client nonce", nil)
+		return nil, c.failLocked("server nonce does not extend the client nonce", nil)
 	}
 	if sf.iterations < c.minIter || sf.iterations > c.maxIter {
-		return nil, c.fail(fmt.Sprintf("server iteration count %d outside [%d, %d]", sf.iterations, c.minIter, c.maxIter), nil)
+		return nil, c.failLocked(fmt.Sprintf("server iteration count %d outside [%d, %d]", sf.iterations, c.minIter, c.maxIter), nil)
 	}
 
 	salted, err := pbkdf2.Key(sha256.New, c.password, sf.salt, sf.iterations, sha256.Size)
 	if err != nil {
-		return nil, c.fail("key derivation", err)
+		return nil, c.failLocked("key derivation", err)
 	}
 	clientKey := scramHMAC(salted, "Client Key")
 	storedKey := sha256.Sum256(clientKey)
@@ -245,16 +255,18 @@ func (c *scramClient) Continue(ctx context.Context, challenge []byte) ([]byte, e
 // Finish checks the server-final-message: the server's signature, or the
 // error it reports. The exchange ends either way.
 func (c *scramClient) Finish(ctx context.Context, data []byte) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
 	if c.step != scramFinalSent {
-		return c.fail("server final data out of order", nil)
+		return c.failLocked("server final data out of order", nil)
 	}
 	want := c.serverSig
-	defer c.reset()
+	defer c.resetLocked()
 	if err := ctx.Err(); err != nil {
-		return c.fail("cancelled before the server's final data", err)
+		return c.failLocked("cancelled before the server's final data", err)
 	}
 	if data == nil {
-		return c.fail("server sent no final data, so it did not prove it knows the password", nil)
+		return c.failLocked("server sent no final data, so it did not prove it knows the password", nil)
 	}
 	attr, rest, hasExt := bytes.Cut(data, []byte(","))
 	switch {
@@ -267,24 +279,24 @@ func (c *scramClient) Finish(ctx context.Context, data []byte) error {
 	case bytes.HasPrefix(attr, []byte("v=")):
 		if hasExt {
 			if err := checkSCRAMExtensions(rest); err != nil {
-				return c.fail("malformed server-final-message", err)
+				return c.failLocked("malformed server-final-message", err)
 			}
 		}
 		got, err := base64.StdEncoding.Strict().DecodeString(string(attr[2:]))
 		if err != nil {
-			return c.fail("malformed server-final-message", fmt.Errorf("verifier: %w", err))
+			return c.failLocked("malformed server-final-message", fmt.Errorf("verifier: %w", err))
 		}
 		if !hmac.Equal(got, want) {
-			return c.fail("server signature does not verify", nil)
+			return c.failLocked("server signature does not verify", nil)
 		}
 		return nil
 	default:
-		return c.fail("malformed server-final-message", errors.New("neither v= nor e= attribute"))
+		return c.failLocked("malformed server-final-message", errors.New("neither v= nor e= attribute"))
 	}
 }
 
-// reset forgets the exchange in progress.
-func (c *scramClient) reset() {
+// resetLocked forgets the exchange in progress.
+func (c *scramClient) resetLocked() {
 	clear(c.serverSig)
 	c.step = scramIdle
 	c.clientNonce = ""
@@ -292,9 +304,9 @@ func (c *scramClient) reset() {
 	c.serverSig = nil
 }
 
-// fail ends the exchange and returns an *AuthError.
-func (c *scramClient) fail(reason string, cause error) error {
-	c.reset()
+// failLocked ends the exchange and returns an *AuthError.
+func (c *scramClient) failLocked(reason string, cause error) error {
+	c.resetLocked()
 	return &AuthError{Method: SCRAMMethod, Reason: reason, Err: cause}
 }
 

@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/b4e21b16/mqtt/internal/scramtest"
@@ -252,6 +253,37 @@ func TestSCRAMStartResets(t *testing.T) {
 	s.BadSignature = false
 	if step, err := scramExchange(c, s); err != nil {
 		t.Fatalf("exchange after a failure failed at %s: %v", step, err)
+	}
+}
+
+func TestSCRAMOverlappingExchanges(t *testing.T) {
+	t.Parallel()
+	c := NewSCRAMSHA256("alice", []byte("pw"))
+	const workers, rounds = 2, 5
+	errs := make(chan error, workers*rounds)
+	var wg sync.WaitGroup
+	for range workers {
+		s := scramtest.NewServer("alice", []byte("pw"), 4096)
+		wg.Go(func() {
+			for range rounds {
+				step, err := scramExchange(c, s)
+				if err != nil && strings.HasPrefix(step, "server") {
+					err = errors.Join(errors.New("server refused an overlapping exchange"), err)
+				}
+				errs <- err
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil && !errors.Is(err, ErrAuthFailed) {
+			t.Errorf("overlapping exchange: %v", err)
+		}
+	}
+	// Once alone again, the exchange succeeds.
+	if step, err := scramExchange(c, scramtest.NewServer("alice", []byte("pw"), 4096)); err != nil {
+		t.Fatalf("exchange after the overlap failed at %s: %v", step, err)
 	}
 }
 
