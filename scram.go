@@ -58,6 +58,7 @@ type AuthError struct {
 	Err    error // the cause, if any
 }
 
+// Error says which method failed, in which step and why.
 func (e *AuthError) Error() string {
 	return fmt.Sprintf("mqtt: %s authentication failed%s", e.Method, e.detail())
 }
