@@ -22,9 +22,10 @@ func testContext(t *testing.T) context.Context {
 
 // roundTrip subscribes with sub, publishes with pub and checks that the
 // message arrives.
-func roundTrip(t *testing.T, pub, sub *mqtt.Client, topic string) {
+func roundTrip(t testing.TB, pub, sub *mqtt.Client, topic string) {
 	t.Helper()
-	ctx := testContext(t)
+	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+	defer cancel()
 	s, err := sub.Subscribe(ctx, topic, mqtt.AtLeastOnce)
 	if err != nil {
 		t.Fatal(err)

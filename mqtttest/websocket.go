@@ -185,4 +185,6 @@ func (c *wsConn) SetReadDeadline(t time.Time) error { return c.ws.UnderlyingConn
 
 // SetWriteDeadline sets the write deadline of the underlying connection
 // (see SetDeadline).
-func (c *wsConn) SetWriteDeadline(t time.Time) error { return c.ws.UnderlyingConn().SetWriteDeadline(t) }
+func (c *wsConn) SetWriteDeadline(t time.Time) error {
+	return c.ws.UnderlyingConn().SetWriteDeadline(t)
+}
