@@ -39,7 +39,7 @@ func (o *oursClient) pipeline(ctx context.Context, n int, qos byte, window int) 
 	m.QoS = mqtt.QoS(qos)
 	if qos == 0 {
 		for i := 0; i < n; i++ {
-			if err := o.c.PublishAsync(m).Err(); err != nil {
+			if err := o.c.Publish(ctx, m); err != nil {
 				return err
 			}
 		}

@@ -89,7 +89,7 @@ func dialAutopaho(ctx context.Context, addr string, o dialOpts) (benchClient, er
 		KeepAlive:                     60,
 		CleanStartOnInitialConnection: true,
 		ConnectTimeout:                10 * time.Second,
-		ReconnectBackoff:              func(int) time.Duration { return time.Second },
+		ReconnectBackoff:              autopaho.NewConstantBackoff(time.Second),
 		OnConnectError: func(err error) {
 			select {
 			case failed <- err:

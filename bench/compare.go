@@ -39,6 +39,9 @@ func runCompare(w io.Writer, ws []workload, cs []string, cfg runConfig, rounds i
 			}
 			for t, order := range rotations(cs, rounds) {
 				for _, client := range order {
+					if _, skip := wl.skip[client]; skip {
+						continue
+					}
 					if ctx.Err() != nil {
 						return fmt.Errorf("time limit reached: %w", ctx.Err())
 					}
@@ -165,6 +168,9 @@ func printTable(w io.Writer, ws []workload, cs []string, cfg runConfig, results 
 					}
 					med[c] = median(vals)
 					cell := "-"
+					if why, skip := wl.skip[c]; skip {
+						notes = append(notes, fmt.Sprintf("%s/%s/%s: not run: %s", wl.name, target, c, why))
+					}
 					if len(vals) > 0 {
 						cell = number(med[c])
 					}

@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# bench/: vet, static analysis, build, and a short smoke run of a few
+# workloads against the in-process sink (the full comparison is run by hand,
+# see bench/README.md).
+set -euo pipefail
+cd "$(dirname "$0")/../../bench"
+go vet ./...
+staticcheck ./...
+go build -o "${TMPDIR:-/tmp}/mqtt-bench" .
+bin="${TMPDIR:-/tmp}/mqtt-bench"
+for w in pub-qos1 recv-qos1 lat-qos1; do
+  for c in ours raw; do
+    timeout 60 "$bin" -workload "$w" -client "$c" -target sink -n 2000
+  done
+done
+timeout 60 "$bin" -compare -workload pub-qos0 -target sink -n 2000 -clients ours,paho,pahov5,raw
