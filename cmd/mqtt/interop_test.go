@@ -1,0 +1,210 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/b4e21b16/mqtt/internal/brokertest"
+	"github.com/creack/pty"
+)
+
+// versions are the protocol versions the interoperability tests speak, as
+// given to mqtt -V and to the mosquitto clients' -V.
+var versions = []struct{ ours, theirs string }{{"5", "mqttv5"}, {"311", "mqttv311"}}
+
+// TestSubReceivesFromMosquittoPub subscribes with mqtt sub and publishes
+// with the real mosquitto_pub, at every QoS over both protocol versions:
+// sub -v must print "topic payload" for each message and exit after -C.
+func TestSubReceivesFromMosquittoPub(t *testing.T) {
+	t.Parallel()
+	mosquittoPub := tool(t, "mosquitto_pub")
+	b := startBroker(t, brokertest.Options{})
+	host, port := hostPort(t, b.Addr())
+	for _, v := range versions {
+		for qos := range 3 {
+			t.Run(fmt.Sprintf("v%s/qos%d", v.ours, qos), func(t *testing.T) {
+				t.Parallel()
+				topic := fmt.Sprintf("cli/sub/v%s/%d", v.ours, qos)
+				sub := start(t, "sub", "-h", host, "-p", port, "-t", topic, "-q", fmt.Sprint(qos),
+					"-V", v.ours, "-C", "2", "-v", "-d")
+				sub.stderr.waitFor(t, "subscribed to "+topic, sub.done)
+				if !strings.Contains(sub.stderr.String(), versionName(mustVersion(t, v.ours))) {
+					t.Errorf("-d output does not name the protocol version: %s", sub.stderr)
+				}
+				for _, msg := range []string{"one", "two"} {
+					runTool(t, mosquittoPub, "-h", host, "-p", port, "-V", v.theirs, "-q", fmt.Sprint(qos), "-t", topic, "-m", msg)
+				}
+				if code := sub.wait(t); code != exitOK {
+					t.Fatalf("exit status %d; stderr:\n%s", code, sub.stderr)
+				}
+				if got, want := sub.stdout.String(), topic+" one\n"+topic+" two\n"; got != want {
+					t.Errorf("stdout = %q, want %q", got, want)
+				}
+			})
+		}
+	}
+}
+
+// TestPubToMosquittoSub publishes with mqtt pub and receives with the real
+// mosquitto_sub: -m at every QoS over both versions, -l lines, -f a file,
+// -n a null message, and -r a retained message that a later subscriber
+// gets.
+func TestPubToMosquittoSub(t *testing.T) {
+	t.Parallel()
+	mosquittoSub := tool(t, "mosquitto_sub")
+	b := startBroker(t, brokertest.Options{})
+	host, port := hostPort(t, b.Addr())
+	file := filepath.Join(t.TempDir(), "payload.txt")
+	if err := os.WriteFile(file, []byte("from a file"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	type tc struct {
+		name  string
+		args  []string
+		stdin string
+		want  []string
+		v     string // mosquitto_sub's -V
+		qos   int
+	}
+	var cases []tc
+	for _, v := range versions {
+		for qos := range 3 {
+			cases = append(cases, tc{name: fmt.Sprintf("m/v%s/qos%d", v.ours, qos),
+				args: []string{"-m", "hello", "-q", fmt.Sprint(qos), "-V", v.ours}, want: []string{"hello"}, v: v.theirs, qos: qos})
+		}
+	}
+	cases = append(cases,
+		tc{name: "lines", args: []string{"-l", "-q", "1"}, stdin: "first\nsecond\n\nthird\n", want: []string{"first", "second", "third"}, v: "mqttv5", qos: 1},
+		tc{name: "file", args: []string{"-f", file, "-q", "2"}, want: []string{"from a file"}, v: "mqttv311", qos: 2},
+		tc{name: "null", args: []string{"-n"}, want: []string{"(null)"}, v: "mqttv5"}, // as mosquitto_sub -v shows an empty payload
+	)
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
+			topic := "cli/pub/" + c.name
+			lines := mosquittoSubscribe(t, mosquittoSub, "-h", host, "-p", port, "-V", c.v, "-q", fmt.Sprint(c.qos),
+				"-t", topic, "-C", fmt.Sprint(len(c.want)), "-v")
+			r := cli(t, c.stdin, append([]string{"pub", "-h", host, "-p", port, "-t", topic}, c.args...)...)
+			if r.code != exitOK {
+				t.Fatalf("pub: exit status %d; stderr:\n%s", r.code, r.stderr)
+			}
+			var want []string
+			for _, w := range c.want {
+				want = append(want, topic+" "+w)
+			}
+			if got := lines(); strings.Join(got, "\n") != strings.Join(want, "\n") {
+				t.Errorf("mosquitto_sub got %q, want %q", got, want)
+			}
+		})
+	}
+
+	t.Run("retain", func(t *testing.T) {
+		t.Parallel()
+		topic := "cli/pub/retain"
+		if r := cli(t, "", "pub", "-h", host, "-p", port, "-t", topic, "-m", "kept", "-r", "-q", "1"); r.code != exitOK {
+			t.Fatalf("pub: exit status %d; stderr:\n%s", r.code, r.stderr)
+		}
+		// A subscriber that comes later gets the retained message.
+		out := runTool(t, mosquittoSub, "-h", host, "-p", port, "-t", topic, "-C", "1", "-v", "-W", "10")
+		if want := topic + " kept\n"; out != want {
+			t.Errorf("mosquitto_sub got %q, want %q", out, want)
+		}
+	})
+}
+
+// runTool runs a mosquitto client to completion and returns its stdout,
+// failing the test if it fails.
+func runTool(t *testing.T, path string, args ...string) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, path, args...)
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("%s %s: %v\n%s", filepath.Base(path), strings.Join(args, " "), err, stderr.String())
+	}
+	return string(out)
+}
+
+// mosquittoSubscribe starts mosquitto_sub with args (which should hold -C
+// and -v) and returns once it has subscribed. The returned function waits
+// for it to exit and returns the lines it printed for messages. It runs in
+// a pseudo-terminal, so that its output is line-buffered and its SUBACK
+// shows as it happens.
+func mosquittoSubscribe(t *testing.T, path string, args ...string) func() []string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+	t.Cleanup(cancel)
+	cmd := exec.CommandContext(ctx, path, append([]string{"-d"}, args...)...)
+	tty, err := pty.Start(cmd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := make(chan string, 1000)
+	go func() {
+		defer close(lines)
+		defer tty.Close()
+		sc := bufio.NewScanner(tty)
+		for sc.Scan() {
+			lines <- strings.TrimSuffix(sc.Text(), "\r")
+		}
+	}()
+	waited := false
+	t.Cleanup(func() {
+		if !waited {
+			cancel()
+			for range lines {
+			}
+			_ = cmd.Wait()
+		}
+	})
+	deadline := time.NewTimer(testTimeout)
+	defer deadline.Stop()
+	var seen []string
+	for subscribed := false; !subscribed; {
+		select {
+		case l, ok := <-lines:
+			if !ok {
+				t.Fatalf("mosquitto_sub ended before subscribing: %q", seen)
+			}
+			seen = append(seen, l)
+			subscribed = strings.Contains(l, "received SUBACK")
+		case <-deadline.C:
+			t.Fatalf("mosquitto_sub did not subscribe in time: %q", seen)
+		}
+	}
+	return func() []string {
+		t.Helper()
+		var got []string
+		for l := range lines {
+			// -d adds lines about the packets, starting "Client ", and
+			// one about the subscription.
+			if !strings.HasPrefix(l, "Client ") && !strings.HasPrefix(l, "Subscribed (mid") {
+				got = append(got, l)
+			}
+		}
+		waited = true
+		if err := cmd.Wait(); err != nil {
+			t.Fatalf("mosquitto_sub: %v; output %q", err, got)
+		}
+		return got
+	}
+}
+
+func mustVersion(t *testing.T, s string) (v mqttVersion) {
+	t.Helper()
+	v, err := parseVersion(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v
+}
