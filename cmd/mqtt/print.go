@@ -52,6 +52,8 @@ type jsonMessage struct {
 }
 
 // jsonProperties are the MQTT 5.0 properties of a message, when it has any.
+// Subscription identifiers are left out: the client assigns them itself to
+// route messages, so they say nothing about the message.
 // Correlation data follows the payload's rule: a string when valid UTF-8,
 // otherwise base64 with CorrelationEncoding "base64".
 type jsonProperties struct {
@@ -62,7 +64,6 @@ type jsonProperties struct {
 	PayloadUTF8         bool           `json:"payload_format_utf8,omitempty"`
 	MessageExpiry       int64          `json:"message_expiry,omitempty"` // seconds
 	UserProperties      []jsonUserProp `json:"user_properties,omitempty"`
-	SubscriptionIDs     []uint32       `json:"subscription_ids,omitempty"`
 }
 
 // jsonUserProp is one user property; a list keeps their order and repeats.
@@ -76,11 +77,10 @@ func toJSON(m *mqtt.Message) jsonMessage {
 	j := jsonMessage{Topic: m.Topic, QoS: int(m.QoS), Retain: m.Retain, Duplicate: m.Duplicate}
 	j.Payload, j.Encoding = textOrBase64(m.Payload)
 	p := jsonProperties{
-		ContentType:     m.ContentType,
-		ResponseTopic:   m.ResponseTopic,
-		PayloadUTF8:     m.PayloadUTF8,
-		MessageExpiry:   int64(m.Expiry.Seconds()),
-		SubscriptionIDs: m.SubscriptionIDs,
+		ContentType:   m.ContentType,
+		ResponseTopic: m.ResponseTopic,
+		PayloadUTF8:   m.PayloadUTF8,
+		MessageExpiry: int64(m.Expiry.Seconds()),
 	}
 	if m.CorrelationData != nil {
 		p.CorrelationData, p.CorrelationEncoding = textOrBase64(m.CorrelationData)
@@ -89,7 +89,7 @@ func toJSON(m *mqtt.Message) jsonMessage {
 		p.UserProperties = append(p.UserProperties, jsonUserProp{Name: up.Key, Value: up.Value})
 	}
 	if p.ContentType != "" || p.ResponseTopic != "" || m.CorrelationData != nil || p.PayloadUTF8 ||
-		p.MessageExpiry != 0 || len(p.UserProperties) > 0 || len(p.SubscriptionIDs) > 0 {
+		p.MessageExpiry != 0 || len(p.UserProperties) > 0 {
 		j.Properties = &p
 	}
 	return j
