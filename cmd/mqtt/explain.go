@@ -10,6 +10,7 @@ import (
 	"io"
 	"net"
 	"net/url"
+	"slices"
 	"strings"
 	"syscall"
 
@@ -136,7 +137,17 @@ func tlsProblem(err error) string {
 	case errors.As(err, &unknown):
 		return "the broker's certificate is signed by an authority this machine does not trust; give that authority's certificate with --cafile (or skip verification with --insecure)"
 	case errors.As(err, &host):
-		return fmt.Sprintf("%v; connect with a host name the certificate is valid for (-h), or skip verification with --insecure", host.Error())
+		valid := ""
+		if c := host.Certificate; c != nil {
+			names := slices.Clone(c.DNSNames)
+			for _, ip := range c.IPAddresses {
+				names = append(names, ip.String())
+			}
+			if len(names) > 0 {
+				valid = " (" + strings.Join(names, ", ") + ")"
+			}
+		}
+		return fmt.Sprintf("%v; connect with a host name the certificate is valid for%s, or skip verification with --insecure", host.Error(), valid)
 	case errors.As(err, &invalid):
 		switch invalid.Reason {
 		case x509.Expired:
@@ -156,6 +167,8 @@ func tlsProblem(err error) string {
 		return msg
 	case strings.Contains(err.Error(), "asked for a client certificate"):
 		return "the broker requires a client certificate; give one with --cert and --key"
+	case strings.Contains(err.Error(), "TLS handshake") && (errors.Is(err, syscall.ECONNRESET) || errors.Is(err, io.EOF)):
+		return "the server closed the connection during the TLS handshake; is this a TLS port? (plain MQTT is usually 1883, MQTT over TLS 8883)"
 	}
 	return ""
 }
