@@ -54,6 +54,13 @@ func (q *deliveryQueue) push(d delivery) (ok, start bool) {
 		}
 		q.qos0++
 	}
+	if len(q.items) == cap(q.items) && q.head > 0 && q.head >= len(q.items)/2 {
+		// Reuse the taken half of the array instead of growing it: a queue
+		// that never quite empties must not grow without bound.
+		n := copy(q.items, q.items[q.head:])
+		clear(q.items[n:])
+		q.items, q.head = q.items[:n], 0
+	}
 	q.items = append(q.items, d)
 	start = !q.started
 	q.started = true
@@ -62,6 +69,19 @@ func (q *deliveryQueue) push(d delivery) (ok, start bool) {
 	default:
 	}
 	return true, start
+}
+
+// queueKeepCap is the most entries an empty queue's array keeps when
+// trimmed.
+const queueKeepCap = 64
+
+// trim lets a burst's large array go once the queue is empty.
+func (q *deliveryQueue) trim() {
+	q.mu.Lock()
+	if q.head == len(q.items) && cap(q.items) > queueKeepCap {
+		q.items, q.head = nil, 0
+	}
+	q.mu.Unlock()
 }
 
 // countDrop records a QoS 0 message dropped for lack of room.
@@ -96,9 +116,6 @@ func (q *deliveryQueue) taken() (ok, room bool) {
 	q.head++
 	if q.head == len(q.items) {
 		q.items, q.head = q.items[:0], 0
-		if cap(q.items) > 1024 {
-			q.items = nil // let a burst's backing array go
-		}
 	}
 	if d.ref == nil {
 		q.qos0--

@@ -41,6 +41,7 @@ func (s *session) pong() {
 	p := s.pings[0]
 	s.pings = s.pings[1:]
 	s.lastRTT = time.Since(p.sent)
+	s.c.counters.lastRTT.Store(int64(s.lastRTT))
 	if p.reply != nil {
 		p.reply <- s.lastRTT
 	}
@@ -74,8 +75,23 @@ func (s *session) keepAlive() {
 	}
 	if len(s.pings) == 0 && s.idle(now) >= conn.keepAlive {
 		s.ping(nil)
+		s.trimBuffers()
 	}
 	s.armKeepAlive(now)
+}
+
+// trimBuffers lets go of the large buffers a burst left behind, once the
+// connection has been quiet for a keepalive interval.
+func (s *session) trimBuffers() {
+	s.conn.w.trim()
+	s.defaultQ.trim()
+	for _, sub := range s.subs {
+		sub.q.trim()
+	}
+	if s.ackOrder.len() == 0 {
+		s.ackOrder.reset()
+	}
+	s.freeRefs = nil
 }
 
 // idle returns how long the client has sent nothing.
