@@ -44,8 +44,11 @@ type Client struct {
 
 	sessionPresent atomic.Bool
 	clientID       atomic.Pointer[string]
+	responseInfo   atomic.Pointer[string]
+	requests       requester // Request's shared reply subscription
 	connectedOnce  atomic.Bool   // later connections resume the session instead of starting clean
 	dropped        atomic.Uint64 // QoS 0 messages dropped by DropNewest
+	counters       counters
 	pendings       pendingPool
 	events         chan Event
 	eventsDropped  atomic.Uint64
@@ -175,6 +178,16 @@ func (c *Client) ClientID() string {
 	return c.cfg.ClientID
 }
 
+// ResponseInformation returns the Response Information the broker sent in
+// its latest CONNACK when Config.RequestResponseInfo is set: a topic prefix
+// it reserves for this client's replies. Empty when none.
+func (c *Client) ResponseInformation() string {
+	if p := c.responseInfo.Load(); p != nil {
+		return *p
+	}
+	return ""
+}
+
 // ProtocolVersion returns the protocol version of the current connection.
 func (c *Client) ProtocolVersion() ProtocolVersion {
 	if conn := c.conn.Load(); conn != nil {
@@ -287,6 +300,7 @@ func (c *Client) publishQoS0(ctx context.Context, m *Message) error {
 		}
 		return lostError(err)
 	}
+	c.counters.sent(AtMostOnce, len(m.Payload))
 	return nil
 }
 
@@ -323,6 +337,9 @@ func (c *Client) SubscribeFilters(ctx context.Context, filters ...Filter) (*Subs
 		}
 		if f.QoS > ExactlyOnce {
 			return nil, &ArgumentError{What: "QoS", Value: fmt.Sprint(byte(f.QoS)), Err: errors.New("want 0, 1 or 2")}
+		}
+		if group, _ := packet.SharedFilter(f.Topic); group != "" && f.NoLocal {
+			return nil, &ArgumentError{What: "topic filter", Value: f.Topic, Err: errors.New("No Local cannot be set on a shared subscription [MQTT-3.8.3-4]")}
 		}
 		if f.RetainHandling > 2 {
 			return nil, &ArgumentError{What: "retain handling", Value: fmt.Sprint(f.RetainHandling), Err: errors.New("want 0, 1 or 2")}

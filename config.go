@@ -3,12 +3,14 @@ package mqtt
 import (
 	"context"
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/url"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/b4e21b16/mqtt/packet"
 )
@@ -153,6 +155,46 @@ type Config struct {
 	// 2 message with Message.Ack, in any order, instead of the client
 	// acknowledging it when the application receives it from its channel.
 	ManualAck bool
+
+	// MQTT 5.0 options; 3.1.1 connections ignore them.
+
+	// WillDelay is the Will Delay Interval: the broker publishes the will
+	// this long after the connection ends without DISCONNECT, or not at all
+	// if the client reconnects (resuming the session) before then. Seconds
+	// resolution.
+	WillDelay time.Duration
+	// TopicAliasMaximum is the most topic aliases the broker may use when
+	// sending to the client (inbound aliases, resolved by the client). Zero
+	// means the default, 64; negative allows none.
+	TopicAliasMaximum int
+	// DisableTopicAliases stops the client from assigning topic aliases to
+	// what it publishes. By default, when the broker allows aliases (its
+	// Topic Alias Maximum in CONNACK), the most frequently published topics
+	// are sent as a 2-byte alias after their first use on a connection.
+	DisableTopicAliases bool
+	// RequestResponseInfo asks the broker for Response Information (a topic
+	// prefix it reserves for this client's replies), which then becomes the
+	// base of the reply topic Request uses; see Client.ResponseInformation.
+	RequestResponseInfo bool
+	// NoProblemInfo asks the broker to leave Reason Strings and User
+	// Properties out of every packet but PUBLISH, CONNACK and DISCONNECT
+	// (Request Problem Information 0).
+	NoProblemInfo bool
+	// ResponseTopic is the topic Request subscribes to for replies. Empty
+	// means "reply/" followed by random hexadecimal digits (under the
+	// broker's Response Information when RequestResponseInfo is set and the
+	// broker provides it).
+	ResponseTopic string
+	// FollowRedirects makes the client follow a broker's redirection: a
+	// CONNACK or DISCONNECT with reason Use another server (0x9C) or Server
+	// moved (0x9D) and a Server Reference. The client then connects to the
+	// referenced server (a host or host:port, or a URL, in the scheme of
+	// the server that redirected) before the configured ones. Off by
+	// default, since the reference comes from the network.
+	FollowRedirects bool
+	// Authenticator runs MQTT 5.0 enhanced authentication (AUTH packets);
+	// see NewSCRAMSHA256. Nil uses Username and Password only.
+	Authenticator Authenticator
 }
 
 const (
@@ -162,6 +204,8 @@ const (
 	defaultReceiveMaximum = 256
 	defaultMessageBuffer  = 1024
 	maxPingTimeout        = 30 * time.Second
+
+	defaultTopicAliasMaximum = 64
 )
 
 // withDefaults validates cfg and returns a copy with defaults filled in.
@@ -226,6 +270,22 @@ func (cfg Config) withDefaults() (Config, []server, error) {
 			return cfg, nil, &ArgumentError{What: "will payload", Value: fmt.Sprintf("%d bytes", len(w.Payload)), Err: fmt.Errorf("longer than 65535 bytes")}
 		}
 	}
+	if cfg.WillDelay < 0 || cfg.WillDelay > 0xffffffff*time.Second {
+		return cfg, nil, &ArgumentError{What: "WillDelay", Value: cfg.WillDelay.String(), Err: fmt.Errorf("want 0 to 4294967295 s")}
+	}
+	switch {
+	case cfg.TopicAliasMaximum == 0:
+		cfg.TopicAliasMaximum = defaultTopicAliasMaximum
+	case cfg.TopicAliasMaximum < 0:
+		cfg.TopicAliasMaximum = 0
+	case cfg.TopicAliasMaximum > 65535:
+		return cfg, nil, &ArgumentError{What: "TopicAliasMaximum", Value: fmt.Sprint(cfg.TopicAliasMaximum), Err: fmt.Errorf("more than 65535")}
+	}
+	if cfg.ResponseTopic != "" {
+		if err := packet.ValidTopicName(cfg.ResponseTopic); err != nil {
+			return cfg, nil, &ArgumentError{What: "ResponseTopic", Value: cfg.ResponseTopic, Err: err}
+		}
+	}
 	if err := checkWebSocketHeader(cfg.WebSocketHeader); err != nil {
 		return cfg, nil, err
 	}
@@ -267,6 +327,10 @@ func checkPublish(m *Message, maxPacket int) error {
 	}
 	if len(m.Payload) > packet.MaxRemainingLength-2-len(m.Topic)-2 {
 		return &ArgumentError{What: "payload", Value: fmt.Sprintf("%d bytes", len(m.Payload)), Err: packet.ErrTooLarge}
+	}
+	if m.PayloadUTF8 && !utf8.Valid(m.Payload) {
+		return &ArgumentError{What: "payload", Value: fmt.Sprintf("%d bytes", len(m.Payload)),
+			Err: errors.New("PayloadUTF8 is set but the payload is not valid UTF-8 (MQTT 5.0 section 3.3.2.3.2)")}
 	}
 	if m.ContentType != "" && !packet.ValidString(m.ContentType) {
 		return &ArgumentError{What: "content type", Value: m.ContentType, Err: packet.ErrTopicEncoding}

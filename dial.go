@@ -39,6 +39,11 @@ type connection struct {
 	maxQoS          QoS
 	retainAvailable bool
 	subIDs          bool // the broker accepts Subscription Identifiers (5.0)
+	wildcardSubs    bool // the broker accepts wildcard topic filters (5.0)
+	sharedSubs      bool // the broker accepts shared subscriptions (5.0)
+	aliasMax        int  // the broker's Topic Alias Maximum: aliases the client may use (5.0)
+	responseInfo    string
+	problemInfo     bool // the broker may send Reason Strings and User Properties on any packet
 	started         time.Time
 }
 
@@ -84,7 +89,11 @@ func (conn *connection) checkOutbound(m *Message) error {
 	if conn.maxPacket < packet.MaxPacketSize {
 		var p packet.Publish
 		m.toPublish(&p)
-		if n := p.Size(conn.version); n > conn.maxPacket {
+		n := p.Size(conn.version)
+		if conn.w.aliases != nil {
+			n += 3 // a Topic Alias property on the topic's first use
+		}
+		if n > conn.maxPacket {
 			return &ArgumentError{What: "payload", Value: fmt.Sprintf("%d bytes", len(m.Payload)),
 				Err: fmt.Errorf("%w: the packet would be %d bytes, the broker accepts at most %d", packet.ErrTooLarge, n, conn.maxPacket)}
 		}
@@ -92,9 +101,44 @@ func (conn *connection) checkOutbound(m *Message) error {
 	return nil
 }
 
-// dial connects to srv, trying MQTT 5.0 first and then 3.1.1 when the
-// version is not pinned and the broker refuses 5.0.
+// maxRedirects bounds the chain of redirections one dial follows.
+const maxRedirects = 3
+
+// dial connects to srv, following the broker's redirections when
+// Config.FollowRedirects is set.
 func (c *Client) dial(ctx context.Context, srv server) (*connection, error) {
+	for hop := 0; ; hop++ {
+		conn, err := c.dialVersion(ctx, srv)
+		ce, ok := errors.AsType[*ConnectError](err)
+		if !ok || !c.cfg.FollowRedirects || hop == maxRedirects {
+			return conn, err
+		}
+		next, ok := c.redirect(srv, ce.Code, ce.ServerReference)
+		if !ok {
+			return conn, err
+		}
+		srv = next
+	}
+}
+
+// redirect returns the server a refusal or DISCONNECT with code and
+// reference sends the client to, if it is a redirection the client follows.
+func (c *Client) redirect(from server, code ReasonCode, reference string) (server, bool) {
+	if !c.cfg.FollowRedirects || (code != packet.UseAnotherServer && code != packet.ServerMoved) || reference == "" {
+		return server{}, false
+	}
+	to, err := resolveReference(from, reference)
+	if err != nil {
+		c.log.Info("mqtt: cannot follow the broker's redirection", "server", from.url, "reference", reference, "err", err)
+		return server{}, false
+	}
+	c.log.Info("mqtt: broker redirects the client", "server", from.url, "to", to.url, "reason", code.String())
+	return to, true
+}
+
+// dialVersion connects to srv, trying MQTT 5.0 first and then 3.1.1 when
+// the version is not pinned and the broker refuses 5.0.
+func (c *Client) dialVersion(ctx context.Context, srv server) (*connection, error) {
 	switch c.cfg.Version {
 	case Version311:
 		return c.handshake(ctx, srv, packet.V311)
@@ -140,7 +184,7 @@ func (c *Client) handshake(ctx context.Context, srv server, v packet.Version) (*
 	// Ending ctx interrupts the exchange by expiring the connection's
 	// deadline: a select around a blocked read would not.
 	stop := context.AfterFunc(ctx, func() { _ = nc.SetDeadline(time.Unix(1, 0)) })
-	conn, err := c.exchange(nc, srv, v)
+	conn, err := c.exchange(ctx, nc, srv, v)
 	if !stop() && err == nil {
 		err = ctx.Err()
 	}
@@ -155,7 +199,7 @@ func (c *Client) handshake(ctx context.Context, srv server, v packet.Version) (*
 	return conn, nil
 }
 
-func (c *Client) exchange(nc net.Conn, srv server, v packet.Version) (*connection, error) {
+func (c *Client) exchange(ctx context.Context, nc net.Conn, srv server, v packet.Version) (*connection, error) {
 	cfg := &c.cfg
 	// A reconnection resumes the session the first connection started, under
 	// the identifier the broker may have assigned.
@@ -173,8 +217,15 @@ func (c *Client) exchange(nc net.Conn, srv server, v packet.Version) (*connectio
 	}
 	if w := cfg.Will; w != nil {
 		cp.Will = &packet.Will{Topic: w.Topic, Payload: w.Payload, QoS: byte(w.QoS), Retain: w.Retain}
-		w.appendProps(&cp.Will.Props)
+		if v == packet.V5 {
+			w.appendProps(&cp.Will.Props)
+			if cfg.WillDelay > 0 {
+				cp.Will.Props.WillDelay = uint32(cfg.WillDelay / time.Second)
+				cp.Will.Props.Set(packet.PropWillDelay)
+			}
+		}
 	}
+	auth := cfg.Authenticator
 	if v == packet.V5 {
 		pr := &cp.Props
 		if cfg.SessionExpiry > 0 {
@@ -187,6 +238,32 @@ func (c *Client) exchange(nc net.Conn, srv server, v packet.Version) (*connectio
 			pr.MaximumPacketSize = uint32(cfg.MaxPacketSize)
 			pr.Set(packet.PropMaximumPacketSize)
 		}
+		if cfg.TopicAliasMaximum > 0 {
+			pr.TopicAliasMaximum = uint16(cfg.TopicAliasMaximum)
+			pr.Set(packet.PropTopicAliasMaximum)
+		}
+		if cfg.RequestResponseInfo {
+			pr.RequestResponseInfo = 1
+			pr.Set(packet.PropRequestResponseInfo)
+		}
+		if cfg.NoProblemInfo {
+			pr.RequestProblemInfo = 0
+			pr.Set(packet.PropRequestProblemInfo)
+		}
+		if auth != nil {
+			data, err := auth.Start(ctx)
+			if err != nil {
+				return nil, &AuthError{Method: auth.Method(), Step: "start", Err: err}
+			}
+			pr.AuthMethod = auth.Method()
+			pr.Set(packet.PropAuthMethod)
+			if data != nil {
+				pr.AuthData = data
+				pr.Set(packet.PropAuthData)
+			}
+		}
+	} else {
+		auth = nil // enhanced authentication is MQTT 5.0 only
 	}
 	buf, err := cp.Append(nil, v)
 	if err != nil {
@@ -196,27 +273,43 @@ func (c *Client) exchange(nc net.Conn, srv server, v packet.Version) (*connectio
 		return nil, fmt.Errorf("mqtt: send CONNECT to %s: %w", srv.url, err)
 	}
 	br := bufio.NewReaderSize(nc, readBufferSize)
-	h, err := packet.ReadHeader(br, cfg.MaxPacketSize)
-	if err != nil {
-		if _, ok := errors.AsType[*packet.Error](err); ok {
-			return nil, fmt.Errorf("mqtt: %w: %s instead of CONNACK: %w", ErrProtocolViolation, srv.url, err)
+	var ack *packet.Connack
+	for ack == nil {
+		pk, err := c.readHandshake(br, srv, v)
+		if err != nil {
+			return nil, err
 		}
-		return nil, fmt.Errorf("mqtt: waiting for CONNACK from %s: %w", srv.url, connackReadError(err))
+		switch pk := pk.(type) {
+		case *packet.Connack:
+			ack = pk
+		case *packet.Auth:
+			// [MQTT-4.12.0-2] [MQTT-4.12.0-3]: AUTH before CONNACK continues
+			// the exchange the client started, under the same method.
+			if auth == nil || pk.ReasonCode != packet.ContinueAuthentication || pk.Props.AuthMethod != auth.Method() {
+				return nil, fmt.Errorf("mqtt: %w: %s sent AUTH (%v, method %q) during an authentication it did not expect [MQTT-4.12.0-2]",
+					ErrProtocolViolation, srv.url, pk.ReasonCode, pk.Props.AuthMethod)
+			}
+			data, err := auth.Continue(ctx, pk.Props.AuthData)
+			if err != nil {
+				return nil, &AuthError{Method: auth.Method(), Step: "continue", Err: err}
+			}
+			if err := writeAuth(nc, packet.ContinueAuthentication, auth.Method(), data); err != nil {
+				return nil, fmt.Errorf("mqtt: send AUTH to %s: %w", srv.url, err)
+			}
+		}
 	}
-	if h.Type != packet.CONNACK {
-		return nil, fmt.Errorf("mqtt: %w: %s sent %v before CONNACK [MQTT-3.2.0-1]", ErrProtocolViolation, srv.url, h.Type)
-	}
-	body := make([]byte, h.Remaining)
-	if _, err := io.ReadFull(br, body); err != nil {
-		return nil, fmt.Errorf("mqtt: reading CONNACK from %s: %w", srv.url, connackReadError(err))
-	}
-	pk, err := packet.Decode(h, body, v)
-	if err != nil {
-		return nil, fmt.Errorf("mqtt: %w: %s: %w", ErrProtocolViolation, srv.url, err)
-	}
-	ack := pk.(*packet.Connack)
 	if ack.ReasonCode != packet.Success {
-		return nil, &ConnectError{Server: srv.url, Version: v.String(), Code: ack.ReasonCode, Reason: ack.Props.ReasonString}
+		return nil, &ConnectError{Server: srv.url, Version: v.String(), Code: ack.ReasonCode, Reason: ack.Props.ReasonString,
+			ServerReference: ack.Props.ServerReference}
+	}
+	if auth != nil {
+		if ack.Props.AuthMethod != auth.Method() {
+			return nil, &AuthError{Method: auth.Method(), Step: "finish",
+				Err: fmt.Errorf("%w: CONNACK names authentication method %q", ErrProtocolViolation, ack.Props.AuthMethod)}
+		}
+		if err := auth.Finish(ctx, ack.Props.AuthData); err != nil {
+			return nil, &AuthError{Method: auth.Method(), Step: "finish", Err: err}
+		}
 	}
 	conn := &connection{
 		nc:              nc,
@@ -228,33 +321,91 @@ func (c *Client) exchange(nc net.Conn, srv server, v packet.Version) (*connectio
 		receiveMax:      65535,
 		maxQoS:          ExactlyOnce,
 		retainAvailable: true,
+		wildcardSubs:    true,
+		sharedSubs:      true,
+		problemInfo:     !cfg.NoProblemInfo,
 		started:         time.Now(),
 	}
 	if v == packet.V5 {
-		pr := &ack.Props
-		if pr.Has(packet.PropAssignedClientID) {
-			conn.assignedID = pr.AssignedClientID
-		}
-		if pr.Has(packet.PropServerKeepAlive) {
-			conn.keepAlive = time.Duration(pr.ServerKeepAlive) * time.Second
-		}
-		if pr.Has(packet.PropMaximumPacketSize) {
-			conn.maxPacket = int(pr.MaximumPacketSize)
-		}
-		if pr.Has(packet.PropReceiveMaximum) {
-			conn.receiveMax = int(pr.ReceiveMaximum)
-		}
-		if pr.Has(packet.PropMaximumQoS) {
-			conn.maxQoS = QoS(pr.MaximumQoS)
-		}
-		if pr.Has(packet.PropRetainAvailable) {
-			conn.retainAvailable = pr.RetainAvailable == 1
-		}
-		conn.subIDs = !pr.Has(packet.PropSubIDAvailable) || pr.SubIDAvail == 1
+		conn.negotiate(&ack.Props, cfg)
 	}
 	conn.r = &reader{br: br, version: v, maxSize: cfg.MaxPacketSize}
 	conn.w = newWriter(nc, v)
+	if !cfg.DisableTopicAliases && conn.aliasMax > 0 {
+		conn.w.aliases = newTopicAliases(conn.aliasMax)
+	}
 	return conn, nil
+}
+
+// negotiate applies what a 5.0 CONNACK announces.
+func (conn *connection) negotiate(pr *packet.Properties, cfg *Config) {
+	if pr.Has(packet.PropAssignedClientID) {
+		conn.assignedID = pr.AssignedClientID
+	}
+	if pr.Has(packet.PropServerKeepAlive) {
+		conn.keepAlive = time.Duration(pr.ServerKeepAlive) * time.Second
+	}
+	if pr.Has(packet.PropMaximumPacketSize) {
+		conn.maxPacket = int(pr.MaximumPacketSize)
+	}
+	if pr.Has(packet.PropReceiveMaximum) {
+		conn.receiveMax = int(pr.ReceiveMaximum)
+	}
+	if pr.Has(packet.PropMaximumQoS) {
+		conn.maxQoS = QoS(pr.MaximumQoS)
+	}
+	if pr.Has(packet.PropRetainAvailable) {
+		conn.retainAvailable = pr.RetainAvailable == 1
+	}
+	conn.subIDs = !pr.Has(packet.PropSubIDAvailable) || pr.SubIDAvail == 1
+	conn.wildcardSubs = !pr.Has(packet.PropWildcardSubAvailable) || pr.WildcardSubAvail == 1
+	conn.sharedSubs = !pr.Has(packet.PropSharedSubAvailable) || pr.SharedSubAvail == 1
+	if pr.Has(packet.PropTopicAliasMaximum) {
+		conn.aliasMax = int(pr.TopicAliasMaximum)
+	}
+	if cfg.RequestResponseInfo && pr.Has(packet.PropResponseInfo) {
+		conn.responseInfo = pr.ResponseInfo
+	}
+}
+
+// readHandshake reads one packet of the connect exchange: CONNACK, or AUTH.
+func (c *Client) readHandshake(br *bufio.Reader, srv server, v packet.Version) (packet.Packet, error) {
+	h, err := packet.ReadHeader(br, c.cfg.MaxPacketSize)
+	if err != nil {
+		if _, ok := errors.AsType[*packet.Error](err); ok {
+			return nil, fmt.Errorf("mqtt: %w: %s instead of CONNACK: %w", ErrProtocolViolation, srv.url, err)
+		}
+		return nil, fmt.Errorf("mqtt: waiting for CONNACK from %s: %w", srv.url, connackReadError(err))
+	}
+	if h.Type != packet.CONNACK && (h.Type != packet.AUTH || v != packet.V5) {
+		return nil, fmt.Errorf("mqtt: %w: %s sent %v before CONNACK [MQTT-3.2.0-1]", ErrProtocolViolation, srv.url, h.Type)
+	}
+	body := make([]byte, h.Remaining)
+	if _, err := io.ReadFull(br, body); err != nil {
+		return nil, fmt.Errorf("mqtt: reading CONNACK from %s: %w", srv.url, connackReadError(err))
+	}
+	pk, err := packet.Decode(h, body, v)
+	if err != nil {
+		return nil, fmt.Errorf("mqtt: %w: %s: %w", ErrProtocolViolation, srv.url, err)
+	}
+	return pk, nil
+}
+
+// writeAuth writes an AUTH packet directly, during the connect exchange.
+func writeAuth(w io.Writer, code ReasonCode, method string, data []byte) error {
+	a := packet.Auth{ReasonCode: code}
+	a.Props.AuthMethod = method
+	a.Props.Set(packet.PropAuthMethod)
+	if data != nil {
+		a.Props.AuthData = data
+		a.Props.Set(packet.PropAuthData)
+	}
+	buf, err := a.Append(nil, packet.V5)
+	if err != nil {
+		return err
+	}
+	_, err = w.Write(buf)
+	return err
 }
 
 func connackReadError(err error) error {

@@ -53,6 +53,10 @@ type ConnectError struct {
 	Version string     // protocol version of the attempt, "3.1.1" or "5.0"
 	Code    ReasonCode // CONNACK reason code (3.1.1: return code)
 	Reason  string     // MQTT 5.0 Reason String, if the broker sent one
+	// ServerReference is the MQTT 5.0 Server Reference the broker sent with
+	// a redirection (Use another server, Server moved); see
+	// Config.FollowRedirects.
+	ServerReference string
 }
 
 func (e *ConnectError) Error() string {
@@ -75,6 +79,9 @@ type ReasonError struct {
 	Packet string     // "PUBACK", "PUBREC", "PUBCOMP", "UNSUBACK", "DISCONNECT"
 	Code   ReasonCode // the reason code (0x80 and above)
 	Reason string     // the Reason String, if the broker sent one
+	// ServerReference is the Server Reference of a DISCONNECT that
+	// redirects the client (Use another server, Server moved).
+	ServerReference string
 }
 
 func (e *ReasonError) Error() string {
@@ -124,3 +131,4 @@ func lostError(cause error) error {
 	}
 	return fmt.Errorf("%w: %w", ErrConnectionLost, cause)
 }
+

@@ -18,7 +18,11 @@ import (
 // [MQTT-3.1.2-*]: client identifier, Clean Start, Keep Alive in seconds, the
 // user name and password flags and fields, the will (topic, payload, QoS,
 // retain) and, in MQTT 5.0, Receive Maximum, Session Expiry Interval,
-// Maximum Packet Size and the will properties.
+// Maximum Packet Size, Topic Alias Maximum, Request Response Information,
+// Request Problem Information and every will property (Will Delay Interval,
+// Payload Format Indicator, Message Expiry Interval, Content Type, Response
+// Topic, Correlation Data, User Properties in order with a duplicate key;
+// MQTT 5.0 section 3.1.3.2).
 func TestFakeConnectPacket(t *testing.T) {
 	fakeEachVersion(t, func(t *testing.T, v mqtt.ProtocolVersion, wire packet.Version) {
 		cfg := mqtt.Config{
@@ -28,11 +32,17 @@ func TestFakeConnectPacket(t *testing.T) {
 			Username:   "alice",
 			Password:   []byte("s3cret"),
 			Will: &mqtt.Message{Topic: "dev/7/status", Payload: []byte("gone"), QoS: mqtt.AtLeastOnce,
-				Retain: true, ContentType: "text/plain"},
-			Version:        v,
-			SessionExpiry:  90 * time.Second,
-			ReceiveMaximum: 20,
-			MaxPacketSize:  4096,
+				Retain: true, ContentType: "text/plain", PayloadUTF8: true, Expiry: 120 * time.Second,
+				ResponseTopic: "dev/7/ask", CorrelationData: []byte{7},
+				UserProperties: []mqtt.UserProperty{{Key: "k", Value: "1"}, {Key: "k", Value: "2"}}},
+			WillDelay:           30 * time.Second,
+			Version:             v,
+			SessionExpiry:       90 * time.Second,
+			ReceiveMaximum:      20,
+			MaxPacketSize:       4096,
+			TopicAliasMaximum:   5,
+			RequestResponseInfo: true,
+			NoProblemInfo:       true,
 		}
 		_, _, got := fakeClient(t, cfg, &packet.Connack{})
 		want := &packet.Connect{
@@ -53,8 +63,26 @@ func TestFakeConnectPacket(t *testing.T) {
 			want.Props.Set(packet.PropReceiveMaximum)
 			want.Props.MaximumPacketSize = 4096
 			want.Props.Set(packet.PropMaximumPacketSize)
-			want.Will.Props.ContentType = "text/plain"
-			want.Will.Props.Set(packet.PropContentType)
+			want.Props.TopicAliasMaximum = 5
+			want.Props.Set(packet.PropTopicAliasMaximum)
+			want.Props.RequestResponseInfo = 1
+			want.Props.Set(packet.PropRequestResponseInfo)
+			want.Props.RequestProblemInfo = 0
+			want.Props.Set(packet.PropRequestProblemInfo)
+			wp := &want.Will.Props
+			wp.ContentType = "text/plain"
+			wp.Set(packet.PropContentType)
+			wp.PayloadFormat = 1
+			wp.Set(packet.PropPayloadFormat)
+			wp.MessageExpiry = 120
+			wp.Set(packet.PropMessageExpiry)
+			wp.ResponseTopic = "dev/7/ask"
+			wp.Set(packet.PropResponseTopic)
+			wp.CorrelationData = []byte{7}
+			wp.Set(packet.PropCorrelationData)
+			wp.User = []packet.UserProperty{{Key: "k", Value: "1"}, {Key: "k", Value: "2"}}
+			wp.WillDelay = 30
+			wp.Set(packet.PropWillDelay)
 		}
 		if diff := cmp.Diff(want, got); diff != "" {
 			t.Errorf("CONNECT (-want +got):\n%s", diff)
@@ -66,7 +94,7 @@ func TestFakeConnectPacket(t *testing.T) {
 // user name, password or will, Clean Start 0, Keep Alive 60 s, and in
 // MQTT 5.0 no Session Expiry Interval (0, the session ends with the
 // connection) but the default Receive Maximum 256 and Maximum Packet Size
-// 16 MiB.
+// 16 MiB, and Topic Alias Maximum 64.
 func TestFakeConnectPacketDefaults(t *testing.T) {
 	fakeEachVersion(t, func(t *testing.T, v mqtt.ProtocolVersion, wire packet.Version) {
 		_, _, got := fakeClient(t, mqtt.Config{ClientID: "plain", Version: v}, &packet.Connack{})
@@ -76,6 +104,8 @@ func TestFakeConnectPacketDefaults(t *testing.T) {
 			want.Props.Set(packet.PropReceiveMaximum)
 			want.Props.MaximumPacketSize = 16 << 20
 			want.Props.Set(packet.PropMaximumPacketSize)
+			want.Props.TopicAliasMaximum = 64
+			want.Props.Set(packet.PropTopicAliasMaximum)
 		}
 		if diff := cmp.Diff(want, got); diff != "" {
 			t.Errorf("CONNECT (-want +got):\n%s", diff)

@@ -248,23 +248,6 @@ func TestFakeAuthInV311(t *testing.T) {
 	})
 }
 
-// TestFakeTopicAliasFromBroker checks that a PUBLISH with a Topic Alias,
-// when the client announced Topic Alias Maximum 0 (by leaving it out), ends
-// the connection with Topic Alias invalid (0x94) [MQTT-3.3.2-10].
-func TestFakeTopicAliasFromBroker(t *testing.T) {
-	fakeBubble(t, func(t *testing.T) {
-		c, fc, cp := fakeClient(t, mqtt.Config{ClientID: "m", Version: mqtt.Version5}, &packet.Connack{})
-		if cp.Props.Has(packet.PropTopicAliasMaximum) && cp.Props.TopicAliasMaximum != 0 {
-			t.Fatalf("CONNECT announces Topic Alias Maximum %d", cp.Props.TopicAliasMaximum)
-		}
-		p := &packet.Publish{Topic: "a/b", Payload: []byte("x")}
-		p.Props.TopicAlias = 1
-		p.Props.Set(packet.PropTopicAlias)
-		fc.send(p)
-		fakeExpectViolationClose(t, c, fc, packet.V5, packet.TopicAliasInvalid)
-	})
-}
-
 // TestFakePacketTooLargeFromBroker checks that a packet larger than the
 // Maximum Packet Size the client announced, which the broker must not send
 // [MQTT-3.1.2-24], ends the connection with Packet too large (0x95, MQTT 5.0

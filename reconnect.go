@@ -184,11 +184,14 @@ type dialResult struct {
 // flight, before the broker sent anything on them; the backoff starts that
 // much further along, so a broker that drops the client on every re-send is
 // not hammered.
-func (c *Client) redial(ctx context.Context, out chan<- dialResult, unstable int) {
+func (c *Client) redial(ctx context.Context, out chan<- dialResult, unstable int, redirect *server) {
 	rc := &c.cfg.Reconnect
 	var last error
 	for attempt := 1; ; attempt++ {
 		delay := rc.backoff(attempt + unstable)
+		if redirect != nil {
+			delay = 0 // the broker said where to go; no reason to wait
+		}
 		c.emit(Event{Kind: EventReconnecting, Attempt: attempt, Delay: delay})
 		c.log.Info("mqtt: reconnecting", "attempt", attempt, "delay", delay)
 		t := time.NewTimer(delay)
@@ -200,6 +203,9 @@ func (c *Client) redial(ctx context.Context, out chan<- dialResult, unstable int
 			return
 		}
 		srv := c.servers[(attempt-1)%len(c.servers)]
+		if redirect != nil {
+			srv, redirect = *redirect, nil
+		}
 		conn, err := c.dial(ctx, srv)
 		if err == nil {
 			out <- dialResult{conn: conn}

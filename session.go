@@ -90,11 +90,12 @@ type session struct {
 	dialed     chan dialResult // from the redial goroutine
 	dialCancel func()          // stops the redial goroutine; nil when none runs
 	unstable   int             // connections in a row that ended before the broker sent anything
+	redirectTo *server         // where a broker's DISCONNECT sent the client (Config.FollowRedirects)
 
 	// Inbound state.
 	inByID   map[uint16]*inboundRef
 	freeRefs []*inboundRef // finished records kept for reuse
-	ackOrder []*inboundRef // unacknowledged messages in arrival order
+	ackOrder refQueue      // unacknowledged messages in arrival order
 	pausedBy int
 	stalled  *stalledDelivery
 
@@ -103,6 +104,9 @@ type session struct {
 	lastSubID uint32
 
 	pings        []pingWait
+	inAliases []string // inbound topic aliases of the current connection, by alias
+	reauth    *reauthReq
+
 	pingSeen     uint64 // reader packet count when the oldest ping was last found unanswered
 	pingDeadline time.Time
 	kaTimer      *time.Timer
@@ -169,8 +173,11 @@ func (s *session) attach(conn *connection) {
 		s.sendQuota = min(s.sendQuota, n)
 	}
 	s.resend = nil
+	s.inAliases = nil
+	s.c.responseInfo.Store(&conn.responseInfo)
 	s.c.sessionPresent.Store(conn.sessionPresent)
 	s.c.connectedOnce.Store(true)
+	s.c.counters.connects.Add(1)
 	if conn.assignedID != "" {
 		id := conn.assignedID
 		s.c.clientID.Store(&id)
@@ -234,6 +241,7 @@ func (s *session) run() {
 		case <-s.c.closing:
 			s.shutdown(ErrClosed)
 		}
+		s.publishGauges()
 	}
 }
 
@@ -341,6 +349,7 @@ func (s *session) connectionEnded(cause error) {
 	}
 	s.pings = nil
 	s.pausedBy &^= pauseInflight
+	s.endReauth(lostError(cause))
 	s.log.Info("mqtt: connection lost", "server", conn.server.url, "err", cause)
 	s.noteStability(conn)
 	s.c.emit(Event{Kind: EventConnectionLost, Server: conn.server.url, Err: cause})
@@ -356,10 +365,11 @@ func (s *session) startRedial() {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	s.dialCancel = func() { cancel(); <-done }
-	unstable := s.unstable
+	unstable, first := s.unstable, s.redirectTo
+	s.redirectTo = nil
 	go func() {
 		defer close(done)
-		s.c.redial(ctx, s.dialed, unstable)
+		s.c.redial(ctx, s.dialed, unstable, first)
 	}()
 }
 

@@ -3,6 +3,8 @@ package mqtt
 import (
 	"fmt"
 	"slices"
+	"strings"
+	"unicode/utf8"
 
 	"github.com/b4e21b16/mqtt/packet"
 )
@@ -10,6 +12,12 @@ import (
 func (s *session) handleInbound(ev *inbound) {
 	if ev.err != nil {
 		s.protocolFail(ev.err)
+		return
+	}
+	if s.conn != nil && !s.conn.problemInfo && carriesProblemInfo(ev) {
+		// [MQTT-3.1.2-29]: with Request Problem Information 0, a Reason String
+		// or User Property is allowed only on PUBLISH, CONNACK and DISCONNECT.
+		s.protocolFail(fmt.Errorf("%w: %v carries a Reason String or User Property although the client asked for none [MQTT-3.1.2-29]", ErrProtocolViolation, ev.typ))
 		return
 	}
 	switch ev.typ {
@@ -27,21 +35,76 @@ func (s *session) handleInbound(ev *inbound) {
 		s.pong()
 	case packet.DISCONNECT:
 		d := ev.pkt.(*packet.Disconnect)
-		s.serverDisconnect = &ReasonError{Packet: "DISCONNECT", Code: d.ReasonCode, Reason: d.Props.ReasonString}
+		s.serverDisconnect = &ReasonError{Packet: "DISCONNECT", Code: d.ReasonCode, Reason: d.Props.ReasonString,
+			ServerReference: d.Props.ServerReference}
 		s.log.Info("mqtt: broker sent DISCONNECT", "reason", d.ReasonCode.String(), "reason_string", d.Props.ReasonString)
 		if s.conn != nil {
+			if to, ok := s.c.redirect(s.conn.server, d.ReasonCode, d.Props.ServerReference); ok {
+				s.redirectTo = &to
+			}
 			s.conn.cancel(s.serverDisconnect)
 		}
+	case packet.AUTH:
+		s.authReceived(ev.pkt.(*packet.Auth))
 	default:
 		s.protocolFail(fmt.Errorf("%w: unexpected %v from the broker", ErrProtocolViolation, ev.typ))
 	}
 }
 
+// carriesProblemInfo reports whether a packet other than PUBLISH, CONNACK
+// and DISCONNECT has a Reason String or User Property.
+func carriesProblemInfo(ev *inbound) bool {
+	var pr *packet.Properties
+	switch p := ev.pkt.(type) {
+	case *packet.Suback:
+		pr = &p.Props
+	case *packet.Unsuback:
+		pr = &p.Props
+	case *packet.Auth:
+		pr = &p.Props
+	case nil:
+		if ev.typ != packet.PUBLISH {
+			pr = &ev.ack.Props
+		}
+	}
+	return pr != nil && (pr.Has(packet.PropReasonString) || len(pr.User) > 0)
+}
+
+// resolveAlias applies an inbound Topic Alias: a PUBLISH with a topic and
+// an alias (re)defines the alias for this connection, one with an alias
+// alone uses it [MQTT-3.3.2-12]. It reports false after ending the
+// connection for an invalid alias.
+func (s *session) resolveAlias(p *packet.Publish) bool {
+	a := int(p.Props.TopicAlias)
+	if a == 0 || a > s.cfg.TopicAliasMaximum {
+		// [MQTT-3.3.2-8] [MQTT-3.3.2-9]
+		s.protocolFailCode(packet.TopicAliasInvalid, fmt.Errorf("%w: PUBLISH with topic alias %d, the client allows 1 to %d [MQTT-3.3.2-9]",
+			ErrProtocolViolation, a, s.cfg.TopicAliasMaximum))
+		return false
+	}
+	if s.inAliases == nil {
+		s.inAliases = make([]string, s.cfg.TopicAliasMaximum+1)
+	}
+	if p.Topic != "" {
+		// The topic shares the message's buffer; a copy keeps the table
+		// from holding payloads alive.
+		s.inAliases[a] = strings.Clone(p.Topic)
+		return true
+	}
+	if p.Topic = s.inAliases[a]; p.Topic == "" {
+		s.protocolFail(fmt.Errorf("%w: PUBLISH with topic alias %d, which this connection never defined", ErrProtocolViolation, a))
+		return false
+	}
+	return true
+}
+
 // receive routes a PUBLISH to the matching delivery queues.
 func (s *session) receive(p *packet.Publish) {
-	if s.conn != nil && s.conn.version == packet.V5 && p.Props.Has(packet.PropTopicAlias) {
-		// The client announces Topic Alias Maximum 0, so any alias is invalid [MQTT-3.3.2-10].
-		s.protocolFailCode(packet.TopicAliasInvalid, fmt.Errorf("%w: PUBLISH with topic alias %d, none allowed", ErrProtocolViolation, p.Props.TopicAlias))
+	if p.Props.Has(packet.PropTopicAlias) && !s.resolveAlias(p) {
+		return
+	}
+	if p.Props.Has(packet.PropPayloadFormat) && p.Props.PayloadFormat == 1 && !utf8.Valid(p.Payload) {
+		s.refusePayload(p)
 		return
 	}
 	var ref *inboundRef
@@ -59,8 +122,9 @@ func (s *session) receive(p *packet.Publish) {
 		}
 		ref = s.newRef(p.PacketID, p.QoS)
 		s.inByID[p.PacketID] = ref
-		s.ackOrder = append(s.ackOrder, ref)
+		s.ackOrder.push(ref)
 	}
+	s.c.counters.received(p.QoS, len(p.Payload))
 	msg := messageFrom(p)
 	matched := false
 	for _, sub := range s.subs {
@@ -76,7 +140,7 @@ func (s *session) receive(p *packet.Publish) {
 		if ref.holders == 0 {
 			s.flushAcks()
 		}
-		if len(s.ackOrder) >= s.pauseLimit() {
+		if s.ackOrder.len() >= s.pauseLimit() {
 			// Hold reading back until the application takes messages; the
 			// broker is pushed back through TCP.
 			s.pausedBy |= pauseInflight
@@ -192,8 +256,10 @@ func (s *session) newRef(id uint16, qos byte) *inboundRef {
 }
 
 // freeRef keeps a finished record for reuse; nothing refers to it any more.
+// Up to ReceiveMaximum are kept: as many as can be in use at once, so a
+// steady stream of QoS 1/2 messages allocates no records.
 func (s *session) freeRef(ref *inboundRef) {
-	if len(s.freeRefs) < 64 {
+	if len(s.freeRefs) < int(s.cfg.ReceiveMaximum) {
 		s.freeRefs = append(s.freeRefs, ref)
 	}
 }
@@ -243,10 +309,8 @@ func (r *ackReq) handle(s *session) {
 // a QoS 2 message is recorded before its PUBREC, so that it is not handed
 // to the application again after a crash.
 func (s *session) flushAcks() {
-	for s.conn != nil && len(s.ackOrder) > 0 && s.ackOrder[0].holders <= 0 {
-		ref := s.ackOrder[0]
-		s.ackOrder[0] = nil
-		s.ackOrder = s.ackOrder[1:]
+	for s.conn != nil && s.ackOrder.len() > 0 && s.ackOrder.front().holders <= 0 {
+		ref := s.ackOrder.pop()
 		ref.acked = true
 		if ref.qos == 1 {
 			delete(s.inByID, ref.id)
@@ -263,10 +327,7 @@ func (s *session) flushAcks() {
 			s.sendAck(packet.PUBREC, ref.id, 0)
 		}
 	}
-	if len(s.ackOrder) == 0 {
-		s.ackOrder = nil
-	}
-	if len(s.ackOrder) < s.pauseLimit() {
+	if s.ackOrder.len() < s.pauseLimit() {
 		s.pausedBy &^= pauseInflight
 	}
 }
@@ -293,4 +354,61 @@ func (s *session) released(a *packet.Ack) {
 		code = packet.PacketIdentifierNotFound
 	}
 	s.sendAck(packet.PUBCOMP, a.PacketID, code)
+}
+
+// refusePayload rejects a message whose Payload Format Indicator says UTF-8
+// when the payload is not (MQTT 5.0 section 3.3.2.3.2): a QoS 1 or 2
+// message with a PUBACK or PUBREC carrying Payload format invalid (0x99), a
+// QoS 0 message, which has no acknowledgement, with a DISCONNECT carrying
+// it. Either way the message is not delivered, and the refusal is logged.
+func (s *session) refusePayload(p *packet.Publish) {
+	s.log.Info("mqtt: refused a message whose payload is not the UTF-8 it claims", "topic", p.Topic, "qos", p.QoS)
+	switch {
+	case p.QoS == 0:
+		s.protocolFailCode(packet.PayloadFormatInvalid, fmt.Errorf("%w: QoS 0 PUBLISH on %q marked UTF-8 with a payload that is not", ErrProtocolViolation, p.Topic))
+	case s.inByID[p.PacketID] != nil:
+		// A re-sent message the client holds: answered when it is acknowledged.
+	case p.QoS == 1:
+		s.sendAck(packet.PUBACK, p.PacketID, packet.PayloadFormatInvalid)
+	default:
+		// A PUBREC with a failure code ends the QoS 2 exchange: no PUBREL follows.
+		s.sendAck(packet.PUBREC, p.PacketID, packet.PayloadFormatInvalid)
+	}
+}
+
+// refQueue is a FIFO of inbound records. It reuses its array: popping
+// advances a head index, and a push into a full array first moves the live
+// entries to the front when at least half of it is free.
+type refQueue struct {
+	items []*inboundRef
+	head  int
+}
+
+func (q *refQueue) len() int            { return len(q.items) - q.head }
+func (q *refQueue) front() *inboundRef  { return q.items[q.head] }
+func (q *refQueue) live() []*inboundRef { return q.items[q.head:] }
+
+func (q *refQueue) push(r *inboundRef) {
+	if len(q.items) == cap(q.items) && q.head > 0 && q.head >= len(q.items)/2 {
+		n := copy(q.items, q.items[q.head:])
+		clear(q.items[n:])
+		q.items, q.head = q.items[:n], 0
+	}
+	q.items = append(q.items, r)
+}
+
+func (q *refQueue) pop() *inboundRef {
+	r := q.items[q.head]
+	q.items[q.head] = nil
+	q.head++
+	if q.head == len(q.items) {
+		q.items, q.head = q.items[:0], 0
+	}
+	return r
+}
+
+// reset empties the queue and lets its array go.
+func (q *refQueue) reset() {
+	clear(q.items)
+	*q = refQueue{}
 }

@@ -95,6 +95,7 @@ func (s *session) sendQoS0(p *Pending) {
 	}
 	p.msg.toPublish(&p.pub)
 	s.send(&p.pub)
+	s.c.counters.sent(AtMostOnce, len(p.msg.Payload))
 	p.complete(nil)
 }
 
@@ -127,6 +128,7 @@ func (s *session) trySendPublish(p *Pending) bool {
 	s.out[id] = p
 	s.sendQuota--
 	s.send(&p.pub)
+	s.c.counters.sent(p.msg.QoS, len(p.msg.Payload))
 	return true
 }
 

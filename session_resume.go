@@ -100,8 +100,7 @@ func (s *session) forgetInbound() {
 			}
 		}
 	}
-	clear(s.ackOrder)
-	s.ackOrder = nil
+	s.ackOrder.reset()
 	s.pausedBy &^= pauseInflight
 }
 

@@ -2,7 +2,9 @@ package mqtt
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/b4e21b16/mqtt/packet"
 )
@@ -53,6 +55,10 @@ func (s *session) trySubscribe(r *subscribeReq) bool {
 	}
 	if s.conn == nil || len(s.out) >= 65535 {
 		return false
+	}
+	if err := s.conn.checkFilters(r.filters); err != nil {
+		r.fail(err)
+		return true
 	}
 	sub := &Subscription{c: s.c, q: newDeliveryQueue(s.cfg.MessageBuffer), options: r.filters}
 	for _, f := range r.filters {
@@ -256,4 +262,20 @@ func (s *session) dropFilter(f string) {
 			i--
 		}
 	}
+}
+
+// checkFilters refuses, before sending, filters the broker announced it does
+// not support: wildcards and shared subscriptions (MQTT 5.0 CONNACK
+// properties; a broker would answer with 0xA2 or 0x9E).
+func (conn *connection) checkFilters(filters []packet.Subscription) error {
+	for _, f := range filters {
+		group, filter := packet.SharedFilter(f.Filter)
+		if group != "" && !conn.sharedSubs {
+			return &ArgumentError{What: "topic filter", Value: f.Filter, Err: errors.New("the broker does not support shared subscriptions")}
+		}
+		if !conn.wildcardSubs && strings.ContainsAny(filter, "+#") {
+			return &ArgumentError{What: "topic filter", Value: f.Filter, Err: errors.New("the broker does not support wildcard subscriptions")}
+		}
+	}
+	return nil
 }

@@ -48,6 +48,8 @@ type writer struct {
 	// carrying a reason code for the broker).
 	flushOnClose atomic.Bool
 
+	aliases *topicAliases // outbound topic aliases (nil: none); guarded by mu
+
 	lastWrite atomic.Int64 // unix nanoseconds of the last completed Write
 	bytesOut  atomic.Uint64
 }
@@ -70,7 +72,7 @@ func (w *writer) enqueue(p packet.Packet, last bool) error {
 	}
 	w.sealed = last
 	var err error
-	w.pending, err = p.Append(w.pending, w.version)
+	w.pending, err = w.appendLocked(p)
 	w.mu.Unlock()
 	if err != nil {
 		return err
@@ -91,7 +93,7 @@ func (w *writer) sendPublish(ctx context.Context, p *packet.Publish, stop <-chan
 		}
 		if len(w.pending) < writerHighWater {
 			var err error
-			w.pending, err = p.Append(w.pending, w.version)
+			w.pending, err = w.appendPublishLocked(p)
 			w.mu.Unlock()
 			if err != nil {
 				return err
@@ -115,6 +117,24 @@ func (w *writer) sendPublish(ctx context.Context, p *packet.Publish, stop <-chan
 }
 
 var errWriterStopped = errors.New("connection closed")
+
+// appendLocked encodes p onto pending, giving a PUBLISH a topic alias when
+// aliases are in use. The caller holds mu.
+func (w *writer) appendLocked(p packet.Packet) ([]byte, error) {
+	if pub, ok := p.(*packet.Publish); ok {
+		return w.appendPublishLocked(pub)
+	}
+	return p.Append(w.pending, w.version)
+}
+
+// appendPublishLocked is appendLocked for a PUBLISH; taking the concrete
+// type keeps a QoS 0 publisher's packet on its stack.
+func (w *writer) appendPublishLocked(p *packet.Publish) ([]byte, error) {
+	if w.aliases != nil {
+		return w.aliases.appendPublish(w.pending, p, w.version)
+	}
+	return p.Append(w.pending, w.version)
+}
 
 // refuseLocked returns why nothing more may be queued. The caller holds mu.
 func (w *writer) refuseLocked() error {
@@ -180,14 +200,30 @@ func (w *writer) flush() error {
 	return nil
 }
 
-// keep offers a written buffer for reuse unless it grew large.
+// keep offers a written buffer for reuse, so that a sustained stream cycles
+// two buffers and allocates nothing. Buffers are kept up to twice the high
+// water mark; trim lets large ones go once the connection is quiet.
 func (w *writer) keep(buf []byte) {
-	if cap(buf) > writerKeepCap {
+	if cap(buf) > 2*writerHighWater {
 		return
 	}
 	w.mu.Lock()
 	if w.spare == nil {
 		w.spare = buf[:0]
+	}
+	w.mu.Unlock()
+}
+
+// trim drops buffers larger than writerKeepCap while nothing is queued, so
+// an idle connection holds little memory. The session calls it on its
+// keepalive timer.
+func (w *writer) trim() {
+	w.mu.Lock()
+	if len(w.pending) == 0 && cap(w.pending) > writerKeepCap {
+		w.pending = nil
+	}
+	if cap(w.spare) > writerKeepCap {
+		w.spare = nil
 	}
 	w.mu.Unlock()
 }
