@@ -109,12 +109,12 @@ func (p *progress) loop(style progressStyle, w io.Writer, interval time.Duration
 // progressText formats one progress update.
 func progressText(elapsed time.Duration, c counter) string {
 	sent, received, wantSent, wantReceived := c.counts()
-	s := fmt.Sprintf("[%6.1fs] sent %d/%d (%3.0f%%)", elapsed.Seconds(), sent, wantSent, 100*float64(sent)/float64(wantSent))
+	s := fmt.Sprintf("[%6.2fs] sent %d/%d (%3.0f%%)", elapsed.Seconds(), sent, wantSent, 100*float64(sent)/float64(wantSent))
 	if wantReceived > 0 {
 		s += fmt.Sprintf(", received %d/%d (%3.0f%%)", received, wantReceived, 100*float64(received)/float64(wantReceived))
 	}
 	if secs := elapsed.Seconds(); secs > 0 {
-		s += fmt.Sprintf(", %.0f msg/s", float64(sent+received)/secs)
+		s += fmt.Sprintf(", %.0f msg/s sent", float64(sent)/secs)
 	}
 	return s
 }
