@@ -1,6 +1,9 @@
 package mqtt
 
-import "context"
+import (
+	"context"
+	"errors"
+)
 
 // Authenticator runs MQTT 5.0 enhanced authentication: a challenge and
 // response exchange carried by CONNECT, AUTH and CONNACK packets under an
@@ -11,10 +14,14 @@ import "context"
 // called), Continue for each AUTH packet from the server with reason code
 // 0x18 (Continue authentication), and Finish with the server's data from the
 // CONNACK (or the AUTH packet with reason 0x00 that ends a
-// re-authentication). Calls for one exchange are made in order, never
-// concurrently, from the client's connection goroutine: an Authenticator must
-// not block for long, and it should watch ctx, which ends with the connect
-// timeout or the client.
+// re-authentication). Calls for one exchange are made in order: during a
+// connect from the goroutine that connects (Connect's caller, or the
+// client's reconnecting goroutine), during a re-authentication from
+// Reauthenticate's caller; never from the goroutines that run the protocol.
+// A reconnection and a re-authentication may overlap, so an Authenticator
+// must be safe for concurrent use (NewSCRAMSHA256's fails the later exchange
+// cleanly). It should watch ctx, which ends with the connect timeout, the
+// caller's context or the client.
 //
 // An error from any method ends the exchange: during a connect the client
 // closes the network connection and the error is returned (wrapped) from
@@ -32,4 +39,16 @@ type Authenticator interface {
 	// server sent none); an error rejects the server, for example when its
 	// proof of knowing the password does not verify.
 	Finish(ctx context.Context, data []byte) error
+}
+
+// authFailure wraps an error from a's step in an *AuthError, unless it is
+// one already (NewSCRAMSHA256 returns its own, with the details).
+func authFailure(a Authenticator, step string, err error) error {
+	if ae, ok := errors.AsType[*AuthError](err); ok && ae.Method == a.Method() {
+		if ae.Step == "" {
+			ae.Step = step
+		}
+		return err
+	}
+	return &AuthError{Method: a.Method(), Step: step, Err: err}
 }

@@ -253,7 +253,7 @@ func (c *Client) exchange(ctx context.Context, nc net.Conn, srv server, v packet
 		if auth != nil {
 			data, err := auth.Start(ctx)
 			if err != nil {
-				return nil, &AuthError{Method: auth.Method(), Step: "start", Err: err}
+				return nil, authFailure(auth, "start", err)
 			}
 			pr.AuthMethod = auth.Method()
 			pr.Set(packet.PropAuthMethod)
@@ -291,7 +291,7 @@ func (c *Client) exchange(ctx context.Context, nc net.Conn, srv server, v packet
 			}
 			data, err := auth.Continue(ctx, pk.Props.AuthData)
 			if err != nil {
-				return nil, &AuthError{Method: auth.Method(), Step: "continue", Err: err}
+				return nil, authFailure(auth, "continue", err)
 			}
 			if err := writeAuth(nc, packet.ContinueAuthentication, auth.Method(), data); err != nil {
 				return nil, fmt.Errorf("mqtt: send AUTH to %s: %w", srv.url, err)
@@ -308,7 +308,7 @@ func (c *Client) exchange(ctx context.Context, nc net.Conn, srv server, v packet
 				Err: fmt.Errorf("%w: CONNACK names authentication method %q", ErrProtocolViolation, ack.Props.AuthMethod)}
 		}
 		if err := auth.Finish(ctx, ack.Props.AuthData); err != nil {
-			return nil, &AuthError{Method: auth.Method(), Step: "finish", Err: err}
+			return nil, authFailure(auth, "finish", err)
 		}
 	}
 	conn := &connection{

@@ -29,7 +29,7 @@ func (c *Client) Reauthenticate(ctx context.Context) error {
 	}
 	data, err := auth.Start(ctx)
 	if err != nil {
-		return &AuthError{Method: auth.Method(), Step: "start", Err: err}
+		return authFailure(auth, "start", err)
 	}
 	r := &reauthReq{method: auth.Method(), replies: make(chan reauthReply, 1)}
 	code := packet.ReAuthenticate
@@ -50,7 +50,7 @@ func (c *Client) Reauthenticate(ctx context.Context) error {
 			return rep.err
 		case rep.code == packet.Success:
 			if err := auth.Finish(ctx, rep.data); err != nil {
-				err = &AuthError{Method: auth.Method(), Step: "finish", Err: err}
+				err = authFailure(auth, "finish", err)
 				_ = c.s.submit(ctx, &reauthAbort{r: r, err: err})
 				return err
 			}
@@ -58,7 +58,7 @@ func (c *Client) Reauthenticate(ctx context.Context) error {
 		}
 		data, err = auth.Continue(ctx, rep.data)
 		if err != nil {
-			err = &AuthError{Method: auth.Method(), Step: "continue", Err: err}
+			err = authFailure(auth, "continue", err)
 			_ = c.s.submit(ctx, &reauthAbort{r: r, err: err})
 			return err
 		}
