@@ -45,7 +45,7 @@ type Client struct {
 	sessionPresent atomic.Bool
 	clientID       atomic.Pointer[string]
 	responseInfo   atomic.Pointer[string]
-	requests       requester // Request's shared reply subscription
+	requests       requester     // Request's shared reply subscription
 	connectedOnce  atomic.Bool   // later connections resume the session instead of starting clean
 	dropped        atomic.Uint64 // QoS 0 messages dropped by DropNewest
 	counters       counters

@@ -131,4 +131,3 @@ func lostError(cause error) error {
 	}
 	return fmt.Errorf("%w: %w", ErrConnectionLost, cause)
 }
-

@@ -422,4 +422,3 @@ func TestFakeRedirectDisconnect(t *testing.T) {
 		bc2.Close()
 	})
 }
-

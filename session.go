@@ -103,7 +103,7 @@ type session struct {
 	defaultQ  *deliveryQueue
 	lastSubID uint32
 
-	pings        []pingWait
+	pings     []pingWait
 	inAliases []string // inbound topic aliases of the current connection, by alias
 	reauth    *reauthReq
 
