@@ -82,6 +82,7 @@ func TestPubToMosquittoSub(t *testing.T) {
 	}
 	cases = append(cases,
 		tc{name: "lines", args: []string{"-l", "-q", "1"}, stdin: "first\nsecond\n\nthird\n", want: []string{"first", "second", "third"}, v: "mqttv5", qos: 1},
+		tc{name: "stdin", args: []string{"-s", "-q", "1"}, stdin: "all of stdin", want: []string{"all of stdin"}, v: "mqttv5", qos: 1},
 		tc{name: "file", args: []string{"-f", file, "-q", "2"}, want: []string{"from a file"}, v: "mqttv311", qos: 2},
 		tc{name: "null", args: []string{"-n"}, want: []string{"(null)"}, v: "mqttv5"}, // as mosquitto_sub -v shows an empty payload
 	)
@@ -207,4 +208,27 @@ func mustVersion(t *testing.T, s string) (v mqttVersion) {
 		t.Fatal(err)
 	}
 	return v
+}
+
+// TestSubSkipsRetained checks sub -R, which leaves out retained messages,
+// and -N, which prints payloads without a newline.
+func TestSubSkipsRetained(t *testing.T) {
+	t.Parallel()
+	b := startBroker(t, brokertest.Options{})
+	if r := cli(t, "", "pub", "--server", b.URL(), "-t", "cli/stale", "-m", "old", "-r"); r.code != exitOK {
+		t.Fatalf("pub: exit status %d; stderr:\n%s", r.code, r.stderr)
+	}
+	sub := start(t, "sub", "--server", b.URL(), "-t", "cli/stale", "-R", "-N", "-C", "2", "-d")
+	sub.stderr.waitFor(t, "subscribed to", sub.done)
+	for _, m := range []string{"new", "er"} {
+		if r := cli(t, "", "pub", "--server", b.URL(), "-t", "cli/stale", "-m", m); r.code != exitOK {
+			t.Fatalf("pub: exit status %d; stderr:\n%s", r.code, r.stderr)
+		}
+	}
+	if code := sub.wait(t); code != exitOK {
+		t.Fatalf("sub: exit status %d; stderr:\n%s", code, sub.stderr)
+	}
+	if got := sub.stdout.String(); got != "newer" {
+		t.Errorf("sub printed %q, want %q", got, "newer")
+	}
 }
