@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"sync"
 
 	"github.com/b4e21b16/mqtt"
 )
@@ -34,8 +35,10 @@ func versionName(v mqtt.ProtocolVersion) string {
 }
 
 // reportEvents prints connection losses and reconnections of c on stderr
-// until c stops. It returns when c's Done closes.
+// until c stops. It returns when c's Done closes. stderr must be safe for
+// use by several goroutines (see lockedWriter).
 func reportEvents(c *mqtt.Client, debug bool, stderr io.Writer) {
+	first := true // the Connected event of the connection dial reported
 	for {
 		select {
 		case ev := <-c.Events():
@@ -45,16 +48,32 @@ func reportEvents(c *mqtt.Client, debug bool, stderr io.Writer) {
 			case mqtt.EventGaveUp:
 				fmt.Fprintf(stderr, "gave up reconnecting after %d attempts: %v\n", ev.Attempt, ev.Err)
 			case mqtt.EventConnected:
-				if debug {
+				if first {
+					first = false
+				} else if debug {
 					fmt.Fprintf(stderr, "connected again (session present: %t)\n", ev.SessionPresent)
 				}
 			case mqtt.EventResubscribed:
 				if ev.Err != nil {
 					fmt.Fprintf(stderr, "subscribed again, but: %v\n", ev.Err)
+				} else if debug {
+					fmt.Fprintln(stderr, "subscribed again (the broker had lost the session)")
 				}
 			}
 		case <-c.Done():
 			return
 		}
 	}
+}
+
+// lockedWriter serialises writes to w from several goroutines.
+type lockedWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (l *lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
 }

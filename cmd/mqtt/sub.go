@@ -87,18 +87,18 @@ func sub(ctx context.Context, f *subFlags, fs *flag.FlagSet, stdout, stderr io.W
 		return usagef("--json prints the topic and one message per line already: leave out -v and -N")
 	}
 
+	stderr = &lockedWriter{w: stderr}
 	c, err := dial(ctx, cfg, f.conn.debug, stderr)
 	if err != nil {
 		return err
 	}
-	defer c.Close()
 	events := make(chan struct{})
 	go func() {
 		reportEvents(c, f.conn.debug, stderr)
 		close(events)
 	}()
 	defer func() { <-events }()
-	// Close first (deferred last), so that reportEvents sees Done.
+	// Runs before the wait above, so that reportEvents sees Done.
 	defer c.Close()
 
 	filters := make([]mqtt.Filter, len(f.topics))

@@ -87,3 +87,26 @@ func newTestFlagSet(f *connFlags) *flag.FlagSet {
 	f.register(fs)
 	return fs
 }
+
+// TestSubReconnects restarts the broker under a running sub: it must say
+// that the connection was lost, reconnect, subscribe again and go on
+// receiving.
+func TestSubReconnects(t *testing.T) {
+	t.Parallel()
+	b := startBroker(t, brokertest.Options{})
+	sub := start(t, "sub", "--server", b.URL(), "-t", "cli/restart", "-q", "1", "-C", "1", "-d")
+	sub.stderr.waitFor(t, "subscribed to", sub.done)
+	b.Stop(t)
+	sub.stderr.waitFor(t, "connection lost:", sub.done)
+	b.Restart(t)
+	sub.stderr.waitFor(t, "subscribed again", sub.done)
+	if r := cli(t, "", "pub", "--server", b.URL(), "-t", "cli/restart", "-m", "after the restart", "-q", "1"); r.code != exitOK {
+		t.Fatalf("pub: exit status %d; stderr:\n%s", r.code, r.stderr)
+	}
+	if code := sub.wait(t); code != exitOK {
+		t.Fatalf("sub: exit status %d; stderr:\n%s", code, sub.stderr)
+	}
+	if got, want := sub.stdout.String(), "after the restart\n"; got != want {
+		t.Errorf("sub printed %q, want %q", got, want)
+	}
+}
