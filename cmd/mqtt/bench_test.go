@@ -3,7 +3,6 @@ package main
 import (
 	"bufio"
 	"context"
-	"errors"
 	"io"
 	"os"
 	"os/exec"
@@ -167,22 +166,10 @@ func TestBenchTerminal(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, bin, "bench", "--server", b.URL(), "-q", "1", "--publishers", "2", "--count", "3000", "--interval", "5ms")
-	tty, err := pty.Start(cmd)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer tty.Close()
-	out, err := io.ReadAll(tty)
-	// Reading the terminal ends with EIO once the program has exited.
-	if err != nil && !errors.Is(err, syscall.EIO) {
-		t.Fatal(err)
-	}
-	if err := cmd.Wait(); err != nil {
-		t.Fatalf("mqtt bench: %v; output:\n%s", err, out)
-	}
+	out := runInTerminal(t, cmd)
 	// The terminal turns each \n into \r\n; the progress updates are the
 	// \r that start a line without a \n before them.
-	text := string(out)
+	text := out
 	t.Logf("output: %q", text)
 	updates := strings.Count(text, "\r[")
 	if updates < 2 {
@@ -192,6 +179,46 @@ func TestBenchTerminal(t *testing.T) {
 		t.Error("a progress update starts a new line on a terminal")
 	}
 	checkBench(t, strings.ReplaceAll(text, "\r\n", "\n"), 6000, 6000)
+}
+
+// runInTerminal runs cmd with a pseudo-terminal as its stdin, stdout and
+// stderr, and returns all it wrote there. The test keeps the terminal open
+// until it has read, after the program's output, a mark it writes itself
+// once the program has exited: a terminal whose last user has gone may
+// report the end before the last output has been read.
+func runInTerminal(t *testing.T, cmd *exec.Cmd) string {
+	t.Helper()
+	master, slave, err := pty.Open()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer master.Close()
+	defer slave.Close()
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = slave, slave, slave
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Setctty: true}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	out := newSyncBuffer()
+	read := make(chan struct{})
+	go func() {
+		defer close(read)
+		_, _ = io.Copy(out, master)
+	}()
+	waitErr := cmd.Wait()
+	const mark = "END-OF-OUTPUT-MARK"
+	if _, err := slave.Write([]byte(mark)); err != nil {
+		t.Fatal(err)
+	}
+	out.waitFor(t, mark, read)
+	slave.Close()
+	master.Close()
+	<-read
+	if waitErr != nil {
+		t.Fatalf("%s: %v; output:\n%s", cmd.Path, waitErr, out)
+	}
+	text, _, _ := strings.Cut(out.String(), mark)
+	return text
 }
 
 // buildBinary builds the command into the test's temporary directory.

@@ -91,7 +91,7 @@ func TestPubToMosquittoSub(t *testing.T) {
 			t.Parallel()
 			topic := "cli/pub/" + c.name
 			lines := mosquittoSubscribe(t, mosquittoSub, "-h", host, "-p", port, "-V", c.v, "-q", fmt.Sprint(c.qos),
-				"-t", topic, "-C", fmt.Sprint(len(c.want)), "-v")
+				"-t", topic, "-v")
 			r := cli(t, c.stdin, append([]string{"pub", "-h", host, "-p", port, "-t", topic}, c.args...)...)
 			if r.code != exitOK {
 				t.Fatalf("pub: exit status %d; stderr:\n%s", r.code, r.stderr)
@@ -100,7 +100,7 @@ func TestPubToMosquittoSub(t *testing.T) {
 			for _, w := range c.want {
 				want = append(want, topic+" "+w)
 			}
-			if got := lines(); strings.Join(got, "\n") != strings.Join(want, "\n") {
+			if got := lines(len(want)); strings.Join(got, "\n") != strings.Join(want, "\n") {
 				t.Errorf("mosquitto_sub got %q, want %q", got, want)
 			}
 		})
@@ -136,38 +136,38 @@ func runTool(t *testing.T, path string, args ...string) string {
 	return string(out)
 }
 
-// mosquittoSubscribe starts mosquitto_sub with args (which should hold -C
-// and -v) and returns once it has subscribed. The returned function waits
-// for it to exit and returns the lines it printed for messages. It runs in
-// a pseudo-terminal, so that its output is line-buffered and its SUBACK
-// shows as it happens.
-func mosquittoSubscribe(t *testing.T, path string, args ...string) func() []string {
+// mosquittoSubscribe starts mosquitto_sub with args (which should hold -v)
+// and returns once it has subscribed. The returned function waits for the
+// lines of n messages and returns them; the test's cleanup stops
+// mosquitto_sub. It runs in a pseudo-terminal, so that
+// its output is line-buffered and its SUBACK shows as it happens; it is
+// stopped rather than left to exit after -C messages, since a terminal can
+// lose the last output of a process that has exited.
+func mosquittoSubscribe(t *testing.T, path string, args ...string) func(n int) []string {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
-	t.Cleanup(cancel)
 	cmd := exec.CommandContext(ctx, path, append([]string{"-d"}, args...)...)
 	tty, err := pty.Start(cmd)
 	if err != nil {
+		cancel()
 		t.Fatal(err)
 	}
 	lines := make(chan string, 1000)
 	go func() {
 		defer close(lines)
-		defer tty.Close()
 		sc := bufio.NewScanner(tty)
 		for sc.Scan() {
 			lines <- strings.TrimSuffix(sc.Text(), "\r")
 		}
 	}()
-	waited := false
-	t.Cleanup(func() {
-		if !waited {
-			cancel()
-			for range lines {
-			}
-			_ = cmd.Wait()
+	stop := func() {
+		cancel()
+		_ = cmd.Wait()
+		tty.Close()
+		for range lines {
 		}
-	})
+	}
+	t.Cleanup(stop)
 	deadline := time.NewTimer(testTimeout)
 	defer deadline.Stop()
 	var seen []string
@@ -183,19 +183,25 @@ func mosquittoSubscribe(t *testing.T, path string, args ...string) func() []stri
 			t.Fatalf("mosquitto_sub did not subscribe in time: %q", seen)
 		}
 	}
-	return func() []string {
+	return func(n int) []string {
 		t.Helper()
+		deadline := time.NewTimer(testTimeout)
+		defer deadline.Stop()
 		var got []string
-		for l := range lines {
-			// -d adds lines about the packets, starting "Client ", and
-			// one about the subscription.
-			if !strings.HasPrefix(l, "Client ") && !strings.HasPrefix(l, "Subscribed (mid") {
-				got = append(got, l)
+		for len(got) < n {
+			select {
+			case l, ok := <-lines:
+				if !ok {
+					t.Fatalf("mosquitto_sub ended after %q", got)
+				}
+				// -d adds lines about the packets, starting "Client ",
+				// and one about the subscription.
+				if !strings.HasPrefix(l, "Client ") && !strings.HasPrefix(l, "Subscribed (mid") {
+					got = append(got, l)
+				}
+			case <-deadline.C:
+				t.Fatalf("mosquitto_sub printed %d of %d messages in time: %q", len(got), n, got)
 			}
-		}
-		waited = true
-		if err := cmd.Wait(); err != nil {
-			t.Fatalf("mosquitto_sub: %v; output %q", err, got)
 		}
 		return got
 	}
