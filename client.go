@@ -301,6 +301,10 @@ func (c *Client) publishQoS0(ctx context.Context, m *Message) error {
 		return lostError(err)
 	}
 	c.counters.sent(AtMostOnce, len(m.Payload))
+	if c.s.debug {
+		logged := p // a copy: only a logged packet is moved to the heap
+		c.log.Debug("mqtt: send", packetAttrs(&logged)...)
+	}
 	return nil
 }
 

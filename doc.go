@@ -68,6 +68,32 @@
 // set to a FileStore, in-flight QoS 1 and 2 state survives a process crash,
 // and PublishDurable reports outcomes on Client.DeliveryResults.
 //
+// # MQTT 5.0
+//
+// Over MQTT 5.0 the client handles every feature a client takes part in:
+// message properties (Message fields), reason codes and strings on every
+// acknowledgement and DISCONNECT (as typed errors), the limits the broker
+// announces in CONNACK, its own limits (Config.ReceiveMaximum,
+// MaxPacketSize, TopicAliasMaximum), topic aliases in both directions
+// (outbound ones assigned automatically to the most used topics; see
+// Config.DisableTopicAliases), subscription options (Filter), shared
+// subscriptions ("$share/group/filter"), subscription identifiers (used to
+// route each delivery), server redirection (Config.FollowRedirects),
+// enhanced authentication (Config.Authenticator, NewSCRAMSHA256,
+// Client.Reauthenticate) and will properties (Config.Will, WillDelay).
+// Client.Request, Client.Reply and Serve implement request/response over
+// response topics and correlation data.
+//
+// # Iterators, JSON and observability
+//
+// Subscription.All returns an iterator for range loops; PublishJSON,
+// DecodeJSON and AllJSON are typed helpers over the same channels.
+// Config.Logger takes a *slog.Logger: connection lifecycle at Info, each
+// packet at Debug, never credentials. Client.Stats returns counters (messages
+// and bytes per QoS, in flight, queued, reconnections, last round trip)
+// cheap enough for every metrics scrape, and Client.Events reports state
+// changes.
+//
 // # Errors
 //
 // Errors wrap sentinels for errors.Is (ErrClosed, ErrConnectionLost,
@@ -76,5 +102,6 @@
 // errors.As: *ConnectError (refused CONNACK with its reason code),
 // *ReasonError (a refusing PUBACK, PUBREC or a server DISCONNECT),
 // *SubscribeError (refused topic filters), *ArgumentError (what was invalid
-// and why). Credentials never appear in errors or logs.
+// and why), *AuthError (enhanced authentication failed on the client's
+// side). Credentials never appear in errors or logs.
 package mqtt

@@ -422,3 +422,33 @@ func TestFakeRedirectDisconnect(t *testing.T) {
 		bc2.Close()
 	})
 }
+
+// TestFakeSubscriptionIDsUnavailable checks that when the broker announces
+// Subscription Identifier Available 0 (MQTT 5.0 section 3.2.2.3.12) the
+// SUBSCRIBE carries no identifier, and messages are routed by topic.
+func TestFakeSubscriptionIDsUnavailable(t *testing.T) {
+	fakeBubble(t, func(t *testing.T) {
+		c, fc, _ := fakeClient(t, mqtt.Config{ClientID: "s", Version: mqtt.Version5}, v5Connack(func(pr *packet.Properties) {
+			pr.SubIDAvail = 0
+			pr.Set(packet.PropSubIDAvailable)
+		}))
+		res := make(chan *mqtt.Subscription, 1)
+		go func() {
+			s, err := c.Subscribe(context.Background(), "a/+", 1)
+			if err != nil {
+				t.Error(err)
+			}
+			res <- s
+		}()
+		sub := fc.expectSubscribe()
+		if len(sub.Props.SubscriptionIDs) != 0 {
+			t.Errorf("SUBSCRIBE carries identifiers %v, want none", sub.Props.SubscriptionIDs)
+		}
+		fc.send(&packet.Suback{PacketID: sub.PacketID, ReasonCodes: []packet.ReasonCode{1}})
+		s := <-res
+		fc.send(&packet.Publish{Topic: "a/b", Payload: []byte("x")})
+		if m := fakeRecv(t, s.Messages()); m.Topic != "a/b" {
+			t.Errorf("received %q", m.Topic)
+		}
+	})
+}

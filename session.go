@@ -251,6 +251,9 @@ func (s *session) send(p packet.Packet) {
 	if s.conn == nil {
 		return
 	}
+	if s.debug {
+		s.log.Debug("mqtt: send", packetAttrs(p)...)
+	}
 	if err := s.conn.w.send(p); err != nil && s.debug {
 		s.log.Debug("mqtt: send failed", "packet", p.Type().String(), "err", err)
 	}

@@ -14,6 +14,9 @@ func (s *session) handleInbound(ev *inbound) {
 		s.protocolFail(ev.err)
 		return
 	}
+	if s.debug {
+		s.log.Debug("mqtt: received", inboundAttrs(ev)...)
+	}
 	if s.conn != nil && !s.conn.problemInfo && carriesProblemInfo(ev) {
 		// [MQTT-3.1.2-29]: with Request Problem Information 0, a Reason String
 		// or User Property is allowed only on PUBLISH, CONNACK and DISCONNECT.
