@@ -121,8 +121,11 @@ func bench(ctx context.Context, f *benchFlags, fs *flag.FlagSet, stdout io.Write
 		res.print(stdout)
 	}
 	if runErr != nil {
-		if errors.Is(runErr, errBenchTimeout) || errors.Is(context.Cause(ctx), errBenchTimeout) && errors.Is(runErr, context.DeadlineExceeded) {
+		switch cause := context.Cause(ctx); {
+		case errors.Is(cause, errBenchTimeout):
 			return fmt.Errorf("stopped by --timeout %ds before the run completed; raise --timeout or lower --count", f.timeout)
+		case errors.Is(cause, context.Canceled):
+			return errors.New("interrupted")
 		}
 		return runErr
 	}

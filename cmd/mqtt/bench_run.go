@@ -171,7 +171,7 @@ func (b *benchRun) publish(ctx context.Context, c *mqtt.Client) error {
 // once published is closed, none arrived for b.drain, or ctx ended.
 func (b *benchRun) receive(ctx context.Context, c *mqtt.Client, s *mqtt.Subscription, published <-chan struct{}) subResult {
 	want := b.publishers * b.count
-	r := subResult{latencies: make([]time.Duration, 0, want)}
+	r := subResult{latencies: make([]time.Duration, 0, min(want, 1<<20))}
 	idle := time.NewTimer(b.drain)
 	idle.Stop()
 	defer idle.Stop()

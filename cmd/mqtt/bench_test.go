@@ -128,7 +128,7 @@ func checkBench(t *testing.T, out string, wantSent, wantReceived int64) {
 // not a terminal, so progress comes as plain lines, without \r.
 func TestBench(t *testing.T) {
 	t.Parallel()
-	b := startBroker(t, brokertest.Options{})
+	b := startBroker(t, benchBroker)
 	for _, c := range []struct {
 		name       string
 		args       []string
@@ -161,7 +161,7 @@ func TestBench(t *testing.T) {
 // \r, and the summary must follow.
 func TestBenchTerminal(t *testing.T) {
 	t.Parallel()
-	b := startBroker(t, brokertest.Options{})
+	b := startBroker(t, benchBroker)
 	bin := buildBinary(t)
 	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
 	defer cancel()
@@ -233,4 +233,24 @@ func buildBinary(t *testing.T) string {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
 	return bin
+}
+
+// benchBroker configures the brokers of the bench tests. Publishers run
+// ahead of a subscriber that the machine slows down; mosquitto would drop
+// what a subscriber's queue holds beyond max_queued_messages (1000 by
+// default), and the tests check that nothing is lost.
+var benchBroker = brokertest.Options{Extra: []string{"max_queued_messages 0"}}
+
+// TestBenchTimeout checks that --timeout bounds a run that cannot finish
+// in time: status 1, a message that says what to change, and the summary
+// of what was done.
+func TestBenchTimeout(t *testing.T) {
+	t.Parallel()
+	b := startBroker(t, benchBroker)
+	r := cli(t, "", "bench", "--server", b.URL(), "-q", "2", "--inflight", "1", "--count", "10000000", "--subscribers", "0", "--timeout", "1")
+	wantFailure(t, r, exitFailure, "stopped by --timeout 1s before the run completed; raise --timeout or lower --count")
+	s := parseSummary(t, r.stdout)
+	if sent := s.int(t, "sent"); sent <= 0 || sent >= 10000000 {
+		t.Errorf("sent %d, want some but not all", sent)
+	}
 }

@@ -188,7 +188,11 @@ func (c *connFlags) serverURL() (string, error) {
 	if c.server != "" {
 		u, err := url.Parse(c.server)
 		if err != nil || u.Scheme == "" {
-			return "", usagef("--server %q is not a URL like mqtt://host:1883 or unix:///path/to/socket", c.server)
+			shown := c.server
+			if strings.Contains(shown, "@") {
+				shown = "(not shown: it may hold a password)"
+			}
+			return "", usagef("--server %q is not a URL like mqtt://host:1883 or unix:///path/to/socket", shown)
 		}
 		tlsScheme := map[string]bool{"mqtts": true, "ssl": true, "tls": true, "wss": true}[u.Scheme]
 		if c.useTLS() && !tlsScheme {
