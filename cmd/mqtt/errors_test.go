@@ -24,7 +24,8 @@ func wantFailure(t *testing.T, r result, code int, wants ...string) {
 
 // TestUsageErrors checks that mistakes on the command line end with status
 // 2 and a message that says what is wrong, before anything is dialed (the
-// host given does not exist).
+// address given, port 1 of 127.0.0.1, would refuse a connection with
+// status 1).
 func TestUsageErrors(t *testing.T) {
 	t.Parallel()
 	nowhere := []string{"-h", "127.0.0.1", "-p", "1"}
@@ -53,6 +54,8 @@ func TestUsageErrors(t *testing.T) {
 		{"server and host", []string{"pub", "-t", "a", "-m", "x", "-h", "x", "--server", "mqtt://127.0.0.1:1"}, []string{"--server replaces -h"}},
 		{"server not a URL", []string{"pub", "-t", "a", "-m", "x", "--server", "127.0.0.1"}, []string{"is not a URL"}},
 		{"tls on plain server", []string{"pub", "-t", "a", "-m", "x", "--server", "mqtt://127.0.0.1:1", "--insecure"}, []string{"not a TLS URL"}},
+		{"server scheme", []string{"pub", "-t", "a", "-m", "x", "--server", "http://127.0.0.1:1"}, []string{`invalid server URL "http://127.0.0.1:1"`}},
+		{"password without user on 3.1.1", []string{"pub", "-t", "a", "-m", "x", "-h", "127.0.0.1", "-p", "1", "-V", "311", "-P", "pw"}, []string{"MQTT 3.1.1 allows a password only with a user name"}},
 		{"L scheme", []string{"pub", "-m", "x", "-L", "http://127.0.0.1/a"}, []string{"-L wants a mqtt:// or mqtts:// URL"}},
 		{"cert without key", append([]string{"pub", "-t", "a", "-m", "x", "--cert", "c.pem"}, nowhere...), []string{"--cert and --key go together"}},
 		{"clean session needs id", append([]string{"sub", "-t", "a", "-c"}, nowhere...), []string{"-c keeps a session", "-i"}},

@@ -44,7 +44,8 @@ func connectFailure(server string, err error) error {
 	}
 	var ae *mqtt.ArgumentError
 	if errors.As(err, &ae) {
-		return fmt.Errorf("%v%w", ae, quiet(err))
+		// The client refused the settings before dialing: a usage error.
+		return usagef("%s", strings.TrimPrefix(ae.Error(), "mqtt: "))
 	}
 	if msg := tlsProblem(err); msg != "" {
 		return fmt.Errorf("TLS with %s failed: %s%w", where, msg, quiet(err))
