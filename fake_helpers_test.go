@@ -428,3 +428,25 @@ func (c *fakeCall) returned() bool {
 // a bubble, where it waits for no condition: it only steps time, which is how
 // a test reaches a keepalive deadline without real waiting.
 func fakeAdvance(d time.Duration) { <-time.After(d) }
+
+// expectNothingButSubscribe checks, inside a bubble, that the client sends
+// nothing more once every goroutine has settled, except a SUBSCRIBE, which
+// it answers (granting QoS 1) and records in *saw.
+func (fc *fakeConn) expectNothingButSubscribe(saw *bool) {
+	fc.t.Helper()
+	synctest.Wait()
+	for {
+		select {
+		case p := <-fc.pkts:
+			s, ok := p.(*packet.Subscribe)
+			if !ok {
+				fc.t.Fatalf("fake broker: want nothing from the client, got %s", fakebroker.Describe(p))
+			}
+			*saw = true
+			fc.send(&packet.Suback{PacketID: s.PacketID, ReasonCodes: []packet.ReasonCode{1}})
+			synctest.Wait()
+		default:
+			return
+		}
+	}
+}

@@ -452,3 +452,60 @@ func TestFakeSubscriptionIDsUnavailable(t *testing.T) {
 		}
 	})
 }
+
+// TestFakeReceiveMaximumOne checks the tightest flow control a broker can
+// announce, Receive Maximum 1 [MQTT-4.9.0-2]: QoS 1 and 2 publishes go out
+// strictly one at a time, each after the previous one completed, in order,
+// while a subscribe is not held back by it.
+func TestFakeReceiveMaximumOne(t *testing.T) {
+	fakeBubble(t, func(t *testing.T) {
+		c, fc, _ := fakeClient(t, mqtt.Config{ClientID: "rm1", Version: mqtt.Version5}, v5Connack(func(pr *packet.Properties) {
+			pr.ReceiveMaximum = 1
+			pr.Set(packet.PropReceiveMaximum)
+		}))
+		var pending []*mqtt.Pending
+		for i := range 6 {
+			pending = append(pending, c.PublishAsync(mqtt.Message{Topic: "q", Payload: []byte{byte('0' + i)}, QoS: mqtt.QoS(1 + i%2)}))
+		}
+		subDone := make(chan error, 1)
+		go func() {
+			_, err := c.Subscribe(context.Background(), "s", 1)
+			subDone <- err
+		}()
+		var got []string
+		sawSubscribe := false
+		for len(got) < 6 {
+			switch p := fc.next().(type) {
+			case *packet.Subscribe:
+				sawSubscribe = true
+				fc.send(&packet.Suback{PacketID: p.PacketID, ReasonCodes: []packet.ReasonCode{1}})
+			case *packet.Publish:
+				got = append(got, string(p.Payload))
+				fc.expectNothingButSubscribe(&sawSubscribe)
+				if p.QoS == 1 {
+					fc.send(&packet.Ack{PacketType: packet.PUBACK, PacketID: p.PacketID})
+				} else {
+					fc.send(&packet.Ack{PacketType: packet.PUBREC, PacketID: p.PacketID})
+					fc.expectAck(packet.PUBREL)
+					fc.send(&packet.Ack{PacketType: packet.PUBCOMP, PacketID: p.PacketID})
+				}
+			default:
+				t.Fatalf("unexpected %s", fakebroker.Describe(p))
+			}
+		}
+		if diff := cmp.Diff([]string{"0", "1", "2", "3", "4", "5"}, got); diff != "" {
+			t.Errorf("publish order (-want +got):\n%s", diff)
+		}
+		for i, p := range pending {
+			if err := p.Wait(context.Background()); err != nil {
+				t.Errorf("publish %d: %v", i, err)
+			}
+		}
+		if !sawSubscribe {
+			t.Error("the SUBSCRIBE waited behind the publishes")
+		}
+		if err := <-subDone; err != nil {
+			t.Errorf("Subscribe: %v", err)
+		}
+	})
+}
