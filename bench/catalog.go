@@ -24,6 +24,7 @@ type metric struct {
 	target string // "" for every target of the workload
 	get    func(result) float64
 	lower  bool   // lower is better (latency, memory)
+	noRaw  bool   // ours ÷ raw says nothing (raw allocates nothing)
 	goal   string // the DESIGN number, "" when it sets none
 	// met reports whether ours meets the goal, given the medians of ours,
 	// the best peer and raw.
@@ -76,19 +77,19 @@ var workloads = []workload{
 		name: "pub-qos0", what: "QoS 0 publish", targets: sinkAndMosquitto,
 		n: map[string]int{"sink": 200000, "mosquitto": 200000}, run: runPub(0),
 		metrics: append(pubMetrics(true),
-			metric{label: "allocs/msg", target: "sink", get: allocs, lower: true, goal: "0", met: atMost(0.01)}),
+			metric{label: "allocs/msg", target: "sink", get: allocs, lower: true, noRaw: true, goal: "0", met: atMost(0.02)}),
 	},
 	{
 		name: "pub-qos1", what: "QoS 1 publish, 1000 in flight", targets: sinkAndMosquitto,
 		n: map[string]int{"sink": 100000, "mosquitto": 100000}, run: runPub(1),
 		metrics: append(pubMetrics(true),
-			metric{label: "allocs/msg", target: "sink", get: allocs, lower: true, goal: "≤ 1", met: atMost(1.01)}),
+			metric{label: "allocs/msg", target: "sink", get: allocs, lower: true, noRaw: true, goal: "≤ 1", met: atMost(1.02)}),
 	},
 	{
 		name: "pub-qos2", what: "QoS 2 publish, 1000 in flight", targets: sinkAndMosquitto,
 		n: map[string]int{"sink": 50000, "mosquitto": 50000}, run: runPub(2),
 		metrics: append(pubMetrics(false),
-			metric{label: "allocs/msg", target: "sink", get: allocs, lower: true, goal: "≤ 1", met: atMost(1.01)}),
+			metric{label: "allocs/msg", target: "sink", get: allocs, lower: true, noRaw: true, goal: "≤ 1", met: atMost(1.02)}),
 	},
 	{
 		name: "lat-qos1", what: "QoS 1 publish-and-wait, 1 in flight", targets: sinkAndMosquitto,
@@ -115,7 +116,7 @@ var workloads = []workload{
 		n: map[string]int{"sink": 200000}, run: runRecv(0),
 		metrics: []metric{
 			{label: "msg/s", get: rate, goal: "≥ 10× best peer", met: tenfoldPeer},
-			{label: "allocs/msg", get: allocs, lower: true, goal: "≤ 1", met: atMost(1.01)},
+			{label: "allocs/msg", get: allocs, lower: true, noRaw: true, goal: "≤ 1", met: atMost(1.02)},
 		},
 	},
 	{
@@ -123,7 +124,7 @@ var workloads = []workload{
 		n: map[string]int{"sink": 100000}, run: runRecv(1),
 		metrics: []metric{
 			{label: "msg/s", get: rate, goal: "≥ 10× best peer", met: tenfoldPeer},
-			{label: "allocs/msg", get: allocs, lower: true, goal: "≤ 1", met: atMost(1.01)},
+			{label: "allocs/msg", get: allocs, lower: true, noRaw: true, goal: "≤ 1", met: atMost(1.02)},
 		},
 	},
 	{

@@ -197,9 +197,13 @@ func printTable(w io.Writer, ws []workload, cs []string, cfg runConfig, results 
 						met = "yes"
 					}
 				}
+				vsRaw := ratio(med["ours"], med["raw"])
+				if m.noRaw {
+					vsRaw = "-"
+				}
 				fmt.Fprintf(w, "| %s: %s | %s | %d | %s | %s | %s | %s | %s | %s |\n",
 					wl.name, wl.what, target, n, m.label, m.goal, strings.Join(cells, " | "),
-					ratio(med["ours"], best), ratio(med["ours"], med["raw"]), met)
+					ratio(med["ours"], best), vsRaw, met)
 			}
 		}
 	}

@@ -37,6 +37,9 @@ type runConfig struct {
 	version  byte
 	topic    string
 	payload  []byte
+	// memprofile, when set, receives a heap profile taken while all
+	// connections of the idle and conn workloads are open.
+	memprofile string
 }
 
 func main() {
@@ -52,6 +55,7 @@ func main() {
 		rounds     = flag.Int("rounds", 1, "compare: repetitions of the three interleaved orders")
 		only       = flag.String("clients", strings.Join(clients, ","), "compare: clients to run")
 		cpuprofile = flag.String("cpuprofile", "", "single run: write a CPU profile of the whole process to this file")
+		memprofile = flag.String("memprofile", "", "single run of idle or conn: write a heap profile taken with all connections open")
 	)
 	flag.Parse()
 	raiseFileLimit()
@@ -64,6 +68,8 @@ func main() {
 		version:  byte(*version),
 		topic:    "bench/topic",
 		payload:  make([]byte, *payload),
+
+		memprofile: *memprofile,
 	}
 	if cfg.target != "" && cfg.target != "sink" && cfg.target != "mosquitto" {
 		fatalf("unknown target %q", cfg.target)

@@ -154,10 +154,11 @@ func (r *rawClient) pipelineQoS0(n int) error {
 }
 
 // pipelineAcked keeps up to window QoS 1/2 messages in flight. A reader
-// goroutine returns a credit for every PUBACK/PUBCOMP and answers PUBRECs
-// with PUBRELs written in one batch per read buffer. The writer waits for a
-// batch of credits (an eighth of the window) before writing, so a full
-// window does not turn into one small write per acknowledgement.
+// goroutine counts the PUBACKs/PUBCOMPs of one read buffer and returns
+// them to the writer as one credit batch, and answers that buffer's PUBRECs
+// with PUBRELs in one write. The writer sends everything its credits allow
+// in one write (at most rawBatch packets), so both directions move in
+// batches as large as the broker's own.
 func (r *rawClient) pipelineAcked(n int, qos byte, window int) error {
 	pkts := make([][]byte, window)
 	rels := make([][]byte, window)
@@ -165,10 +166,11 @@ func (r *rawClient) pipelineAcked(n int, qos byte, window int) error {
 		pkts[i] = encodePublish(r.version, qos, uint16(i+1), r.topic, r.payload)
 		rels[i] = encodeAck(r.version, packet.PUBREL, uint16(i+1))
 	}
-	credit := make(chan struct{}, window)
+	credits := make(chan int, window+1)
 	readErr := make(chan error, 1)
 	go func() {
 		var body, relBuf []byte
+		acked := 0
 		for done := 0; done < n; {
 			typ, _, b, err := readPacket(r.br, body)
 			body = b
@@ -179,51 +181,58 @@ func (r *rawClient) pipelineAcked(n int, qos byte, window int) error {
 			switch typ {
 			case 4, 7:
 				done++
-				<-credit
+				acked++
 			case 5:
 				id := int(body[0])<<8 | int(body[1])
 				relBuf = append(relBuf, rels[id-1]...)
 			}
-			if len(relBuf) > 0 && r.br.Buffered() == 0 {
+			if r.br.Buffered() > 0 {
+				continue
+			}
+			if len(relBuf) > 0 {
 				if err := r.write(relBuf); err != nil {
 					readErr <- err
 					return
 				}
 				relBuf = relBuf[:0]
 			}
+			if acked > 0 {
+				credits <- acked
+				acked = 0
+			}
 		}
 		readErr <- nil
 	}()
-	lowWater := max(1, min(rawBatch, window/8))
+	avail := window
 	buf := make([]byte, 0, len(pkts[0])*rawBatch)
 	for sent := 0; sent < n; {
-		buf = buf[:0]
-		want := min(lowWater, n-sent)
-		k := 0
-		for k < rawBatch && sent+k < n {
-			if k < want {
-				select {
-				case credit <- struct{}{}:
-				case err := <-readErr:
-					return fmt.Errorf("raw: reader stopped early: %v", err)
-				}
-			} else {
-				select {
-				case credit <- struct{}{}:
-				default:
-					want = -1
-				}
-				if want < 0 {
-					break
-				}
+		if avail == 0 {
+			select {
+			case k := <-credits:
+				avail += k
+			case err := <-readErr:
+				return fmt.Errorf("raw: reader stopped early: %v", err)
 			}
-			buf = append(buf, pkts[(sent+k)%window]...)
-			k++
+		}
+	drain:
+		for {
+			select {
+			case k := <-credits:
+				avail += k
+			default:
+				break drain
+			}
+		}
+		k := min(avail, rawBatch, n-sent)
+		buf = buf[:0]
+		for i := 0; i < k; i++ {
+			buf = append(buf, pkts[(sent+i)%window]...)
 		}
 		if err := r.write(buf); err != nil {
 			return err
 		}
 		sent += k
+		avail -= k
 	}
 	return <-readErr
 }

@@ -281,6 +281,9 @@ func runIdle(ctx context.Context, e env) (result, error) {
 		return result{}, err
 	}
 	after := goMemory()
+	if err := writeHeapProfile(e.cfg.memprofile); err != nil {
+		return result{}, err
+	}
 	closeMany(ctx, conns, 32)
 	return result{Count: e.cfg.n, ConnBytes: (float64(after) - float64(before)) / float64(e.cfg.n)}, nil
 }
@@ -298,6 +301,9 @@ func runConns(ctx context.Context, e env) (result, error) {
 	connected := time.Since(start)
 	peak := goMemory()
 	broker := processRSS(e.brokerPID)
+	if err := writeHeapProfile(e.cfg.memprofile); err != nil {
+		return result{}, err
+	}
 	t1 := time.Now()
 	closeMany(ctx, conns, 32)
 	d := connected + time.Since(t1)
