@@ -60,7 +60,7 @@ func (c *connFlags) register(fs *flag.FlagSet) {
 	fs.IntVar(&c.keepAlive, "k", 60, "keepalive in `seconds` (0 disables it)")
 	fs.StringVar(&c.version, "V", "", "protocol `version`: mqttv5 (5) or mqttv311 (311); default: 5.0, falling back to 3.1.1")
 	fs.BoolVar(&c.noClean, "c", false, "keep the session: no clean session / clean start (needs -i)")
-	fs.IntVar(&c.sessionExpiry, "x", -1, "MQTT 5.0 session expiry interval in `seconds` (default: 0, or forever with -c)")
+	fs.IntVar(&c.sessionExpiry, "x", 0, "MQTT 5.0 session expiry interval in `seconds` (default: 0, or forever with -c)")
 	fs.StringVar(&c.willTopic, "will-topic", "", "`topic` of the last will")
 	fs.StringVar(&c.willPayload, "will-payload", "", "`payload` of the last will")
 	fs.IntVar(&c.willQoS, "will-qos", 0, "`QoS` of the last will")
@@ -92,7 +92,7 @@ func parseFlags(fs *flag.FlagSet, args []string, stdout io.Writer) error {
 
 // printHelp prints the usage line and the flags of fs to w.
 func printHelp(fs *flag.FlagSet, w io.Writer) {
-	fmt.Fprintf(w, "Usage: mqtt %s [flags]\n\nFlags:\n", fs.Name())
+	fmt.Fprintf(w, "Usage: mqtt %s [flags]\n\nFlags (-name and --name are the same):\n", fs.Name())
 	fs.SetOutput(w)
 	fs.PrintDefaults()
 	fs.SetOutput(io.Discard)
@@ -145,7 +145,9 @@ func (c *connFlags) config(fs *flag.FlagSet) (mqtt.Config, error) {
 	}
 	cfg.CleanStart = !c.noClean
 	switch {
-	case c.sessionExpiry >= 0:
+	case c.sessionExpiry < 0 || c.sessionExpiry > 1<<32-1:
+		return cfg, usagef("-x %d: want 0 to 4294967295 seconds", c.sessionExpiry)
+	case c.set["x"]:
 		cfg.SessionExpiry = time.Duration(c.sessionExpiry) * time.Second
 	case c.noClean:
 		cfg.SessionExpiry = time.Duration(1<<32-1) * time.Second

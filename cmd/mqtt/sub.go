@@ -40,7 +40,7 @@ func runSub(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.W
 	fs.BoolVar(&f.noRetain, "R", false, "do not print retained (stale) messages")
 	fs.BoolVar(&f.noNewline, "N", false, "do not print a newline after each payload")
 	fs.IntVar(&f.count, "C", 0, "exit after `count` messages")
-	fs.IntVar(&f.timeout, "W", 0, "exit with status 3 if -C messages (or, without -C, the end) have not come within `seconds` of subscribing")
+	fs.IntVar(&f.timeout, "W", 0, "give up `seconds` after subscribing: exit with status 3 unless -C messages arrived by then")
 	if err := parseFlags(fs, args, stdout); err != nil {
 		return fail(stderr, "sub", err)
 	}
