@@ -139,6 +139,7 @@ func TestBench(t *testing.T) {
 		{"qos2", []string{"-q", "2", "--count", "300", "--size", "256"}, 300, 300},
 	} {
 		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
 			r := cli(t, "", append([]string{"bench", "--server", b.URL(), "--interval", "20ms"}, c.args...)...)
 			t.Logf("output:\n%s", r.stdout)
 			if r.code != exitOK {
