@@ -23,9 +23,10 @@ const testTimeout = 30 * time.Second
 
 // exporter is one run of the example in the background.
 type exporter struct {
-	url   string      // of /metrics
-	lines chan string // the rest of its output
-	done  chan error  // run's result
+	url   string        // of /metrics
+	lines chan string   // the rest of its output
+	done  chan struct{} // closed when run has returned
+	err   error         // run's result, set before done is closed
 	stop  context.CancelFunc
 }
 
@@ -35,12 +36,17 @@ func startExporter(ctx context.Context, t *testing.T, server string, args ...str
 	t.Helper()
 	runCtx, stop := context.WithCancel(ctx)
 	pr, pw := io.Pipe()
-	e := &exporter{lines: make(chan string, 100), done: make(chan error, 1), stop: stop}
+	e := &exporter{lines: make(chan string, 100), done: make(chan struct{}), stop: stop}
 	go func() {
-		err := run(runCtx, append([]string{"-server", server, "-listen", "127.0.0.1:0"}, args...), pw)
-		pw.CloseWithError(err)
-		e.done <- err
+		e.err = run(runCtx, append([]string{"-server", server, "-listen", "127.0.0.1:0"}, args...), pw)
+		pw.CloseWithError(e.err)
+		close(e.done)
 	}()
+	// On every path out of the test, the example stops before goleak looks.
+	t.Cleanup(func() {
+		stop()
+		<-e.done
+	})
 	sc := bufio.NewScanner(pr)
 	const prefix = "serving metrics on "
 	for sc.Scan() {
@@ -51,7 +57,8 @@ func startExporter(ctx context.Context, t *testing.T, server string, args ...str
 	}
 	if e.url == "" {
 		stop()
-		t.Fatalf("no %q line: %v (run: %v)", prefix, sc.Err(), <-e.done)
+		<-e.done
+		t.Fatalf("no %q line: %v (run: %v)", prefix, sc.Err(), e.err)
 	}
 	go func() {
 		defer close(e.lines)
@@ -70,9 +77,9 @@ func (e *exporter) finish(ctx context.Context, t *testing.T) {
 	t.Helper()
 	e.stop()
 	select {
-	case err := <-e.done:
-		if err != nil {
-			t.Errorf("run: %v", err)
+	case <-e.done:
+		if e.err != nil {
+			t.Errorf("run: %v", e.err)
 		}
 	case <-ctx.Done():
 		t.Fatal("the example did not exit")
