@@ -149,24 +149,50 @@ func publishOne(ctx context.Context, c *mqtt.Client, m mqtt.Message, debug bool,
 }
 
 // publishLines publishes each non-empty line of r as a message like base.
+// Lines are read by a goroutine of their own, so that an interrupt ends
+// the command even while it waits for input from a terminal.
 func publishLines(ctx context.Context, c *mqtt.Client, base mqtt.Message, r io.Reader, debug bool, stderr io.Writer) error {
-	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 0, 64<<10), maxLine)
-	n := 0
-	for sc.Scan() {
-		line := strings.TrimSuffix(sc.Text(), "\r")
+	lines := make(chan string)
+	readErr := make(chan error, 1)
+	stop := make(chan struct{})
+	defer close(stop)
+	go func() {
+		defer close(lines)
+		sc := bufio.NewScanner(r)
+		sc.Buffer(make([]byte, 0, 64<<10), maxLine)
+		for sc.Scan() {
+			select {
+			case lines <- strings.TrimSuffix(sc.Text(), "\r"):
+			case <-stop:
+				return
+			}
+		}
+		readErr <- sc.Err()
+	}()
+	for n := 1; ; n++ {
+		var line string
+		var ok bool
+		select {
+		case line, ok = <-lines:
+		case <-ctx.Done():
+			// An interrupt ends the input, like end of file: what was
+			// published so far stands.
+			return nil
+		}
+		if !ok {
+			break
+		}
 		if line == "" {
 			continue
 		}
 		m := base
 		m.Payload = []byte(line)
 		if err := publishOne(ctx, c, m, debug, stderr); err != nil {
-			return fmt.Errorf("line %d: %w", n+1, err)
+			return fmt.Errorf("stdin line %d: %w", n, err)
 		}
-		n++
 	}
-	if err := sc.Err(); err != nil {
-		return fmt.Errorf("reading stdin after %d lines: %w", n, err)
+	if err := <-readErr; err != nil {
+		return fmt.Errorf("reading stdin: %w", err)
 	}
 	return nil
 }

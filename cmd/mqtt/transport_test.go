@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"flag"
 	"fmt"
 	"io"
@@ -108,5 +109,44 @@ func TestSubReconnects(t *testing.T) {
 	}
 	if got, want := sub.stdout.String(), "after the restart\n"; got != want {
 		t.Errorf("sub printed %q, want %q", got, want)
+	}
+}
+
+// TestPubLinesInterrupted checks that an interrupt ends pub -l while it
+// waits for more input, with status 0, once the lines read so far are
+// published.
+func TestPubLinesInterrupted(t *testing.T) {
+	t.Parallel()
+	b := startBroker(t, brokertest.Options{})
+	sub := start(t, "sub", "--server", b.URL(), "-t", "cli/lines", "-q", "1", "-C", "2", "-d")
+	sub.stderr.waitFor(t, "subscribed to", sub.done)
+
+	ctx, interrupt := context.WithTimeout(context.Background(), testTimeout)
+	defer interrupt()
+	stdin, input := io.Pipe()
+	defer input.Close()
+	stderr := newSyncBuffer()
+	code := make(chan int, 1)
+	go func() {
+		code <- run(ctx, []string{"pub", "--server", b.URL(), "-t", "cli/lines", "-q", "1", "-l"}, stdin, io.Discard, stderr)
+	}()
+	if _, err := io.WriteString(input, "one\ntwo\n"); err != nil {
+		t.Fatal(err)
+	}
+	if c := sub.wait(t); c != exitOK {
+		t.Fatalf("sub: exit status %d; stderr:\n%s", c, sub.stderr)
+	}
+	if got, want := sub.stdout.String(), "one\ntwo\n"; got != want {
+		t.Errorf("sub printed %q, want %q", got, want)
+	}
+	// pub now waits for a third line that does not come.
+	interrupt()
+	select {
+	case c := <-code:
+		if c != exitOK {
+			t.Errorf("pub: exit status %d after the interrupt; stderr:\n%s", c, stderr.String())
+		}
+	case <-time.After(testTimeout):
+		t.Fatal("pub did not end after the interrupt")
 	}
 }
