@@ -97,11 +97,17 @@ func TestSeparateRoles(t *testing.T) {
 	respCtx, stopResponder := context.WithCancel(ctx)
 	defer stopResponder()
 	pr, pw := io.Pipe()
-	done := make(chan error, 1)
+	done := make(chan struct{})
+	var respErr error
 	go func() {
-		err := run(respCtx, []string{"-server", b.URL(), "-prefix", "test/roles", "-role", "responder", "-ready", "READY"}, pw)
-		pw.CloseWithError(err)
-		done <- err
+		respErr = run(respCtx, []string{"-server", b.URL(), "-prefix", "test/roles", "-role", "responder", "-ready", "READY"}, pw)
+		pw.CloseWithError(respErr)
+		close(done)
+	}()
+	// On every path out of the test, the responder stops before goleak looks.
+	defer func() {
+		stopResponder()
+		<-done
 	}()
 	respLines := bufio.NewScanner(pr)
 	if !respLines.Scan() || respLines.Text() != "READY" {
@@ -127,9 +133,9 @@ func TestSeparateRoles(t *testing.T) {
 	}
 	go io.Copy(io.Discard, pr)
 	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatalf("responder: %v", err)
+	case <-done:
+		if respErr != nil {
+			t.Fatalf("responder: %v", respErr)
 		}
 	case <-ctx.Done():
 		t.Fatal("responder did not exit")
