@@ -23,7 +23,11 @@ import (
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := run(ctx, os.Args[1:], os.Stdout); err != nil {
+	err := run(ctx, os.Args[1:], os.Stdout)
+	if errors.Is(err, flag.ErrHelp) {
+		return
+	}
+	if err != nil {
 		fmt.Fprintln(os.Stderr, "consumer:", err)
 		os.Exit(1)
 	}
@@ -38,6 +42,14 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	ready := fs.String("ready", "", "print this line once subscribed (for scripts)")
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	switch {
+	case fs.NArg() > 0:
+		return fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	case *qos < 0 || *qos > 2:
+		return fmt.Errorf("-qos %d: want 0, 1 or 2", *qos)
+	case *count < 0:
+		return fmt.Errorf("-count %d: want 0 or more", *count)
 	}
 
 	c, err := mqtt.Connect(ctx, mqtt.Config{

@@ -19,6 +19,7 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 // messages published to its topic and exit cleanly after -count of them,
 // and again when its context is cancelled.
 func TestConsumer(t *testing.T) {
+	t.Parallel()
 	b := brokertest.Start(t, brokertest.Options{})
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
@@ -74,5 +75,18 @@ func TestConsumer(t *testing.T) {
 				t.Fatal("consumer did not exit")
 			}
 		})
+	}
+}
+
+func TestConsumerFlags(t *testing.T) {
+	t.Parallel()
+	for _, args := range [][]string{
+		{"-qos", "3"},
+		{"-count", "-1"},
+		{"extra"},
+	} {
+		if err := run(t.Context(), args, io.Discard); err == nil {
+			t.Errorf("run %q succeeded", args)
+		}
 	}
 }
