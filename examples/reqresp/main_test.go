@@ -107,6 +107,7 @@ func TestSeparateRoles(t *testing.T) {
 	// On every path out of the test, the responder stops before goleak looks.
 	defer func() {
 		stopResponder()
+		go io.Copy(io.Discard, pr) // the responder's last lines, if nobody read them
 		<-done
 	}()
 	respLines := bufio.NewScanner(pr)
