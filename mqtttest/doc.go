@@ -40,7 +40,11 @@
 // Everything here stops its goroutines before the test's cleanup returns:
 // clients from Connect are closed, and the broker's Close waits until the
 // goroutines of the broker have exited. A test binary can therefore use
-// goleak.VerifyTestMain. A goleak.VerifyNone deferred in the test function
+// goleak.VerifyTestMain. (The broker leaves two kinds of goroutines to end
+// on their own after it stops; the last broker of the process to close
+// waits, at most 5 seconds, until no goroutine runs broker code, so a
+// program running mochi-mqtt servers of its own beside this package's may
+// see that wait time out.) A goleak.VerifyNone deferred in the test function
 // itself runs before the cleanups, while the broker still runs; use
 // VerifyTestMain, or call VerifyNone in a cleanup registered before
 // NewBroker.
