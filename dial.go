@@ -1,7 +1,6 @@
 package mqtt
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -13,9 +12,6 @@ import (
 	"github.com/b4e21b16/mqtt/packet"
 	"golang.org/x/sync/errgroup"
 )
-
-// readBufferSize is the size of a connection's buffered reader.
-const readBufferSize = 4096
 
 // connection is one network connection and the reader and writer goroutines
 // serving it. Its negotiated fields are set during the CONNECT/CONNACK
@@ -49,7 +45,7 @@ type connection struct {
 
 // start runs the reader and writer, tied together: when one fails, the
 // connection's context ends and both stop.
-func (conn *connection) start(in chan<- inbound) {
+func (conn *connection) start(in chan<- *inbound) {
 	pctx, cancel := context.WithCancelCause(context.Background())
 	g, gctx := errgroup.WithContext(pctx)
 	conn.ctx, conn.cancel, conn.g = gctx, cancel, g
@@ -272,7 +268,7 @@ func (c *Client) exchange(ctx context.Context, nc net.Conn, srv server, v packet
 	if _, err := nc.Write(buf); err != nil {
 		return nil, fmt.Errorf("mqtt: send CONNECT to %s: %w", srv.url, err)
 	}
-	br := bufio.NewReaderSize(nc, readBufferSize)
+	br := newConnReader(nc)
 	var ack *packet.Connack
 	for ack == nil {
 		pk, err := c.readHandshake(br, srv, v)
@@ -369,7 +365,7 @@ func (conn *connection) negotiate(pr *packet.Properties, cfg *Config) {
 }
 
 // readHandshake reads one packet of the connect exchange: CONNACK, or AUTH.
-func (c *Client) readHandshake(br *bufio.Reader, srv server, v packet.Version) (packet.Packet, error) {
+func (c *Client) readHandshake(br *connReader, srv server, v packet.Version) (packet.Packet, error) {
 	h, err := packet.ReadHeader(br, c.cfg.MaxPacketSize)
 	if err != nil {
 		if _, ok := errors.AsType[*packet.Error](err); ok {

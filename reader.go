@@ -1,7 +1,6 @@
 package mqtt
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -22,6 +21,15 @@ type inbound struct {
 	err error          // set instead of a packet: the broker sent something invalid
 }
 
+// inboundSlots is how many decoded packets a reader keeps: one the session
+// is handling, one in the channel (inboundBuffer) and the one being decoded.
+const inboundSlots = inboundBuffer + 2
+
+// reset clears ev for the next packet.
+func (ev *inbound) reset() {
+	*ev = inbound{}
+}
+
 // readerScratch is the largest non-PUBLISH body the reader decodes from its
 // reused buffer; bigger ones get their own allocation.
 const readerScratch = 512
@@ -31,10 +39,11 @@ const readerScratch = 512
 // before reading its body, decodes and validates it, and hands it to the
 // session. It never writes and never calls application code.
 type reader struct {
-	br      *bufio.Reader
+	br      *connReader
 	version packet.Version
 	maxSize int
-	out     chan<- inbound // the session's input
+	out     chan<- *inbound       // the session's input
+	evs     [inboundSlots]inbound // decoded packets, reused in turn
 	scratch [readerScratch]byte
 
 	packetsIn atomic.Uint64 // packets read, for keepalive liveness
@@ -46,15 +55,16 @@ type reader struct {
 // the broker why (an MQTT 5.0 DISCONNECT with a reason code) before closing;
 // run then waits for ctx to end.
 func (r *reader) run(ctx context.Context) error {
-	for {
-		ev, err := r.next()
-		if err != nil {
+	defer r.br.release()
+	for i := 0; ; i = (i + 1) % inboundSlots {
+		ev := &r.evs[i]
+		if err := r.next(ev); err != nil {
 			var perr *packet.Error
 			if !errors.As(err, &perr) {
 				return readError(err)
 			}
-			err = fmt.Errorf("%w: %w", ErrProtocolViolation, err)
-			ev = inbound{err: err}
+			ev.reset()
+			ev.err = fmt.Errorf("%w: %w", ErrProtocolViolation, err)
 		}
 		select {
 		case r.out <- ev:
@@ -78,46 +88,47 @@ func readError(err error) error {
 	return fmt.Errorf("read failed: %w", err)
 }
 
-// next reads and decodes one packet.
-func (r *reader) next() (inbound, error) {
+// next reads and decodes one packet into ev.
+func (r *reader) next(ev *inbound) error {
+	ev.reset()
 	h, err := packet.ReadHeader(r.br, r.maxSize)
 	if err != nil {
-		return inbound{}, err
+		return err
 	}
-	ev := inbound{typ: h.Type}
+	ev.typ = h.Type
 	switch h.Type {
 	case packet.CONNECT, packet.SUBSCRIBE, packet.UNSUBSCRIBE, packet.PINGREQ:
-		return ev, &packet.Error{Type: h.Type, Code: packet.ProtocolError, Reason: "a server must not send " + h.Type.String()}
+		return &packet.Error{Type: h.Type, Code: packet.ProtocolError, Reason: "a server must not send " + h.Type.String()}
 	case packet.PUBLISH:
 		// The body becomes the received message: topic and payload share
 		// this one allocation.
 		body := make([]byte, h.Remaining)
 		if err := r.fill(body); err != nil {
-			return ev, err
+			return err
 		}
 		if err := packet.DecodePublish(h, body, r.version, &ev.pub); err != nil {
-			return ev, err
+			return err
 		}
 	case packet.PUBACK, packet.PUBREC, packet.PUBREL, packet.PUBCOMP:
 		body, err := r.body(h.Remaining)
 		if err != nil {
-			return ev, err
+			return err
 		}
 		if err := packet.DecodeAck(h, body, r.version, &ev.ack); err != nil {
-			return ev, err
+			return err
 		}
 	default:
 		body, err := r.body(h.Remaining)
 		if err != nil {
-			return ev, err
+			return err
 		}
 		if ev.pkt, err = packet.Decode(h, body, r.version); err != nil {
-			return ev, err
+			return err
 		}
 	}
 	r.packetsIn.Add(1)
 	r.bytesIn.Add(uint64(h.Size()))
-	return ev, nil
+	return nil
 }
 
 // body reads n bytes into the scratch buffer when they fit. Decoders copy what

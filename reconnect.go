@@ -147,7 +147,7 @@ type Event struct {
 }
 
 // eventBuffer is the capacity of the Events channel.
-const eventBuffer = 64
+const eventBuffer = 8
 
 // emit publishes e on the events channel without ever blocking; when the
 // application does not keep up, the event is counted in EventsDropped.

@@ -46,6 +46,13 @@ type pingWait struct {
 	reply chan time.Duration // nil for keepalive pings
 }
 
+// inboundBuffer is how many decoded packets a reader may hand over ahead of
+// the session. The reader decodes into a ring of inboundSlots records that
+// it reuses, which is safe because a record is handed over only after the
+// session took the one before it from the channel, and so has finished the
+// one before that (see reader.run).
+const inboundBuffer = 1
+
 // Pause reasons: the session stops taking packets from the reader.
 const (
 	pauseStalled  = 1 << iota // a QoS 0 message waits for room (OverflowPolicy Block)
@@ -66,7 +73,7 @@ type session struct {
 	debug bool
 
 	reqs      chan request
-	in        chan inbound
+	in        chan *inbound
 	taken     chan *inboundRef
 	room      chan struct{}
 	stopPumps chan struct{}
@@ -139,8 +146,8 @@ func newSession(c *Client) *session {
 		reqs:      make(chan request),
 		dialed:    make(chan dialResult, 1),
 		store:     c.cfg.Store,
-		in:        make(chan inbound, 16),
-		taken:     make(chan *inboundRef, 64),
+		in:        make(chan *inbound, inboundBuffer),
+		taken:     make(chan *inboundRef, 16),
 		room:      make(chan struct{}, 1),
 		stopPumps: make(chan struct{}),
 		out:       make(map[uint16]outstanding),
@@ -217,7 +224,7 @@ func (s *session) run() {
 		case r := <-s.reqs:
 			r.handle(s)
 		case ev := <-in:
-			s.handleInbound(&ev)
+			s.handleInbound(ev)
 		case ref := <-s.taken:
 			s.onTaken(ref)
 		case <-s.room:
@@ -331,7 +338,7 @@ func (s *session) connectionEnded(cause error) {
 		select {
 		case ev := <-s.in:
 			if ev.err == nil {
-				s.handleInbound(&ev)
+				s.handleInbound(ev)
 			}
 		default:
 			drained = true
