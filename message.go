@@ -53,8 +53,11 @@ type Message struct {
 	// expire. It has a resolution of one second.
 	Expiry         time.Duration
 	UserProperties []UserProperty
-	// SubscriptionIDs are the identifiers of the subscriptions that matched a
-	// received message, when the broker supplies them.
+	// SubscriptionIDs are the MQTT 5.0 Subscription Identifiers the broker
+	// attached to a received message: those of the matching subscriptions.
+	// The client assigns one to each Subscription (when the broker allows
+	// them) and uses them to route the message, so they are mainly of use
+	// for logging.
 	SubscriptionIDs []uint32
 
 	ack ackHandle // Config.ManualAck: acknowledges a received QoS 1/2 message

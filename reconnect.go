@@ -118,7 +118,9 @@ const (
 	EventReconnecting
 	// EventResubscribed: the broker had lost the session, and the client
 	// subscribed again to every live subscription; Err reports filters the
-	// broker refused this time.
+	// broker refused this time. It follows the EventConnected of that
+	// connection once the broker has answered every SUBSCRIBE: messages
+	// published by others before then may not reach the subscriptions.
 	EventResubscribed
 	// EventGaveUp: reconnection stopped (MaxAttempts reached); the client
 	// has stopped and Err says why.
