@@ -343,7 +343,7 @@ func (c *Client) SubscribeFilters(ctx context.Context, filters ...Filter) (*Subs
 			return nil, &ArgumentError{What: "QoS", Value: fmt.Sprint(byte(f.QoS)), Err: errors.New("want 0, 1 or 2")}
 		}
 		if group, _ := packet.SharedFilter(f.Topic); group != "" && f.NoLocal {
-			return nil, &ArgumentError{What: "topic filter", Value: f.Topic, Err: errors.New("No Local cannot be set on a shared subscription [MQTT-3.8.3-4]")}
+			return nil, &ArgumentError{What: "topic filter", Value: f.Topic, Err: errors.New("the No Local option cannot be set on a shared subscription [MQTT-3.8.3-4]")}
 		}
 		if f.RetainHandling > 2 {
 			return nil, &ArgumentError{What: "retain handling", Value: fmt.Sprint(f.RetainHandling), Err: errors.New("want 0, 1 or 2")}

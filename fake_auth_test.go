@@ -42,6 +42,25 @@ func scramHandshake(t *testing.T, bc *fakebroker.Conn, srv *scramtest.Server, cl
 	return srv.Final(a.Props.AuthData)
 }
 
+// scramConnect starts a client with a SCRAM-SHA-256 Authenticator for
+// password against a new scripted broker, and plays the server side of the
+// exchange with srv up to the client's final message. It returns the
+// pending Connect, the broker side of the connection and the
+// server-final-message (or the server's refusal of the proof).
+func scramConnect(t *testing.T, srv *scramtest.Server, password string) (<-chan fakeConnectResult, *fakebroker.Conn, []byte, error) {
+	t.Helper()
+	b := fakebroker.New(t)
+	res := fakeStartConnect(t, context.Background(), b, mqtt.Config{ClientID: "a", Version: mqtt.Version5,
+		Authenticator: mqtt.NewSCRAMSHA256("alice", []byte(password))})
+	bc := fakeAccept(t, b, fakeTimeout)
+	cp := bc.ExpectConnect(t)
+	if cp.Props.AuthMethod != "SCRAM-SHA-256" || len(cp.Props.AuthData) == 0 {
+		t.Fatalf("CONNECT method %q data %q, want SCRAM-SHA-256 with the client-first-message", cp.Props.AuthMethod, cp.Props.AuthData)
+	}
+	final, err := scramHandshake(t, bc, srv, cp.Props.AuthData)
+	return res, bc, final, err
+}
+
 func connackWithAuth(code packet.ReasonCode, data []byte) *packet.Connack {
 	ack := &packet.Connack{ReasonCode: code}
 	ack.Props.AuthMethod = "SCRAM-SHA-256"
@@ -61,15 +80,7 @@ func connackWithAuth(code packet.ReasonCode, data []byte) *packet.Connack {
 func TestFakeAuthSCRAM(t *testing.T) {
 	fakeBubble(t, func(t *testing.T) {
 		srv := scramtest.NewServer("alice", []byte("pencil"), 4096)
-		b := fakebroker.New(t)
-		res := fakeStartConnect(t, context.Background(), b, mqtt.Config{ClientID: "a", Version: mqtt.Version5,
-			Authenticator: mqtt.NewSCRAMSHA256("alice", []byte("pencil"))})
-		bc := fakeAccept(t, b, fakeTimeout)
-		cp := bc.ExpectConnect(t)
-		if cp.Props.AuthMethod != "SCRAM-SHA-256" || len(cp.Props.AuthData) == 0 {
-			t.Fatalf("CONNECT method %q data %q, want SCRAM-SHA-256 with the client-first-message", cp.Props.AuthMethod, cp.Props.AuthData)
-		}
-		final, err := scramHandshake(t, bc, srv, cp.Props.AuthData)
+		res, bc, final, err := scramConnect(t, srv, "pencil")
 		if err != nil {
 			t.Fatalf("server rejected the proof: %v", err)
 		}
@@ -110,12 +121,7 @@ func TestFakeAuthRefused(t *testing.T) {
 	t.Run("wrong password", func(t *testing.T) {
 		fakeBubble(t, func(t *testing.T) {
 			srv := scramtest.NewServer("alice", []byte("pencil"), 4096)
-			b := fakebroker.New(t)
-			res := fakeStartConnect(t, context.Background(), b, mqtt.Config{ClientID: "a", Version: mqtt.Version5,
-				Authenticator: mqtt.NewSCRAMSHA256("alice", []byte("crayon"))})
-			bc := fakeAccept(t, b, fakeTimeout)
-			cp := bc.ExpectConnect(t)
-			final, err := scramHandshake(t, bc, srv, cp.Props.AuthData)
+			res, bc, final, err := scramConnect(t, srv, "crayon")
 			if err == nil {
 				t.Fatal("the server accepted a wrong password")
 			}
@@ -130,12 +136,7 @@ func TestFakeAuthRefused(t *testing.T) {
 		fakeBubble(t, func(t *testing.T) {
 			srv := scramtest.NewServer("alice", []byte("pencil"), 4096)
 			srv.BadSignature = true
-			b := fakebroker.New(t)
-			res := fakeStartConnect(t, context.Background(), b, mqtt.Config{ClientID: "a", Version: mqtt.Version5,
-				Authenticator: mqtt.NewSCRAMSHA256("alice", []byte("pencil"))})
-			bc := fakeAccept(t, b, fakeTimeout)
-			cp := bc.ExpectConnect(t)
-			final, err := scramHandshake(t, bc, srv, cp.Props.AuthData)
+			res, bc, final, err := scramConnect(t, srv, "pencil")
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -166,12 +167,7 @@ func TestFakeAuthUnexpected(t *testing.T) {
 	t.Run("other method", func(t *testing.T) {
 		fakeBubble(t, func(t *testing.T) {
 			srv := scramtest.NewServer("alice", []byte("pencil"), 4096)
-			b := fakebroker.New(t)
-			res := fakeStartConnect(t, context.Background(), b, mqtt.Config{ClientID: "a", Version: mqtt.Version5,
-				Authenticator: mqtt.NewSCRAMSHA256("alice", []byte("pencil"))})
-			bc := fakeAccept(t, b, fakeTimeout)
-			cp := bc.ExpectConnect(t)
-			final, err := scramHandshake(t, bc, srv, cp.Props.AuthData)
+			res, bc, final, err := scramConnect(t, srv, "pencil")
 			if err != nil {
 				t.Fatal(err)
 			}

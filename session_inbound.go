@@ -387,9 +387,8 @@ type refQueue struct {
 	head  int
 }
 
-func (q *refQueue) len() int            { return len(q.items) - q.head }
-func (q *refQueue) front() *inboundRef  { return q.items[q.head] }
-func (q *refQueue) live() []*inboundRef { return q.items[q.head:] }
+func (q *refQueue) len() int           { return len(q.items) - q.head }
+func (q *refQueue) front() *inboundRef { return q.items[q.head] }
 
 func (q *refQueue) push(r *inboundRef) {
 	if len(q.items) == cap(q.items) && q.head > 0 && q.head >= len(q.items)/2 {
