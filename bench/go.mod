@@ -6,6 +6,7 @@ require (
 	github.com/b4e21b16/mqtt v0.0.0
 	github.com/eclipse/paho.golang v0.23.0
 	github.com/eclipse/paho.mqtt.golang v1.5.1
+	go.uber.org/goleak v1.3.0
 )
 
 require (

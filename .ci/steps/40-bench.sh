@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
-# bench/: vet, static analysis, build, and a short smoke run of a few
-# workloads against the in-process sink (the full comparison is run by hand,
+# bench/: vet, static analysis, its tests (sink flood window, workloads on
+# the sink), build, and a short smoke run of a few workloads against the
+# in-process sink (the full comparison is run by hand,
 # see bench/README.md).
 set -euo pipefail
 cd "$(dirname "$0")/../../bench"
 go vet ./...
 staticcheck ./...
+go test -race -count=1 ./...
 go build -o "${TMPDIR:-/tmp}/mqtt-bench" .
 bin="${TMPDIR:-/tmp}/mqtt-bench"
 for w in pub-qos1 recv-qos1 lat-qos1; do
