@@ -71,6 +71,26 @@ func (q *deliveryQueue) push(d delivery) (ok, start bool) {
 	return true, start
 }
 
+// offer hands msg straight to an application goroutine already waiting on
+// out, without the pump, when nothing is queued ahead of it. It reports
+// whether msg was taken. Only the session calls it (as it alone pushes and
+// closes), so the queue cannot fill or close between the check and the
+// send.
+func (q *deliveryQueue) offer(msg Message) bool {
+	q.mu.Lock()
+	empty := !q.closed && q.head == len(q.items)
+	q.mu.Unlock()
+	if !empty {
+		return false
+	}
+	select {
+	case q.out <- msg:
+		return true
+	default:
+		return false
+	}
+}
+
 // queueKeepCap is the most entries an empty queue's array keeps when
 // trimmed.
 const queueKeepCap = 64

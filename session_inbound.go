@@ -195,6 +195,10 @@ func (sub *Subscription) routes(m *Message) bool {
 func (s *session) deliver(q *deliveryQueue, msg Message, ref *inboundRef) {
 	if ref != nil && s.cfg.ManualAck {
 		msg.ack = ackHandle{s: s, ref: ref, gen: ref.gen}
+	} else if q.offer(msg) {
+		// The application was waiting and took it: no queue holds it, so a
+		// QoS 1/2 message is acknowledged once every queue let it go.
+		return
 	}
 	ok, start := q.push(delivery{msg: msg, ref: ref})
 	if start {
