@@ -2,6 +2,7 @@ package mqtt_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -115,4 +116,28 @@ func ExampleAllJSON() {
 		break
 	}
 	// Output: kitchen: 21.5 °C (application/json)
+}
+
+// Publish waits until the broker has the message: for QoS 1 the PUBACK,
+// for QoS 2 the PUBCOMP. A refusal is a *ReasonError naming the code.
+func ExampleClient_Publish() {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c, err := mqtt.Connect(ctx, mqtt.Config{Servers: []string{exampleServer}, ClientID: "example-publish"})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer c.Disconnect(ctx)
+	err = c.Publish(ctx, mqtt.Message{Topic: "example/status", Payload: []byte("up"), QoS: mqtt.ExactlyOnce, Retain: true})
+	var refused *mqtt.ReasonError
+	switch {
+	case errors.As(err, &refused):
+		fmt.Println("refused:", refused.Code)
+	case err != nil:
+		fmt.Println(err)
+	default:
+		fmt.Println("published")
+	}
+	// Output: published
 }

@@ -72,7 +72,7 @@ type session struct {
 	log   *slog.Logger
 	debug bool
 
-	reqs      chan request
+	reqs      *requestQueue
 	in        chan *inbound
 	taken     chan *inboundRef
 	room      chan struct{}
@@ -143,7 +143,7 @@ func newSession(c *Client) *session {
 		cfg:       &c.cfg,
 		log:       c.log,
 		debug:     c.log.Enabled(context.Background(), slog.LevelDebug),
-		reqs:      make(chan request),
+		reqs:      newRequestQueue(),
 		dialed:    make(chan dialResult, 1),
 		store:     c.cfg.Store,
 		in:        make(chan *inbound, inboundBuffer),
@@ -162,14 +162,29 @@ func newSession(c *Client) *session {
 
 // submit hands r to the session goroutine.
 func (s *session) submit(ctx context.Context, r request) error {
-	select {
-	case s.reqs <- r:
-		return nil
-	case <-s.c.done:
-		return s.c.Err()
-	case <-ctx.Done():
-		return ctx.Err()
+	err := s.reqs.push(ctx, r)
+	if err == errStopped {
+		if cerr := s.c.Err(); cerr != nil {
+			return cerr
+		}
 	}
+	return err
+}
+
+// handleRequests handles every queued API call. If one of them stops the
+// session, the rest fail with the client's error.
+func (s *session) handleRequests() {
+	batch := s.reqs.take()
+	for i, r := range batch {
+		if s.stopped {
+			for _, r := range batch[i:] {
+				r.fail(s.c.Err())
+			}
+			break
+		}
+		r.handle(s)
+	}
+	s.reqs.recycle(batch)
 }
 
 // attach makes conn the session's connection and starts its goroutines.
@@ -221,8 +236,8 @@ func (s *session) run() {
 			discDone = s.disconnecting.ctx.Done()
 		}
 		select {
-		case r := <-s.reqs:
-			r.handle(s)
+		case <-s.reqs.kick:
+			s.handleRequests()
 		case ev := <-in:
 			s.handleInbound(ev)
 		case ref := <-s.taken:
@@ -499,14 +514,8 @@ func (s *session) shutdown(cause error) {
 		s.disconnecting = nil
 		r.fail(cause)
 	}
-	for {
-		select {
-		case r := <-s.reqs:
-			r.fail(cause)
-			continue
-		default:
-		}
-		break
+	for _, r := range s.reqs.stop() {
+		r.fail(cause)
 	}
 	close(s.stopPumps)
 	for _, sub := range s.subs {

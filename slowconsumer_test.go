@@ -70,7 +70,12 @@ func TestMosquittoSlowConsumer(t *testing.T) {
 				t.Errorf("heap grew by %d MiB while the consumer stalled; want at most 8 MiB", growth>>20)
 			}
 			for i := range n {
-				m := receive(t, s.Messages())
+				var m mqtt.Message
+				select {
+				case m = <-s.Messages():
+				case <-time.After(testTimeout):
+					t.Fatalf("message %d of %d did not arrive; dropped %d, client error %v, stats %+v", i, n, sub.Dropped(), sub.Err(), sub.Stats())
+				}
 				if got := binary.BigEndian.Uint32(m.Payload); got != uint32(i) || !bytes.Equal(m.Payload[4:], make([]byte, size-4)) {
 					t.Fatalf("message %d: got sequence %d", i, got)
 				}
