@@ -21,6 +21,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"runtime"
 	"runtime/pprof"
 	"strings"
 	"syscall"
@@ -121,6 +122,9 @@ func main() {
 		defer f.Close()
 		defer pprof.StopCPUProfile()
 	}
+	if *memprofile != "" {
+		runtime.MemProfileRate = 1
+	}
 	if err := runOne(os.Stdout, ws[0], cfg); err != nil {
 		pprof.StopCPUProfile()
 		fatalf("%s %s %s: %v", cfg.workload, cfg.client, cfg.target, err)
@@ -206,9 +210,14 @@ func runOne(w io.Writer, wl workload, cfg runConfig) error {
 	if o.err != nil {
 		return o.err
 	}
-	fmt.Fprintf(w, "%s %s %s n=%d: %s\n", wl.name, cfg.client, cfg.target, cfg.n, describe(o.r))
-	writeResult(w, o.r)
-	return nil
+	// One write for both lines, so a reader that stops after the first
+	// (such as head -1) cannot cut the process short before its profile
+	// is written.
+	var out strings.Builder
+	fmt.Fprintf(&out, "%s %s %s n=%d: %s\n", wl.name, cfg.client, cfg.target, cfg.n, describe(o.r))
+	writeResult(&out, o.r)
+	_, err := io.WriteString(w, out.String())
+	return err
 }
 
 // describe formats the fields of r that were measured.
@@ -226,6 +235,8 @@ func describe(r result) string {
 	add(r.P999, "p99.9 %.1f µs")
 	add(r.Allocs, "%.2f allocs/msg")
 	add(r.ConnBytes, "%.0f B/conn")
+	add(r.ConnStack, "of which stacks %.0f B")
+	add(r.ConnGs, "%.1f goroutines/conn")
 	add(r.PeakMiB, "heap+stack %.1f MiB")
 	add(r.BrokerMiB, "broker RSS %.1f MiB")
 	return strings.Join(parts, ", ")

@@ -16,16 +16,18 @@ import (
 // not measure stay zero. A child process prints it as one JSON line after
 // resultPrefix.
 type result struct {
-	Rate      float64 `json:"rate,omitempty"`       // messages (or connections) per second
-	Count     int     `json:"count,omitempty"`      // messages received or connections made
-	Secs      float64 `json:"secs,omitempty"`       // measured time
-	P50       float64 `json:"p50,omitempty"`        // latency percentiles, microseconds
-	P99       float64 `json:"p99,omitempty"`        //
-	P999      float64 `json:"p999,omitempty"`       //
-	Allocs    float64 `json:"allocs,omitempty"`     // heap allocations per message, whole process
-	ConnBytes float64 `json:"conn_bytes,omitempty"` // Go heap + stacks per connection
-	PeakMiB   float64 `json:"peak_mib,omitempty"`   // Go heap + stacks with all connections open
-	BrokerMiB float64 `json:"broker_mib,omitempty"` // broker RSS with all connections open
+	Rate      float64 `json:"rate,omitempty"`            // messages (or connections) per second
+	Count     int     `json:"count,omitempty"`           // messages received or connections made
+	Secs      float64 `json:"secs,omitempty"`            // measured time
+	P50       float64 `json:"p50,omitempty"`             // latency percentiles, microseconds
+	P99       float64 `json:"p99,omitempty"`             //
+	P999      float64 `json:"p999,omitempty"`            //
+	Allocs    float64 `json:"allocs,omitempty"`          // heap allocations per message, whole process
+	ConnBytes float64 `json:"conn_bytes,omitempty"`      // Go heap + stacks per connection
+	ConnStack float64 `json:"conn_stack,omitempty"`      // of which goroutine stacks
+	ConnGs    float64 `json:"conn_goroutines,omitempty"` // goroutines per connection
+	PeakMiB   float64 `json:"peak_mib,omitempty"`        // Go heap + stacks with all connections open
+	BrokerMiB float64 `json:"broker_mib,omitempty"`      // broker RSS with all connections open
 }
 
 const resultPrefix = "RESULT "
@@ -63,13 +65,13 @@ func (a *allocMeter) perMsg(n int) float64 {
 }
 
 // goMemory returns the live Go heap plus goroutine stacks after a full
-// collection.
-func goMemory() uint64 {
+// collection, and the stacks alone.
+func goMemory() (total, stacks uint64) {
 	runtime.GC()
 	runtime.GC()
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)
-	return ms.HeapAlloc + ms.StackInuse
+	return ms.HeapAlloc + ms.StackInuse, ms.StackInuse
 }
 
 // percentiles fills the latency fields of r from samples (sorted in place).

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -275,31 +276,38 @@ func closeMany(ctx context.Context, conns []benchClient, workers int) {
 // runIdle opens n idle connections and reports the Go heap and stack
 // growth per connection.
 func runIdle(ctx context.Context, e env) (result, error) {
-	before := goMemory()
+	before, stacksBefore := goMemory()
+	gs := runtime.NumGoroutine()
 	conns, err := dialMany(ctx, e, e.cfg.n, 8, false)
 	if err != nil {
 		return result{}, err
 	}
-	after := goMemory()
+	after, stacksAfter := goMemory()
+	gs = runtime.NumGoroutine() - gs
 	if err := writeHeapProfile(e.cfg.memprofile); err != nil {
 		return result{}, err
 	}
 	closeMany(ctx, conns, 32)
-	return result{Count: e.cfg.n, ConnBytes: (float64(after) - float64(before)) / float64(e.cfg.n)}, nil
+	return result{
+		Count:     e.cfg.n,
+		ConnBytes: (float64(after) - float64(before)) / float64(e.cfg.n),
+		ConnStack: (float64(stacksAfter) - float64(stacksBefore)) / float64(e.cfg.n),
+		ConnGs:    float64(gs) / float64(e.cfg.n),
+	}, nil
 }
 
 // runConns opens n connections to mosquitto (32 dials at a time), has each
 // publish one QoS 1 message, measures memory with all of them open, then
 // disconnects them all; the time covers all three phases.
 func runConns(ctx context.Context, e env) (result, error) {
-	before := goMemory()
+	before, _ := goMemory()
 	start := time.Now()
 	conns, err := dialMany(ctx, e, e.cfg.n, 32, true)
 	if err != nil {
 		return result{}, err
 	}
 	connected := time.Since(start)
-	peak := goMemory()
+	peak, _ := goMemory()
 	broker := processRSS(e.brokerPID)
 	if err := writeHeapProfile(e.cfg.memprofile); err != nil {
 		return result{}, err
