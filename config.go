@@ -44,6 +44,11 @@ const (
 	// the slowest one, and the broker may drop or disconnect by its own
 	// rules. Keepalive keeps running; the client does not declare the
 	// connection dead while it is itself holding the reading back.
+	// Messages for a subscription whose Subscribe has not returned yet (the
+	// broker may send them before its SUBACK) cannot be read by the
+	// application, so holding the reading back for them would keep the
+	// SUBACK from ever arriving: those that overflow are dropped and
+	// counted instead.
 	Block
 )
 

@@ -23,6 +23,10 @@ type deliveryQueue struct {
 	done  chan struct{} // closed by close
 	limit int           // most QoS 0 entries
 
+	// subscribing is set while the subscription's Subscribe waits for its
+	// SUBACK: the application cannot read yet. Owned by the session.
+	subscribing bool
+
 	mu       sync.Mutex
 	items    []delivery // FIFO from head; guarded by mu
 	head     int        // guarded by mu

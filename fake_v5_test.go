@@ -509,3 +509,53 @@ func TestFakeReceiveMaximumOne(t *testing.T) {
 		}
 	})
 }
+
+// TestFakeBlockBeforeSuback checks OverflowPolicy Block on messages the
+// broker sends before the SUBACK (which it may, MQTT 5.0 section 3.8.4):
+// the application cannot read them before Subscribe returns, so holding
+// the reading back would keep the SUBACK out for ever. Those that overflow
+// the buffer are dropped and counted; once Subscribe has returned, Block
+// holds the reading back and nothing more is dropped.
+func TestFakeBlockBeforeSuback(t *testing.T) {
+	fakeEachVersion(t, func(t *testing.T, v mqtt.ProtocolVersion, wire packet.Version) {
+		c, fc, _ := fakeClient(t, mqtt.Config{ClientID: "b", Version: v, QoS0Overflow: mqtt.Block, MessageBuffer: 2}, &packet.Connack{})
+		res := make(chan *mqtt.Subscription, 1)
+		go func() {
+			s, err := c.Subscribe(context.Background(), "f/#", 0)
+			if err != nil {
+				t.Error(err)
+			}
+			res <- s
+		}()
+		sub := fc.expectSubscribe()
+		var pubs []packet.Packet
+		for i := range 5 {
+			pubs = append(pubs, &packet.Publish{Topic: "f/early", Payload: []byte{byte(i)}})
+		}
+		pubs = append(pubs, &packet.Suback{PacketID: sub.PacketID, ReasonCodes: []packet.ReasonCode{0}})
+		<-fc.sendAsync(pubs...)
+		s := <-res
+		if got := c.Dropped(); got != 3 {
+			t.Errorf("Dropped = %d before SUBACK, want 3 (a buffer of 2 for 5 messages)", got)
+		}
+		for i := range 2 {
+			if m := fakeRecv(t, s.Messages()); m.Payload[0] != byte(i) {
+				t.Errorf("early message %d has payload %d", i, m.Payload[0])
+			}
+		}
+		var late []packet.Packet
+		for i := range 6 {
+			late = append(late, &packet.Publish{Topic: "f/late", Payload: []byte{byte(10 + i)}})
+		}
+		sent := fc.sendAsync(late...)
+		for i := range 6 {
+			if m := fakeRecv(t, s.Messages()); m.Payload[0] != byte(10+i) {
+				t.Errorf("late message %d has payload %d", i, m.Payload[0])
+			}
+		}
+		<-sent
+		if got := c.Dropped(); got != 3 {
+			t.Errorf("Dropped = %d after SUBACK, want still 3", got)
+		}
+	})
+}

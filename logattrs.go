@@ -42,7 +42,8 @@ func inboundAttrs(ev *inbound) []any {
 		pub := ev.pub
 		return packetAttrs(&pub)
 	case packet.PUBACK, packet.PUBREC, packet.PUBREL, packet.PUBCOMP:
-		ack := ev.ack
+		var ack packet.Ack
+		ev.ack.packet(ev.typ, &ack)
 		return packetAttrs(&ack)
 	}
 	if ev.pkt != nil {

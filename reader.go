@@ -11,18 +11,44 @@ import (
 )
 
 // inbound is one decoded packet handed from a reader to the session. PUBLISH
-// and the four publish acknowledgements travel by value so that the hot paths
-// allocate nothing beyond the PUBLISH body; other packets travel as pkt.
+// and the four publish acknowledgements are held in place so that the hot
+// paths allocate nothing beyond the PUBLISH body; other packets travel as
+// pkt.
 type inbound struct {
 	typ packet.Type
 	pub packet.Publish // typ == PUBLISH
-	ack packet.Ack     // typ is PUBACK, PUBREC, PUBREL or PUBCOMP
+	ack ackInfo        // typ is PUBACK, PUBREC, PUBREL or PUBCOMP
 	pkt packet.Packet  // any other type
 	err error          // set instead of a packet: the broker sent something invalid
 }
 
+// ackInfo is a publish acknowledgement in compact form: the rare properties
+// (a Reason String, User Properties) are allocated only when present.
+type ackInfo struct {
+	id    uint16
+	code  packet.ReasonCode
+	props *packet.Properties
+}
+
+// fill sets a from a decoded acknowledgement.
+func (a *ackInfo) fill(p *packet.Ack) {
+	*a = ackInfo{id: p.PacketID, code: p.ReasonCode}
+	if !p.Props.IsZero() {
+		props := p.Props
+		a.props = &props
+	}
+}
+
+// packet rebuilds the acknowledgement of type t into dst.
+func (a *ackInfo) packet(t packet.Type, dst *packet.Ack) {
+	*dst = packet.Ack{PacketType: t, PacketID: a.id, ReasonCode: a.code}
+	if a.props != nil {
+		dst.Props = *a.props
+	}
+}
+
 // inboundSlots is how many decoded packets a reader keeps: one the session
-// is handling, one in the channel (inboundBuffer) and the one being decoded.
+// is handling, inboundBuffer in the channel and the one being decoded.
 const inboundSlots = inboundBuffer + 2
 
 // reset clears ev for the next packet.
@@ -32,7 +58,7 @@ func (ev *inbound) reset() {
 
 // readerScratch is the largest non-PUBLISH body the reader decodes from its
 // reused buffer; bigger ones get their own allocation.
-const readerScratch = 512
+const readerScratch = 128
 
 // reader owns the read side of one network connection: it reads through a
 // buffered reader, checks each packet's size against the client's maximum
@@ -42,8 +68,9 @@ type reader struct {
 	br      *connReader
 	version packet.Version
 	maxSize int
-	out     chan<- *inbound       // the session's input
-	evs     [inboundSlots]inbound // decoded packets, reused in turn
+	out     chan<- *inbound // the session's input
+	evs     [inboundSlots]inbound
+	ack     packet.Ack // an acknowledgement being decoded // decoded packets, reused in turn
 	scratch [readerScratch]byte
 
 	packetsIn atomic.Uint64 // packets read, for keepalive liveness
@@ -114,9 +141,10 @@ func (r *reader) next(ev *inbound) error {
 		if err != nil {
 			return err
 		}
-		if err := packet.DecodeAck(h, body, r.version, &ev.ack); err != nil {
+		if err := packet.DecodeAck(h, body, r.version, &r.ack); err != nil {
 			return err
 		}
+		ev.ack.fill(&r.ack)
 	default:
 		body, err := r.body(h.Remaining)
 		if err != nil {

@@ -51,7 +51,7 @@ type pingWait struct {
 // it reuses, which is safe because a record is handed over only after the
 // session took the one before it from the channel, and so has finished the
 // one before that (see reader.run).
-const inboundBuffer = 1
+const inboundBuffer = 4
 
 // Pause reasons: the session stops taking packets from the reader.
 const (
@@ -120,6 +120,7 @@ type session struct {
 	lastRTT      time.Duration
 
 	ackScratch packet.Ack // reused to send acknowledgements without allocating
+	ackIn      packet.Ack // the acknowledgement being handled
 
 	resubscribing  int   // resubscriptions awaiting SUBACK after a session loss
 	resubscribeErr error // refusals among them
@@ -240,6 +241,7 @@ func (s *session) run() {
 			s.handleRequests()
 		case ev := <-in:
 			s.handleInbound(ev)
+			s.drainInbound()
 		case ref := <-s.taken:
 			s.onTaken(ref)
 		case <-s.room:
@@ -264,6 +266,22 @@ func (s *session) run() {
 			s.shutdown(ErrClosed)
 		}
 		s.publishGauges()
+	}
+}
+
+// drainInbound handles the packets the reader has already queued, without
+// going through the full select for each, while the session is free to.
+func (s *session) drainInbound() {
+	for range inboundBuffer {
+		if s.pausedBy != 0 || s.conn == nil || s.stopped {
+			return
+		}
+		select {
+		case ev := <-s.in:
+			s.handleInbound(ev)
+		default:
+			return
+		}
 	}
 }
 

@@ -27,9 +27,11 @@ func (s *session) handleInbound(ev *inbound) {
 	case packet.PUBLISH:
 		s.receive(&ev.pub)
 	case packet.PUBACK, packet.PUBREC, packet.PUBCOMP:
-		s.publishAcked(&ev.ack)
+		ev.ack.packet(ev.typ, &s.ackIn)
+		s.publishAcked(&s.ackIn)
 	case packet.PUBREL:
-		s.released(&ev.ack)
+		ev.ack.packet(ev.typ, &s.ackIn)
+		s.released(&s.ackIn)
 	case packet.SUBACK:
 		s.subacked(ev.pkt.(*packet.Suback))
 	case packet.UNSUBACK:
@@ -67,7 +69,7 @@ func carriesProblemInfo(ev *inbound) bool {
 		pr = &p.Props
 	case nil:
 		if ev.typ != packet.PUBLISH {
-			pr = &ev.ack.Props
+			pr = ev.ack.props
 		}
 	}
 	return pr != nil && (pr.Has(packet.PropReasonString) || len(pr.User) > 0)
@@ -211,7 +213,7 @@ func (s *session) deliver(q *deliveryQueue, msg Message, ref *inboundRef) {
 	if ok {
 		return
 	}
-	if s.cfg.QoS0Overflow == Block {
+	if s.cfg.QoS0Overflow == Block && !q.subscribing {
 		if s.stalled == nil {
 			s.stalled = &stalledDelivery{msg: msg}
 		}

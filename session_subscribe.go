@@ -61,6 +61,7 @@ func (s *session) trySubscribe(r *subscribeReq) bool {
 		return true
 	}
 	sub := &Subscription{c: s.c, q: newDeliveryQueue(s.cfg.MessageBuffer), options: r.filters}
+	sub.q.subscribing = true
 	for _, f := range r.filters {
 		sub.filters = append(sub.filters, f.Filter)
 	}
@@ -106,6 +107,7 @@ func (s *session) subacked(a *packet.Suback) {
 	}
 	delete(s.out, a.PacketID)
 	sub := r.sub
+	sub.q.subscribing = false
 	granted := make([]FilterResult, len(a.ReasonCodes))
 	var refused []FilterResult
 	sub.filters = sub.filters[:0]

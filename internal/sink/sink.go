@@ -173,6 +173,17 @@ func (s *Server) serve(nc net.Conn) {
 		case packet.SUBSCRIBE:
 			reply = c.suback(h, body)
 			if s.opts.FloodCount > 0 && floodDone == nil {
+				// The SUBACK goes out before the flood starts.
+				c.mu.Lock()
+				_, err = c.bw.Write(reply)
+				if err == nil {
+					err = c.bw.Flush()
+				}
+				c.mu.Unlock()
+				if err != nil {
+					return
+				}
+				reply = nil
 				floodDone = make(chan struct{})
 				go func() {
 					defer close(floodDone)
