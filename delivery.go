@@ -186,12 +186,18 @@ func (q *deliveryQueue) pump(taken chan<- *inboundRef, room chan<- struct{}, sto
 				return
 			}
 		}
+		// A receiver is usually waiting during a flood: try the cheap
+		// non-blocking send before the full select.
 		select {
 		case q.out <- d.msg:
-		case <-q.done:
-			return
-		case <-stop:
-			return
+		default:
+			select {
+			case q.out <- d.msg:
+			case <-q.done:
+				return
+			case <-stop:
+				return
+			}
 		}
 		ok, wantRoom := q.taken()
 		if !ok {

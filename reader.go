@@ -94,9 +94,13 @@ func (r *reader) run(ctx context.Context) error {
 			ev.err = fmt.Errorf("%w: %w", ErrProtocolViolation, err)
 		}
 		select {
-		case r.out <- ev:
-		case <-ctx.Done():
-			return nil
+		case r.out <- ev: // the common case, without a full select
+		default:
+			select {
+			case r.out <- ev:
+			case <-ctx.Done():
+				return nil
+			}
 		}
 		if ev.err != nil {
 			<-ctx.Done()
