@@ -1,6 +1,7 @@
 package mqtt
 
 import (
+	"context"
 	"sync"
 )
 
@@ -170,9 +171,10 @@ func (q *deliveryQueue) close() ([]delivery, bool) {
 }
 
 // pump offers queued messages to out until the queue closes; it then closes
-// out. After each handover it tells the session through taken (QoS 1/2) and
-// room (QoS 0 space the session waited for). stop ends a blocked send.
-func (q *deliveryQueue) pump(taken chan<- *inboundRef, room chan<- struct{}, stop <-chan struct{}) {
+// out. After each handover it tells the session, through its request queue,
+// that a QoS 1/2 message was taken (the *inboundRef) or that QoS 0 space
+// the session waited for appeared (roomNotice). stop ends a blocked send.
+func (q *deliveryQueue) pump(inbox *requestQueue, stop <-chan struct{}) {
 	defer close(q.out)
 	for {
 		d, ok := q.peek()
@@ -203,18 +205,25 @@ func (q *deliveryQueue) pump(taken chan<- *inboundRef, room chan<- struct{}, sto
 		if !ok {
 			return
 		}
-		if wantRoom {
-			select {
-			case room <- struct{}{}:
-			default:
-			}
+		// The session hears of both through its request queue; a push
+		// fails only once the session has stopped.
+		if wantRoom && inbox.push(context.Background(), roomNotice{}) != nil {
+			return
 		}
-		if d.ref != nil {
-			select {
-			case taken <- d.ref:
-			case <-stop:
-				return
-			}
+		if d.ref != nil && inbox.push(context.Background(), d.ref) != nil {
+			return
 		}
 	}
 }
+
+// roomNotice tells the session that a delivery queue it waited on has room
+// (OverflowPolicy Block).
+type roomNotice struct{}
+
+func (roomNotice) handle(s *session) { s.retryStalled() }
+func (roomNotice) fail(error)        {}
+
+// handle records that the application took the message ref belongs to from
+// a delivery queue; see session.onTaken.
+func (ref *inboundRef) handle(s *session) { s.onTaken(ref) }
+func (ref *inboundRef) fail(error)        {}

@@ -62,8 +62,9 @@ const (
 // session is the one goroutine that owns the protocol state of a Client:
 // packet identifiers, in-flight messages in both directions, subscriptions
 // and their routing, keepalive. Everything else talks to it through
-// channels: API calls through reqs, the connection's reader through in, and
-// delivery pumps through taken and room. It never blocks on any of them, nor
+// queues: API calls, and the delivery pumps' notices (a message taken, room
+// made), through reqs; the connection's reader through in. It never blocks on
+// any of them, nor
 // on the network (the writer's queue accepts without waiting), so neither a
 // slow application nor a slow broker can stall it.
 type session struct {
@@ -74,8 +75,6 @@ type session struct {
 
 	reqs      *requestQueue
 	in        chan *inbound
-	taken     chan *inboundRef
-	room      chan struct{}
 	stopPumps chan struct{}
 
 	conn *connection // nil when there is no connection
@@ -148,8 +147,6 @@ func newSession(c *Client) *session {
 		dialed:    make(chan dialResult, 1),
 		store:     c.cfg.Store,
 		in:        make(chan *inbound, inboundBuffer),
-		taken:     make(chan *inboundRef, 16),
-		room:      make(chan struct{}, 1),
 		stopPumps: make(chan struct{}),
 		out:       make(map[uint16]outstanding),
 		inByID:    make(map[uint16]*inboundRef),
@@ -242,10 +239,6 @@ func (s *session) run() {
 		case ev := <-in:
 			s.handleInbound(ev)
 			s.drainInbound()
-		case ref := <-s.taken:
-			s.onTaken(ref)
-		case <-s.room:
-			s.retryStalled()
 		case <-s.kaTimer.C:
 			s.keepAlive()
 		case <-connDone:

@@ -229,7 +229,7 @@ func (s *session) startPump(q *deliveryQueue) {
 	s.c.pumps.Add(1)
 	go func() {
 		defer s.c.pumps.Done()
-		q.pump(s.taken, s.room, s.stopPumps)
+		q.pump(s.reqs, s.stopPumps)
 	}()
 }
 
