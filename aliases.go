@@ -38,17 +38,17 @@ const (
 )
 
 func newTopicAliases(max int) *topicAliases {
-	return &topicAliases{
-		max:     max,
-		byTopic: make(map[string]uint16, min(max, 1024)),
-		misses:  make(map[string]uint32),
-	}
+	return &topicAliases{max: max} // the maps are made on first use
 }
 
 // assign returns the alias to send topic with, and whether the broker
 // already knows it (the topic can then be left out). Alias 0 means: send
 // the topic without an alias.
 func (t *topicAliases) assign(topic string) (alias uint16, known bool) {
+	if t.byTopic == nil {
+		t.byTopic = make(map[string]uint16, min(t.max, 64))
+		t.misses = make(map[string]uint32)
+	}
 	t.uses++
 	if t.uses >= aliasAging*t.max {
 		t.age()
