@@ -21,7 +21,10 @@ type topicAliases struct {
 	slots   []aliasSlot       // alias i+1
 	misses  map[string]uint32 // uses of topics without an alias
 	hand    int               // next slot the eviction sample starts at
-	uses    int               // publishes since counts were last halved
+	// maxPacket is the broker's Maximum Packet Size: a publish that fits
+	// only without the 3-byte Topic Alias property is sent without one.
+	maxPacket int
+	uses      int // publishes since counts were last halved
 }
 
 type aliasSlot struct {
@@ -37,8 +40,8 @@ const (
 	aliasAging = 16
 )
 
-func newTopicAliases(max int) *topicAliases {
-	return &topicAliases{max: max} // the maps are made on first use
+func newTopicAliases(max, maxPacket int) *topicAliases {
+	return &topicAliases{max: max, maxPacket: maxPacket} // the maps are made on first use
 }
 
 // assign returns the alias to send topic with, and whether the broker
@@ -113,6 +116,9 @@ func (t *topicAliases) age() {
 // leaving p itself unchanged (a re-send on a later connection must carry
 // the full topic).
 func (t *topicAliases) appendPublish(dst []byte, p *packet.Publish, v packet.Version) ([]byte, error) {
+	if t.maxPacket < packet.MaxPacketSize && p.Size(v)+3 > t.maxPacket {
+		return p.Append(dst, v)
+	}
 	alias, known := t.assign(p.Topic)
 	if alias == 0 {
 		return p.Append(dst, v)

@@ -169,8 +169,11 @@ type Config struct {
 	// resolution.
 	WillDelay time.Duration
 	// TopicAliasMaximum is the most topic aliases the broker may use when
-	// sending to the client (inbound aliases, resolved by the client). Zero
-	// means the default, 64; negative allows none.
+	// sending to the client (inbound aliases, resolved by the client). Zero,
+	// the default, allows none: aliases save the broker a few bytes per
+	// message, and some brokers get them wrong across a session resume
+	// (mochi-mqtt 2.7 sends an alias it never defined on the new
+	// connection, which the client must treat as a protocol error).
 	TopicAliasMaximum int
 	// DisableTopicAliases stops the client from assigning topic aliases to
 	// what it publishes. By default, when the broker allows aliases (its
@@ -209,8 +212,6 @@ const (
 	defaultReceiveMaximum = 256
 	defaultMessageBuffer  = 1024
 	maxPingTimeout        = 30 * time.Second
-
-	defaultTopicAliasMaximum = 64
 )
 
 // withDefaults validates cfg and returns a copy with defaults filled in.
@@ -279,8 +280,6 @@ func (cfg Config) withDefaults() (Config, []server, error) {
 		return cfg, nil, &ArgumentError{What: "WillDelay", Value: cfg.WillDelay.String(), Err: fmt.Errorf("want 0 to 4294967295 s")}
 	}
 	switch {
-	case cfg.TopicAliasMaximum == 0:
-		cfg.TopicAliasMaximum = defaultTopicAliasMaximum
 	case cfg.TopicAliasMaximum < 0:
 		cfg.TopicAliasMaximum = 0
 	case cfg.TopicAliasMaximum > 65535:

@@ -85,11 +85,7 @@ func (conn *connection) checkOutbound(m *Message) error {
 	if conn.maxPacket < packet.MaxPacketSize {
 		var p packet.Publish
 		m.toPublish(&p)
-		n := p.Size(conn.version)
-		if conn.w.aliases != nil {
-			n += 3 // a Topic Alias property on the topic's first use
-		}
-		if n > conn.maxPacket {
+		if n := p.Size(conn.version); n > conn.maxPacket {
 			return &ArgumentError{What: "payload", Value: fmt.Sprintf("%d bytes", len(m.Payload)),
 				Err: fmt.Errorf("%w: the packet would be %d bytes, the broker accepts at most %d", packet.ErrTooLarge, n, conn.maxPacket)}
 		}
@@ -328,7 +324,7 @@ func (c *Client) exchange(ctx context.Context, nc net.Conn, srv server, v packet
 	conn.r = &reader{br: br, version: v, maxSize: cfg.MaxPacketSize}
 	conn.w = newWriter(nc, v)
 	if !cfg.DisableTopicAliases && conn.aliasMax > 0 {
-		conn.w.aliases = newTopicAliases(conn.aliasMax)
+		conn.w.aliases = newTopicAliases(conn.aliasMax, conn.maxPacket)
 	}
 	return conn, nil
 }

@@ -94,7 +94,7 @@ func TestFakeConnectPacket(t *testing.T) {
 // user name, password or will, Clean Start 0, Keep Alive 60 s, and in
 // MQTT 5.0 no Session Expiry Interval (0, the session ends with the
 // connection) but the default Receive Maximum 256 and Maximum Packet Size
-// 16 MiB, and Topic Alias Maximum 64.
+// 16 MiB, and no Topic Alias Maximum (0: the broker may not use aliases).
 func TestFakeConnectPacketDefaults(t *testing.T) {
 	fakeEachVersion(t, func(t *testing.T, v mqtt.ProtocolVersion, wire packet.Version) {
 		_, _, got := fakeClient(t, mqtt.Config{ClientID: "plain", Version: v}, &packet.Connack{})
@@ -104,8 +104,6 @@ func TestFakeConnectPacketDefaults(t *testing.T) {
 			want.Props.Set(packet.PropReceiveMaximum)
 			want.Props.MaximumPacketSize = 16 << 20
 			want.Props.Set(packet.PropMaximumPacketSize)
-			want.Props.TopicAliasMaximum = 64
-			want.Props.Set(packet.PropTopicAliasMaximum)
 		}
 		if diff := cmp.Diff(want, got); diff != "" {
 			t.Errorf("CONNECT (-want +got):\n%s", diff)

@@ -85,12 +85,12 @@ func TestFakeTopicAliasInboundInvalid(t *testing.T) {
 	}
 }
 
-// TestFakeTopicAliasInboundNone checks that with aliases turned off
-// (negative TopicAliasMaximum) the CONNECT announces none and any alias is
-// invalid [MQTT-3.3.2-9].
+// TestFakeTopicAliasInboundNone checks that by default (TopicAliasMaximum
+// 0) the CONNECT announces no aliases and any alias is invalid
+// [MQTT-3.3.2-9].
 func TestFakeTopicAliasInboundNone(t *testing.T) {
 	fakeBubble(t, func(t *testing.T) {
-		c, fc, cp := fakeClient(t, mqtt.Config{ClientID: "a", Version: mqtt.Version5, TopicAliasMaximum: -1}, v5Connack(nil))
+		c, fc, cp := fakeClient(t, mqtt.Config{ClientID: "a", Version: mqtt.Version5}, v5Connack(nil))
 		if cp.Props.Has(packet.PropTopicAliasMaximum) {
 			t.Errorf("CONNECT announces Topic Alias Maximum %d, want none", cp.Props.TopicAliasMaximum)
 		}

@@ -516,7 +516,10 @@ func testSession(t *testing.T, tg *target, b *broker) {
 	}
 	var payloads, want []string
 	for i := range n {
-		got := receive(t, second.Messages())
+		got, ok := <-second.Messages()
+		if !ok {
+			t.Fatalf("client stopped before queued message %d: %v", i, second.Err())
+		}
 		if got.Topic != id+"/q" || got.QoS != mqtt.AtLeastOnce {
 			t.Fatalf("queued message %d: %s", i, got.String())
 		}
