@@ -86,12 +86,9 @@ func (r *reader) run(ctx context.Context) error {
 	for i := 0; ; i = (i + 1) % inboundSlots {
 		ev := &r.evs[i]
 		if err := r.next(ev); err != nil {
-			var perr *packet.Error
-			if !errors.As(err, &perr) {
-				return readError(err)
+			if err = failed(ev, err); err != nil {
+				return err
 			}
-			ev.reset()
-			ev.err = fmt.Errorf("%w: %w", ErrProtocolViolation, err)
 		}
 		select {
 		case r.out <- ev: // the common case, without a full select
@@ -107,6 +104,21 @@ func (r *reader) run(ctx context.Context) error {
 			return ev.err
 		}
 	}
+}
+
+// failed turns a read error into ev carrying a protocol violation for the
+// session, or returns the error that ends the reader. It is kept out of run
+// so that run's stack frame, which every idle connection keeps, stays small.
+//
+//go:noinline
+func failed(ev *inbound, err error) error {
+	var perr *packet.Error
+	if !errors.As(err, &perr) {
+		return readError(err)
+	}
+	ev.reset()
+	ev.err = fmt.Errorf("%w: %w", ErrProtocolViolation, err)
+	return nil
 }
 
 func readError(err error) error {

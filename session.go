@@ -244,15 +244,7 @@ func (s *session) run() {
 		case <-connDone:
 			s.connectionEnded(context.Cause(s.conn.ctx))
 		case r := <-s.dialed:
-			s.dialCancel()
-			s.dialCancel = nil
-			if r.err != nil {
-				s.log.Info("mqtt: gave up reconnecting", "err", r.err)
-				s.c.emit(Event{Kind: EventGaveUp, Attempt: r.attempts, Err: r.err})
-				s.shutdown(r.err)
-			} else {
-				s.attach(r.conn)
-			}
+			s.redialed(r)
 		case <-discDone:
 			s.finishDisconnect(s.disconnecting.ctx.Err())
 		case <-s.c.closing:
@@ -276,6 +268,22 @@ func (s *session) drainInbound() {
 			return
 		}
 	}
+}
+
+// redialed takes the outcome of the reconnecting goroutine. It is kept out
+// of run so that run's stack frame, which an idle client keeps, stays small.
+//
+//go:noinline
+func (s *session) redialed(r dialResult) {
+	s.dialCancel()
+	s.dialCancel = nil
+	if r.err != nil {
+		s.log.Info("mqtt: gave up reconnecting", "err", r.err)
+		s.c.emit(Event{Kind: EventGaveUp, Attempt: r.attempts, Err: r.err})
+		s.shutdown(r.err)
+		return
+	}
+	s.attach(r.conn)
 }
 
 // send queues p on the current connection. Failures mean the connection is

@@ -251,6 +251,7 @@ func (s *session) publishAcked(a *packet.Ack) {
 func (s *session) finishPublish(p *Pending, err error) {
 	durable, seq := p.durable, p.seq
 	s.unstore(p)
+	s.publishGauges() // so that Stats no longer counts p once its caller returns
 	p.complete(err)
 	if durable {
 		s.results.push(DeliveryResult{ID: seq, Err: err})
