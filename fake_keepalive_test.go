@@ -205,3 +205,53 @@ func TestFakePing(t *testing.T) {
 		}
 	})
 }
+
+// TestFakeKeepAliveWhileHeldBack checks that while the client holds reading
+// back for a slow application (OverflowPolicy Block), it still sends a
+// PINGREQ every keepalive interval [MQTT-3.1.2-23], although the answers to
+// the earlier ones sit unread behind the messages it is holding back; and
+// that once the application reads, the connection is still there and the
+// answers are taken in order.
+func TestFakeKeepAliveWhileHeldBack(t *testing.T) {
+	fakeBubble(t, func(t *testing.T) {
+		c, fc, _ := fakeClient(t, mqtt.Config{ClientID: "ka", Version: mqtt.Version5, KeepAlive: 10 * time.Second,
+			QoS0Overflow: mqtt.Block, MessageBuffer: 1}, &packet.Connack{})
+		start := time.Now()
+		// The application reads nothing: one message is buffered, one waits
+		// for room, and the reader stops with the rest unread.
+		var flood []packet.Packet
+		for i := range 8 {
+			flood = append(flood, &packet.Publish{Topic: "f", Payload: []byte{byte(i)}})
+		}
+		sent := fc.sendAsync(flood...)
+		var answers []<-chan error
+		for k := 1; k <= 5; k++ {
+			fakeExpectPingAt(t, fc, start, time.Duration(k)*10*time.Second)
+			answers = append(answers, fc.sendAsync(&packet.Pingresp{}))
+		}
+		if err := c.Err(); err != nil {
+			t.Fatalf("client stopped while held back: %v", err)
+		}
+		for i := range 8 {
+			if m := fakeRecv(t, c.Messages()); m.Payload[0] != byte(i) {
+				t.Fatalf("message %d has payload %d", i, m.Payload[0])
+			}
+		}
+		<-sent
+		for _, a := range answers {
+			if err := <-a; err != nil {
+				t.Fatal(err)
+			}
+		}
+		pinged := make(chan error, 1)
+		go func() {
+			_, err := c.Ping(context.Background())
+			pinged <- err
+		}()
+		fc.expect(packet.PINGREQ)
+		fc.send(&packet.Pingresp{})
+		if err := <-pinged; err != nil {
+			t.Errorf("Ping after the stall: %v", err)
+		}
+	})
+}

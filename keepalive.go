@@ -73,7 +73,11 @@ func (s *session) keepAlive() {
 			return
 		}
 	}
-	if len(s.pings) == 0 && s.idle(now) >= conn.keepAlive {
+	// While the session holds reading back (a slow application), the
+	// answer to an earlier PINGREQ may sit unread in the stream; the
+	// broker still needs to hear from the client every keepalive interval
+	// [MQTT-3.1.2-23], so another PINGREQ goes out.
+	if (len(s.pings) == 0 || s.pausedBy != 0) && s.idle(now) >= conn.keepAlive {
 		s.ping(nil)
 		s.trimBuffers()
 	}

@@ -3,6 +3,7 @@ package mqtt_test
 import (
 	"bytes"
 	"encoding/binary"
+	"fmt"
 	"runtime"
 	"testing"
 	"time"
@@ -11,8 +12,8 @@ import (
 	"github.com/b4e21b16/mqtt/internal/brokertest"
 )
 
-// TestMosquittoSlowConsumer stalls the application for three keepalive
-// periods while a publisher floods it: the connection
+// TestMosquittoSlowConsumer stalls the application for five keepalive
+// periods while a publisher floods it with 40 MB: the connection
 // must survive (no false keepalive timeout), the client's memory must stay
 // bounded, and once the application reads again every QoS 1/2 message must
 // arrive, in order. The test is not parallel so that the heap it measures is
@@ -21,8 +22,8 @@ func TestMosquittoSlowConsumer(t *testing.T) {
 	b := brokertest.Start(t, brokertest.Options{Extra: []string{"max_queued_messages 100000"}})
 	const (
 		keepAlive = time.Second
-		n         = 2500
-		size      = 4096 // 10 MB in all
+		n         = 10000
+		size      = 4096 // 40 MB in all
 	)
 	cases := []struct {
 		name   string
@@ -58,11 +59,11 @@ func TestMosquittoSlowConsumer(t *testing.T) {
 				}
 				published <- nil
 			}()
-			// The application does not read for three keepalive periods.
+			// The application does not read for five keepalive periods.
 			select {
 			case <-sub.Done():
 				t.Fatalf("subscriber lost its connection while stalled: %v", sub.Err())
-			case <-time.After(3*keepAlive + 500*time.Millisecond):
+			case <-time.After(5*keepAlive + 500*time.Millisecond):
 			}
 			growth := int64(heapInUse()) - int64(before)
 			t.Logf("heap growth while stalled: %d KiB", growth/1024)
@@ -74,7 +75,12 @@ func TestMosquittoSlowConsumer(t *testing.T) {
 				select {
 				case m = <-s.Messages():
 				case <-time.After(testTimeout):
-					t.Fatalf("message %d of %d did not arrive; dropped %d, client error %v, stats %+v", i, n, sub.Dropped(), sub.Err(), sub.Stats())
+					var events []string
+					for len(sub.Events()) > 0 {
+						ev := <-sub.Events()
+						events = append(events, fmt.Sprintf("%v %v", ev.Kind, ev.Err))
+					}
+					t.Fatalf("message %d of %d did not arrive; dropped %d, client error %v, stats %+v, events %q", i, n, sub.Dropped(), sub.Err(), sub.Stats(), events)
 				}
 				if got := binary.BigEndian.Uint32(m.Payload); got != uint32(i) || !bytes.Equal(m.Payload[4:], make([]byte, size-4)) {
 					t.Fatalf("message %d: got sequence %d", i, got)
@@ -85,6 +91,9 @@ func TestMosquittoSlowConsumer(t *testing.T) {
 			}
 			if d := sub.Dropped(); d != 0 {
 				t.Errorf("Dropped = %d, want 0", d)
+			}
+			if c := sub.Stats().Connects; c != 1 {
+				t.Errorf("the subscriber connected %d times; the stall must not cost the connection", c)
 			}
 			select {
 			case <-sub.Done():
