@@ -68,21 +68,52 @@ func (c *Client) Request(ctx context.Context, m Message) (Message, error) {
 
 // requester is the state Request shares between concurrent requests.
 type requester struct {
-	mu      sync.Mutex
-	topic   string
-	sub     *Subscription
-	next    uint64
-	waiting map[string]chan Message // by correlation data
+	mu          sync.Mutex
+	topic       string
+	sub         *Subscription
+	subscribing chan struct{} // closed when a SUBSCRIBE in progress ends
+	next        uint64
+	waiting     map[string]chan Message // by correlation data
 }
 
 // subscribe returns the reply topic and subscription, subscribing on first
-// use (or after a failed attempt).
+// use (or after a failed attempt). Concurrent first requests wait for one
+// SUBSCRIBE, each only as long as its own ctx allows.
 func (rq *requester) subscribe(ctx context.Context, c *Client) (string, *Subscription, error) {
-	rq.mu.Lock()
-	defer rq.mu.Unlock()
-	if rq.sub != nil {
-		return rq.topic, rq.sub, nil
+	for {
+		rq.mu.Lock()
+		if rq.sub != nil {
+			topic, sub := rq.topic, rq.sub
+			rq.mu.Unlock()
+			return topic, sub, nil
+		}
+		if wait := rq.subscribing; wait != nil {
+			rq.mu.Unlock()
+			select {
+			case <-wait:
+				continue
+			case <-ctx.Done():
+				return "", nil, ctx.Err()
+			}
+		}
+		done := make(chan struct{})
+		rq.subscribing = done
+		rq.mu.Unlock()
+
+		topic, sub, err := replySubscribe(ctx, c)
+		rq.mu.Lock()
+		if err == nil {
+			rq.topic, rq.sub = topic, sub
+		}
+		rq.subscribing = nil
+		close(done)
+		rq.mu.Unlock()
+		return topic, sub, err
 	}
+}
+
+// replySubscribe subscribes to the client's reply topic.
+func replySubscribe(ctx context.Context, c *Client) (string, *Subscription, error) {
 	topic := c.cfg.ResponseTopic
 	if topic == "" {
 		var b [8]byte
@@ -99,7 +130,6 @@ func (rq *requester) subscribe(ctx context.Context, c *Client) (string, *Subscri
 	if err != nil {
 		return "", nil, fmt.Errorf("mqtt: subscribe to the reply topic %q: %w", topic, err)
 	}
-	rq.topic, rq.sub = topic, sub
 	return topic, sub, nil
 }
 
