@@ -22,8 +22,10 @@ type Pending struct {
 	// with pooled Pendings so that a synchronous publish allocates nothing.
 	signal chan struct{}
 
-	// Owned by the session goroutine while the publish is in flight.
-	pub     packet.Publish
+	// Owned by the session goroutine while the publish is in flight. The
+	// PUBLISH itself is encoded from msg whenever it is (re-)sent.
+	id      uint16      // packet identifier, 0 until sent (QoS 1 and 2)
+	dup     bool        // re-sent: DUP set
 	phase   packet.Type // the acknowledgement awaited next
 	seq     uint64      // order of publishing
 	relSeq  uint64      // QoS 2: order in which its PUBREC arrived

@@ -118,7 +118,8 @@ type session struct {
 	kaTimer      *time.Timer
 	lastRTT      time.Duration
 
-	ackScratch packet.Ack // reused to send acknowledgements without allocating
+	ackScratch packet.Ack     // reused to send acknowledgements without allocating
+	pubScratch packet.Publish // reused to encode publishes (see sendPublish)
 	ackIn      packet.Ack // the acknowledgement being handled
 
 	resubscribing  int   // resubscriptions awaiting SUBACK after a session loss
@@ -438,7 +439,7 @@ func (s *session) noteStability(conn *connection) {
 	if limit := s.cfg.Reconnect.RejectAfter; limit <= 0 || oldest.rejections < limit {
 		return
 	}
-	delete(s.out, oldest.pub.PacketID)
+	delete(s.out, oldest.id)
 	s.sendQuota++
 	s.log.Info("mqtt: publish rejected by the broker", "topic", oldest.msg.Topic, "qos", oldest.msg.QoS, "connections", oldest.rejections)
 	s.finishPublish(oldest, fmt.Errorf("%w: it closed %d connections right after this %v PUBLISH to %q (%d bytes); it may not support the QoS or size",

@@ -93,8 +93,7 @@ func (s *session) sendQoS0(p *Pending) {
 		p.complete(err)
 		return
 	}
-	p.msg.toPublish(&p.pub)
-	s.send(&p.pub)
+	s.sendPublish(p)
 	s.c.counters.sent(AtMostOnce, len(p.msg.Payload))
 	p.complete(nil)
 }
@@ -116,8 +115,7 @@ func (s *session) trySendPublish(p *Pending) bool {
 	if !ok {
 		return false
 	}
-	p.msg.toPublish(&p.pub)
-	p.pub.PacketID = id
+	p.id = id
 	p.phase = packet.PUBACK
 	if p.msg.QoS == ExactlyOnce {
 		p.phase = packet.PUBREC
@@ -127,7 +125,7 @@ func (s *session) trySendPublish(p *Pending) bool {
 	}
 	s.out[id] = p
 	s.sendQuota--
-	s.send(&p.pub)
+	s.sendPublish(p)
 	s.c.counters.sent(p.msg.QoS, len(p.msg.Payload))
 	return true
 }
@@ -278,7 +276,7 @@ func (s *session) storePublish(p *Pending) bool {
 
 func (s *session) saveStored(p *Pending, released bool) error {
 	p.stored = true
-	err := s.store.SavePublish(StoredPublish{Seq: p.seq, PacketID: p.pub.PacketID, Released: released, Message: p.msg})
+	err := s.store.SavePublish(StoredPublish{Seq: p.seq, PacketID: p.id, Released: released, Message: p.msg})
 	if err != nil {
 		s.log.Error("mqtt: store: saving a publish failed", "seq", p.seq, "err", err)
 		return fmt.Errorf("mqtt: store: %w", err)
@@ -294,4 +292,14 @@ func (s *session) unstore(p *Pending) {
 	if err := s.store.DeletePublish(p.seq); err != nil {
 		s.log.Error("mqtt: store: deleting a publish failed", "seq", p.seq, "err", err)
 	}
+}
+
+// sendPublish encodes p's PUBLISH, with its packet identifier and DUP flag,
+// through the session's scratch packet: the writer encodes it before send
+// returns, so the packet need not live in the Pending.
+func (s *session) sendPublish(p *Pending) {
+	p.msg.toPublish(&s.pubScratch)
+	s.pubScratch.PacketID = p.id
+	s.pubScratch.Dup = p.dup
+	s.send(&s.pubScratch)
 }

@@ -50,11 +50,11 @@ func (s *session) resume(present bool) {
 		switch o := o.(type) {
 		case *Pending:
 			if o.phase == packet.PUBCOMP && !present {
-				delete(s.out, o.pub.PacketID)
+				delete(s.out, o.id)
 				s.finishPublish(o, nil)
 				continue
 			}
-			o.pub.Dup = present && o.phase != packet.PUBCOMP
+			o.dup = present && o.phase != packet.PUBCOMP
 			s.resend = append(s.resend, o)
 		case *subscribeReq:
 			s.send(o.packet)
@@ -76,9 +76,9 @@ func (s *session) resendInFlight() {
 		p := s.resend[n]
 		s.sendQuota--
 		if p.phase == packet.PUBCOMP {
-			s.sendAck(packet.PUBREL, p.pub.PacketID, 0)
+			s.sendAck(packet.PUBREL, p.id, 0)
 		} else {
-			s.send(&p.pub)
+			s.sendPublish(p)
 		}
 	}
 	clear(s.resend[:n])
@@ -162,8 +162,7 @@ func (s *session) loadStore() error {
 			s.waiting = append(s.waiting, p)
 			continue
 		}
-		p.msg.toPublish(&p.pub)
-		p.pub.PacketID = r.PacketID
+		p.id = r.PacketID
 		switch {
 		case r.Released:
 			p.phase = packet.PUBCOMP
