@@ -120,7 +120,7 @@ type session struct {
 
 	ackScratch packet.Ack     // reused to send acknowledgements without allocating
 	pubScratch packet.Publish // reused to encode publishes (see sendPublish)
-	ackIn      packet.Ack // the acknowledgement being handled
+	ackIn      packet.Ack     // the acknowledgement being handled
 
 	resubscribing  int   // resubscriptions awaiting SUBACK after a session loss
 	resubscribeErr error // refusals among them
