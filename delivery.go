@@ -29,13 +29,12 @@ type deliveryQueue struct {
 	subscribing bool
 
 	mu       sync.Mutex
-	items    []delivery // FIFO from head; guarded by mu
-	head     int        // guarded by mu
-	qos0     int        // QoS 0 entries in items; guarded by mu
-	closed   bool       // guarded by mu
-	started  bool       // the pump runs; guarded by mu
-	wantRoom bool       // the session waits for QoS 0 room; guarded by mu
-	dropped  uint64     // QoS 0 messages refused for lack of room; guarded by mu
+	items    fifo[delivery] // guarded by mu
+	qos0     int            // QoS 0 entries in items; guarded by mu
+	closed   bool           // guarded by mu
+	started  bool           // the pump runs; guarded by mu
+	wantRoom bool           // the session waits for QoS 0 room; guarded by mu
+	dropped  uint64         // QoS 0 messages refused for lack of room; guarded by mu
 }
 
 func newDeliveryQueue(limit int) *deliveryQueue {
@@ -59,14 +58,7 @@ func (q *deliveryQueue) push(d delivery) (ok, start bool) {
 		}
 		q.qos0++
 	}
-	if len(q.items) == cap(q.items) && q.head > 0 && q.head >= len(q.items)/2 {
-		// Reuse the taken half of the array instead of growing it: a queue
-		// that never quite empties must not grow without bound.
-		n := copy(q.items, q.items[q.head:])
-		clear(q.items[n:])
-		q.items, q.head = q.items[:n], 0
-	}
-	q.items = append(q.items, d)
+	q.items.push(d)
 	start = !q.started
 	q.started = true
 	select {
@@ -83,7 +75,7 @@ func (q *deliveryQueue) push(d delivery) (ok, start bool) {
 // send.
 func (q *deliveryQueue) offer(msg Message) bool {
 	q.mu.Lock()
-	empty := !q.closed && q.head == len(q.items)
+	empty := !q.closed && q.items.len() == 0
 	q.mu.Unlock()
 	if !empty {
 		return false
@@ -103,8 +95,8 @@ const queueKeepCap = 64
 // trim lets a burst's large array go once the queue is empty.
 func (q *deliveryQueue) trim() {
 	q.mu.Lock()
-	if q.head == len(q.items) && cap(q.items) > queueKeepCap {
-		q.items, q.head = nil, 0
+	if q.items.len() == 0 && q.items.cap() > queueKeepCap {
+		q.items.reset()
 	}
 	q.mu.Unlock()
 }
@@ -121,10 +113,10 @@ func (q *deliveryQueue) countDrop() {
 func (q *deliveryQueue) peek() (delivery, bool) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	if q.closed || q.head == len(q.items) {
+	if q.closed || q.items.len() == 0 {
 		return delivery{}, false
 	}
-	return q.items[q.head], true
+	return q.items.front(), true
 }
 
 // taken removes the head after the pump handed it over. It returns false if
@@ -136,12 +128,7 @@ func (q *deliveryQueue) taken() (ok, room bool) {
 	if q.closed {
 		return false, false
 	}
-	d := q.items[q.head]
-	q.items[q.head] = delivery{}
-	q.head++
-	if q.head == len(q.items) {
-		q.items, q.head = q.items[:0], 0
-	}
+	d := q.items.pop()
 	if d.ref == nil {
 		q.qos0--
 		if q.wantRoom {
@@ -162,8 +149,8 @@ func (q *deliveryQueue) close() ([]delivery, bool) {
 		return nil, false
 	}
 	q.closed = true
-	left := q.items[q.head:]
-	q.items, q.head = nil, 0
+	left := q.items.live()
+	q.items = fifo[delivery]{}
 	close(q.done)
 	started := q.started
 	q.started = true // no pump may start after close

@@ -102,7 +102,7 @@ func (c *Client) dial(ctx context.Context, srv server) (*connection, error) {
 	for hop := 0; ; hop++ {
 		conn, err := c.dialVersion(ctx, srv)
 		ce, ok := errors.AsType[*ConnectError](err)
-		if !ok || !c.cfg.FollowRedirects || hop == maxRedirects {
+		if !ok || hop == maxRedirects {
 			return conn, err
 		}
 		next, ok := c.redirect(srv, ce.Code, ce.ServerReference)

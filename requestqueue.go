@@ -2,6 +2,7 @@ package mqtt
 
 import (
 	"context"
+	"errors"
 	"sync"
 )
 
@@ -64,8 +65,8 @@ func (q *requestQueue) push(ctx context.Context, r request) error {
 }
 
 // errStopped is push's error once the session has stopped; submit turns it
-// into the client's error.
-var errStopped = ErrClosed
+// into the client's error, which is set by then.
+var errStopped = errors.New("mqtt: session stopped")
 
 // take returns every queued call, in order. Only the session calls it; it
 // hands the batch back with recycle when done.

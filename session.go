@@ -100,8 +100,8 @@ type session struct {
 
 	// Inbound state.
 	inByID   map[uint16]*inboundRef
-	freeRefs []*inboundRef // finished records kept for reuse
-	ackOrder refQueue      // unacknowledged messages in arrival order
+	freeRefs []*inboundRef     // finished records kept for reuse
+	ackOrder fifo[*inboundRef] // unacknowledged messages in arrival order
 	pausedBy int
 	stalled  *stalledDelivery
 
@@ -163,9 +163,7 @@ func newSession(c *Client) *session {
 func (s *session) submit(ctx context.Context, r request) error {
 	err := s.reqs.push(ctx, r)
 	if err == errStopped {
-		if cerr := s.c.Err(); cerr != nil {
-			return cerr
-		}
+		return s.c.Err()
 	}
 	return err
 }

@@ -384,39 +384,3 @@ func (s *session) refusePayload(p *packet.Publish) {
 		s.sendAck(packet.PUBREC, p.PacketID, packet.PayloadFormatInvalid)
 	}
 }
-
-// refQueue is a FIFO of inbound records. It reuses its array: popping
-// advances a head index, and a push into a full array first moves the live
-// entries to the front when at least half of it is free.
-type refQueue struct {
-	items []*inboundRef
-	head  int
-}
-
-func (q *refQueue) len() int           { return len(q.items) - q.head }
-func (q *refQueue) front() *inboundRef { return q.items[q.head] }
-
-func (q *refQueue) push(r *inboundRef) {
-	if len(q.items) == cap(q.items) && q.head > 0 && q.head >= len(q.items)/2 {
-		n := copy(q.items, q.items[q.head:])
-		clear(q.items[n:])
-		q.items, q.head = q.items[:n], 0
-	}
-	q.items = append(q.items, r)
-}
-
-func (q *refQueue) pop() *inboundRef {
-	r := q.items[q.head]
-	q.items[q.head] = nil
-	q.head++
-	if q.head == len(q.items) {
-		q.items, q.head = q.items[:0], 0
-	}
-	return r
-}
-
-// reset empties the queue and lets its array go.
-func (q *refQueue) reset() {
-	clear(q.items)
-	*q = refQueue{}
-}
