@@ -50,8 +50,8 @@ type Client struct {
 	dropped        atomic.Uint64 // QoS 0 messages dropped by DropNewest
 	counters       counters
 	pendings       pendingPool
+	mem            *memoryBudget
 	events         chan Event
-	eventsDropped  atomic.Uint64
 }
 
 // Connect dials the first server in cfg.Servers that accepts the connection,
@@ -71,6 +71,7 @@ func Connect(ctx context.Context, cfg Config) (*Client, error) {
 		done:    make(chan struct{}),
 		exited:  make(chan struct{}),
 		events:  make(chan Event, eventBuffer),
+		mem:     newMemoryBudget(int64(cfg.MemoryLimit)),
 	}
 	c.s = newSession(c)
 	if cfg.Store != nil {
@@ -224,7 +225,12 @@ func (c *Client) Publish(ctx context.Context, m Message) error {
 // for it, allocating nothing.
 func (c *Client) publishAndWait(ctx context.Context, m Message) error {
 	p := c.pendings.get(ctx, m)
+	if err := c.charge(ctx, p, c.cfg.Queue.Full == QueueWait); err != nil {
+		c.pendings.put(p)
+		return err
+	}
 	if err := c.s.submit(ctx, p); err != nil {
+		p.uncharge()
 		c.pendings.put(p)
 		return err
 	}
@@ -244,7 +250,11 @@ func (c *Client) publishAndWait(ctx context.Context, m Message) error {
 // can be used in a select. Invalid arguments complete it immediately with
 // the error. A QoS 0 message is written at once, waiting only while more
 // than 256 KiB are already queued for the network (the push-back that keeps
-// memory bounded when the network is slower than the publisher).
+// memory bounded when the network is slower than the publisher). A QoS 1
+// or 2 message, or any message while the client reconnects, waits only
+// while the publishes the client holds reach their share of
+// Config.MemoryLimit (under Queue.Full QueueFail the Pending fails with
+// ErrQueueFull instead).
 //
 // The client keeps m.Payload (and the other slices of m) until the Pending
 // completes: do not modify them before.
@@ -269,10 +279,33 @@ func (c *Client) startPublish(ctx context.Context, m Message) (*Pending, error) 
 		return nil, err
 	}
 	p := newPending(ctx, m)
+	if err := c.charge(ctx, p, c.cfg.Queue.Full == QueueWait); err != nil {
+		return nil, err
+	}
 	if err := c.s.submit(ctx, p); err != nil {
+		p.uncharge()
 		return nil, err
 	}
 	return p, nil
+}
+
+// charge reserves p's bytes in the memory budget (Config.MemoryLimit) until
+// p completes. Without room it waits if wait is set, and otherwise fails
+// with ErrQueueFull.
+func (c *Client) charge(ctx context.Context, p *Pending, wait bool) error {
+	n := p.msg.footprint()
+	switch err := c.mem.acquireOutbound(ctx, n, wait, c.done); err {
+	case nil:
+		p.mem, p.charge = c.mem, n
+		return nil
+	case errNoRoom:
+		return fmt.Errorf("%w: MemoryLimit reached (%d bytes of publishes held, %d bytes of received messages)",
+			ErrQueueFull, c.mem.out.Load(), c.mem.in.Load())
+	case errStopped:
+		return c.Err()
+	default:
+		return err
+	}
 }
 
 // publishQoS0 writes a QoS 0 message straight to the current connection's

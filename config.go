@@ -29,8 +29,9 @@ const (
 	Version5 ProtocolVersion = 5
 )
 
-// OverflowPolicy says what happens to a QoS 0 message that arrives while the
-// receiving channel's buffer (Config.MessageBuffer) is full.
+// OverflowPolicy says what happens to a received QoS 0 message for which
+// the client has no room: its receiving channel's buffer (MessageBuffer) is
+// full, or the messages held for the application reach MemoryLimit.
 type OverflowPolicy byte
 
 const (
@@ -38,17 +39,16 @@ const (
 	// Stats().Dropped. Reading from the connection continues, so keepalive,
 	// acknowledgements and other subscriptions are unaffected. The default.
 	DropNewest OverflowPolicy = iota
-	// Block stops reading from the connection until the application makes
-	// room, pushing back on the broker through TCP flow control. No QoS 0
-	// message is dropped by the client, but every subscription waits for
-	// the slowest one, and the broker may drop or disconnect by its own
-	// rules. Keepalive keeps running; the client does not declare the
-	// connection dead while it is itself holding the reading back.
-	// Messages for a subscription whose Subscribe has not returned yet (the
-	// broker may send them before its SUBACK) cannot be read by the
-	// application, so holding the reading back for them would keep the
-	// SUBACK from ever arriving: those that overflow are dropped and
-	// counted instead.
+	// Block ignores MessageBuffer and holds QoS 0 messages up to
+	// MemoryLimit; beyond it, the client stops reading from the connection
+	// until the application makes room, pushing back on the broker through
+	// TCP flow control. Keepalive keeps running, and the client does not
+	// declare the connection dead while it is itself holding the reading
+	// back. It never holds the reading back while a call waits for the
+	// broker's answer (a QoS 1 or 2 publish, a subscribe, a ping...), since
+	// that answer would then never arrive: a message that does not fit is
+	// then dropped and counted as under DropNewest. The broker may drop
+	// or disconnect by its own rules while it cannot write.
 	Block
 )
 
@@ -128,14 +128,35 @@ type Config struct {
 	// 268,435,460.
 	MaxPacketSize int
 	// ReceiveMaximum is the most unacknowledged QoS 1 and 2 messages the
-	// broker may send at once (announced in MQTT 5.0). Since the client
-	// acknowledges a message only when the application has taken it, this
-	// bounds the memory a slow consumer can hold. Default 256.
+	// broker may send at once (announced in MQTT 5.0). The client
+	// acknowledges a message only when the application has taken it. A
+	// broker that sends more is tolerated (mosquitto 2.0 does, and 3.1.1
+	// brokers are never told) and counted in Stats().ReceiveMaximumExceeded;
+	// MemoryLimit bounds what such messages cost. Default 256.
 	ReceiveMaximum uint16
+	// MemoryLimit bounds the bytes of the messages the client holds on the
+	// application's behalf: received messages waiting to be taken from a
+	// channel, and publishes waiting to be sent or acknowledged (counted
+	// with their topic, payload, properties and a small per-message
+	// overhead). Publishes may use at most half of it, so that receiving
+	// always has room. Default 8 MiB. A message larger than the room left
+	// is let through when nothing else is held in its direction, so one
+	// message of any size the packet limits allow can always pass.
+	//
+	// What happens at the limit: a publishing call waits for room (or
+	// fails with ErrQueueFull under Queue.Full QueueFail); a received QoS 0
+	// message follows QoS0Overflow; a received QoS 1 or 2 message is held
+	// back with reading, as Block does, and when a call waits for the
+	// broker's answer it is instead left unacknowledged (counted in
+	// Stats().Deferred, with an EventOverflow): the broker keeps it, and the
+	// client reconnects, resuming the session, once the application has
+	// caught up, so that the broker sends it again.
+	MemoryLimit int
 	// MessageBuffer is the number of QoS 0 messages buffered per receiving
 	// channel before the OverflowPolicy applies. Default 1024.
 	MessageBuffer int
-	// QoS0Overflow chooses what happens when MessageBuffer is full.
+	// QoS0Overflow chooses what happens to a QoS 0 message when
+	// MessageBuffer is full or MemoryLimit is reached.
 	QoS0Overflow OverflowPolicy
 	// Logger receives connection lifecycle events at Info and per-packet
 	// events at Debug. Nil disables logging.
@@ -255,6 +276,9 @@ func (cfg Config) withDefaults() (Config, []server, error) {
 	}
 	if cfg.MessageBuffer <= 0 {
 		cfg.MessageBuffer = defaultMessageBuffer
+	}
+	if cfg.MemoryLimit <= 0 {
+		cfg.MemoryLimit = defaultMemoryLimit
 	}
 	if cfg.Version != VersionAuto && cfg.Version != Version311 && cfg.Version != Version5 {
 		return cfg, nil, &ArgumentError{What: "Version", Value: fmt.Sprint(cfg.Version), Err: fmt.Errorf("want VersionAuto, Version311 or Version5")}

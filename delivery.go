@@ -8,9 +8,12 @@ import (
 // delivery is one message waiting in a deliveryQueue. ref is nil for QoS 0;
 // for QoS 1 and 2 it is the session's record of the unacknowledged message,
 // which the session acknowledges once every queue holding it let it go.
+// size is what the entry counts against the memory budget until it leaves
+// the queue.
 type delivery struct {
-	msg Message
-	ref *inboundRef
+	msg  Message
+	ref  *inboundRef
+	size int64
 }
 
 // deliveryQueue decouples the session from an application's channel. The
@@ -24,17 +27,12 @@ type deliveryQueue struct {
 	done  chan struct{} // closed by close
 	limit int           // most QoS 0 entries
 
-	// subscribing is set while the subscription's Subscribe waits for its
-	// SUBACK: the application cannot read yet. Owned by the session.
-	subscribing bool
-
-	mu       sync.Mutex
-	items    fifo[delivery] // guarded by mu
-	qos0     int            // QoS 0 entries in items; guarded by mu
-	closed   bool           // guarded by mu
-	started  bool           // the pump runs; guarded by mu
-	wantRoom bool           // the session waits for QoS 0 room; guarded by mu
-	dropped  uint64         // QoS 0 messages refused for lack of room; guarded by mu
+	mu      sync.Mutex
+	items   fifo[delivery] // guarded by mu
+	qos0    int            // QoS 0 entries in items; guarded by mu
+	closed  bool           // guarded by mu
+	started bool           // the pump runs; guarded by mu
+	dropped uint64         // QoS 0 messages refused for lack of room; guarded by mu
 }
 
 func newDeliveryQueue(limit int) *deliveryQueue {
@@ -42,9 +40,7 @@ func newDeliveryQueue(limit int) *deliveryQueue {
 }
 
 // push appends d. It returns false, keeping nothing, when d is QoS 0 and the
-// QoS 0 limit is reached; the queue then remembers that the session wants
-// room and start must be called by the owner if it returned true before.
-// It reports whether the pump must be started.
+// QoS 0 limit is reached. It reports whether the pump must be started.
 func (q *deliveryQueue) push(d delivery) (ok, start bool) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
@@ -53,7 +49,6 @@ func (q *deliveryQueue) push(d delivery) (ok, start bool) {
 	}
 	if d.ref == nil {
 		if q.qos0 >= q.limit {
-			q.wantRoom = true
 			return false, false
 		}
 		q.qos0++
@@ -105,7 +100,6 @@ func (q *deliveryQueue) trim() {
 func (q *deliveryQueue) countDrop() {
 	q.mu.Lock()
 	q.dropped++
-	q.wantRoom = false
 	q.mu.Unlock()
 }
 
@@ -121,22 +115,16 @@ func (q *deliveryQueue) peek() (delivery, bool) {
 
 // taken removes the head after the pump handed it over. It returns false if
 // the queue was closed meanwhile (close already accounted for the head).
-// room reports that the session asked to be told about QoS 0 room.
-func (q *deliveryQueue) taken() (ok, room bool) {
+func (q *deliveryQueue) taken() bool {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	if q.closed {
-		return false, false
+		return false
 	}
-	d := q.items.pop()
-	if d.ref == nil {
+	if d := q.items.pop(); d.ref == nil {
 		q.qos0--
-		if q.wantRoom {
-			q.wantRoom = false
-			return true, true
-		}
 	}
-	return true, false
+	return true
 }
 
 // close stops the queue and returns the entries not yet taken (including a
@@ -158,10 +146,11 @@ func (q *deliveryQueue) close() ([]delivery, bool) {
 }
 
 // pump offers queued messages to out until the queue closes; it then closes
-// out. After each handover it tells the session, through its request queue,
-// that a QoS 1/2 message was taken (the *inboundRef) or that QoS 0 space
-// the session waited for appeared (roomNotice). stop ends a blocked send.
-func (q *deliveryQueue) pump(inbox *requestQueue, stop <-chan struct{}) {
+// out. After each handover it gives the entry's bytes back to mem and tells
+// the session, through its request queue, that a QoS 1/2 message was taken
+// (the *inboundRef) or that room it waited for appeared (roomNotice). stop
+// ends a blocked send.
+func (q *deliveryQueue) pump(inbox *requestQueue, mem *memoryBudget, stop <-chan struct{}) {
 	defer close(q.out)
 	for {
 		d, ok := q.peek()
@@ -188,13 +177,12 @@ func (q *deliveryQueue) pump(inbox *requestQueue, stop <-chan struct{}) {
 				return
 			}
 		}
-		ok, wantRoom := q.taken()
-		if !ok {
+		if !q.taken() {
 			return
 		}
 		// The session hears of both through its request queue; a push
 		// fails only once the session has stopped.
-		if wantRoom && inbox.push(context.Background(), roomNotice{}) != nil {
+		if mem.releaseInbound(d.size) && inbox.push(context.Background(), roomNotice{}) != nil {
 			return
 		}
 		if d.ref != nil && inbox.push(context.Background(), d.ref) != nil {
@@ -203,8 +191,8 @@ func (q *deliveryQueue) pump(inbox *requestQueue, stop <-chan struct{}) {
 	}
 }
 
-// roomNotice tells the session that a delivery queue it waited on has room
-// (OverflowPolicy Block).
+// roomNotice tells the session that memory it waited for to deliver a
+// received message is free.
 type roomNotice struct{}
 
 func (roomNotice) handle(s *session) { s.retryStalled() }

@@ -31,7 +31,11 @@ func (c *Client) PublishDurable(ctx context.Context, m Message) (id uint64, err 
 	}
 	r := &durableReq{p: newPending(detachedCtx, m), accepted: make(chan error, 1)}
 	r.p.durable = true
+	if err := c.charge(ctx, r.p, false); err != nil {
+		return 0, err
+	}
 	if err := c.s.submit(ctx, r); err != nil {
+		r.p.complete(err)
 		return 0, err
 	}
 	select {
@@ -60,7 +64,10 @@ type durableReq struct {
 	accepted chan error
 }
 
-func (r *durableReq) fail(err error) { r.accepted <- err }
+func (r *durableReq) fail(err error) {
+	r.p.complete(err) // gives its memory back
+	r.accepted <- err
+}
 
 func (r *durableReq) handle(s *session) {
 	if err := s.refusing(); err != nil {

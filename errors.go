@@ -26,7 +26,17 @@ var (
 	ErrProtocolViolation = errors.New("mqtt: protocol violation by the broker")
 	// ErrNoServers means Config.Servers is empty.
 	ErrNoServers = errors.New("mqtt: no servers configured")
+	// ErrOverflow means the messages held for the application reached
+	// Config.MemoryLimit while a call waited for the broker, so received
+	// QoS 1 or 2 messages were left unacknowledged for the broker to send
+	// again; see EventOverflow.
+	ErrOverflow = errors.New("mqtt: memory limit reached")
 )
+
+// errCaughtUp ends a connection on which messages were deferred (see
+// ErrOverflow) once the application has caught up; the client reconnects
+// at once.
+var errCaughtUp = fmt.Errorf("%w: the application caught up; reconnecting to receive the deferred messages", ErrOverflow)
 
 // ArgumentError reports a caller's argument that the client refused before
 // sending anything: what it was, the offending value and why.

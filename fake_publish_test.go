@@ -249,7 +249,8 @@ func TestFakePublishCancelAfterSend(t *testing.T) {
 // PUBACK, a new publish goes out with the freed identifier.
 func TestFakePacketIDsExhausted(t *testing.T) {
 	fakeBubble(t, func(t *testing.T) {
-		c, fc, _ := fakeClient(t, mqtt.Config{ClientID: "ids", Version: mqtt.Version311, KeepAlive: -1}, &packet.Connack{})
+		c, fc, _ := fakeClient(t, mqtt.Config{ClientID: "ids", Version: mqtt.Version311, KeepAlive: -1,
+			MemoryLimit: 64 << 20}, &packet.Connack{}) // room for 65535 publishes in flight
 		const n = 65535
 		pending := make([]*mqtt.Pending, 0, n)
 		seen := make([]bool, n+1)

@@ -263,15 +263,15 @@ func TestFakeSlowConsumerDropNewest(t *testing.T) {
 	})
 }
 
-// TestFakeSlowConsumerBlock checks OverflowPolicy Block: with MessageBuffer
-// 4 nothing is dropped; the client stops reading, which pushes back on the
-// broker (its writes wait); it does not declare the connection dead while it
-// holds reading back itself; and every message arrives in order once the
-// application reads.
+// TestFakeSlowConsumerBlock checks OverflowPolicy Block: with a memory
+// limit that holds one message, nothing is dropped; the client stops
+// reading, which pushes back on the broker (its writes wait); it does not
+// declare the connection dead while it holds reading back itself; and every
+// message arrives in order once the application reads.
 func TestFakeSlowConsumerBlock(t *testing.T) {
 	fakeEachVersion(t, func(t *testing.T, v mqtt.ProtocolVersion, _ packet.Version) {
 		c, fc, _ := fakeClient(t, mqtt.Config{ClientID: "slow", Version: v, KeepAlive: 10 * time.Second,
-			MessageBuffer: 4, QoS0Overflow: mqtt.Block}, &packet.Connack{})
+			MemoryLimit: 1, QoS0Overflow: mqtt.Block}, &packet.Connack{})
 		sub := fakeSubscribe(t, c, fc, mqtt.Filter{Topic: "f/#"})
 		const n = 60
 		var pkts []packet.Packet

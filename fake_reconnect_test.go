@@ -58,10 +58,17 @@ func fakeRcAccept(t *testing.T, b *fakebroker.Broker, ack *packet.Connack) (*fak
 	return fakeWatch(t, bc, fakeTimeout), cp
 }
 
-// fakeRcDrop makes the broker hang up on fc and waits for the client to report
-// the lost connection and its first reconnection attempt, which it returns.
+// fakeRcHealthy is how long a connection must last for its loss to start
+// the backoff afresh (ReconnectConfig.HealthyAfter's default).
+const fakeRcHealthy = 10 * time.Second
+
+// fakeRcDrop makes the broker hang up on fc, after fakeRcHealthy of fake time
+// so that the connection counts as healthy, and waits for the client to
+// report the lost connection and its first reconnection attempt, which it
+// returns.
 func fakeRcDrop(t *testing.T, c *mqtt.Client, fc *fakeConn) mqtt.Event {
 	t.Helper()
+	fakeAdvance(fakeRcHealthy)
 	fc.bc.Close()
 	if e := fakeRcExpectEvent(t, c, mqtt.EventConnectionLost); e.Err == nil {
 		t.Errorf("EventConnectionLost without Err")
@@ -185,7 +192,8 @@ func (fc *fakeConn) fakeRcAck(typ packet.Type, id uint16) {
 }
 
 // TestFakeEventsReconnect checks the events of a reconnection: after the
-// broker hangs up, EventConnectionLost with the cause, then
+// broker hangs up on a healthy connection, EventConnectionLost with the
+// cause, then
 // EventReconnecting for attempt 1 with a delay of MinDelay ±25 %, then, once
 // the new connection is established after exactly that delay,
 // EventConnected with the session-present flag of the new CONNACK. The new
@@ -199,6 +207,7 @@ func TestFakeEventsReconnect(t *testing.T) {
 		if c.SessionPresent() {
 			t.Fatal("SessionPresent = true after a CONNACK with session present 0")
 		}
+		fakeAdvance(fakeRcHealthy)
 		fc.bc.Close()
 		lost := fakeRcExpectEvent(t, c, mqtt.EventConnectionLost)
 		if lost.Err == nil || lost.Server != b.URL() {
@@ -235,6 +244,11 @@ func TestFakeEventsReconnect(t *testing.T) {
 		}
 		if c.EventsDropped() != 0 {
 			t.Errorf("EventsDropped = %d", c.EventsDropped())
+		}
+		st := c.Stats()
+		if st.ConnectionLosses != 1 || st.ReconnectAttempts != 1 || st.Connects != 2 {
+			t.Errorf("Stats: %d connection losses, %d reconnect attempts, %d connects; want 1, 1, 2",
+				st.ConnectionLosses, st.ReconnectAttempts, st.Connects)
 		}
 	})
 }
@@ -298,6 +312,7 @@ func TestFakeBackoffGrowth(t *testing.T) {
 		cfg := mqtt.Config{ClientID: "bo", Version: mqtt.Version5, KeepAlive: -1}
 		c, b, fc := fakeRcClient(t, cfg, &packet.Connack{})
 		b.SetDialError(errors.New("network is unreachable"))
+		fakeAdvance(fakeRcHealthy)
 		fc.bc.Close()
 		fakeRcExpectEvent(t, c, mqtt.EventConnectionLost)
 		nominal := []time.Duration{1, 2, 4, 4, 4, 4, 4, 4}
@@ -476,7 +491,8 @@ func TestFakeBackoffResetsAfterSuccess(t *testing.T) {
 }
 
 // TestFakeReconnectServerRotation checks that reconnection attempts rotate
-// over Config.Servers, and that EventConnected names the server reached.
+// over Config.Servers, starting after the server whose connection was lost,
+// and that EventConnected names the server reached.
 func TestFakeReconnectServerRotation(t *testing.T) {
 	fakeBubble(t, func(t *testing.T) {
 		b := fakebroker.New(t)
@@ -506,13 +522,13 @@ func TestFakeReconnectServerRotation(t *testing.T) {
 		}
 		b.SetDialError(nil)
 		fakeRcAccept(t, b, &packet.Connack{})
-		if e := fakeRcExpectEvent(t, c, mqtt.EventConnected); e.Server != "mqtt://two:1884" {
-			t.Errorf("EventConnected.Server = %q, want mqtt://two:1884", e.Server)
+		if e := fakeRcExpectEvent(t, c, mqtt.EventConnected); e.Server != "mqtt://one:1883" {
+			t.Errorf("EventConnected.Server = %q, want mqtt://one:1883", e.Server)
 		}
 		mu.Lock()
 		got := slices.Clone(dialed)
 		mu.Unlock()
-		want := []string{"one:1883", "one:1883", "two:1884", "one:1883", "two:1884"}
+		want := []string{"one:1883", "two:1884", "one:1883", "two:1884", "one:1883"}
 		if diff := cmp.Diff(want, got); diff != "" {
 			t.Errorf("dialed addresses (-want +got):\n%s", diff)
 		}

@@ -224,7 +224,7 @@ func TestFakeRegressionKeepAliveTimerSpins(t *testing.T) {
 	start := time.Now()
 	synctest.Test(t, func(t *testing.T) {
 		c, fc, _ := fakeClient(t, mqtt.Config{ClientID: "b", Version: mqtt.Version5, KeepAlive: 10 * time.Second,
-			MessageBuffer: 1, QoS0Overflow: mqtt.Block}, &packet.Connack{})
+			MemoryLimit: 1, QoS0Overflow: mqtt.Block}, &packet.Connack{})
 		sub := fakeSubscribe(t, c, fc, mqtt.Filter{Topic: "f/#"})
 		var flood []packet.Packet
 		for i := range 40 {

@@ -28,10 +28,9 @@ func (s *session) ping(reply chan time.Duration) {
 		s.pingDeadline = now.Add(s.cfg.PingTimeout)
 	}
 	s.pings = append(s.pings, pingWait{sent: now, reply: reply})
+	s.lastPing = now
 	s.send(&packet.Pingreq{})
-	if len(s.pings) == 1 {
-		s.armKeepAlive(now)
-	}
+	s.armKeepAlive(now)
 }
 
 func (s *session) pong() {
@@ -52,11 +51,13 @@ func (s *session) pong() {
 	s.armKeepAlive(time.Now())
 }
 
-// keepAlive runs when the keepalive timer fires: it sends PINGREQ when the
-// client has been silent for the keepalive interval [MQTT-3.1.2-23], and
-// declares the connection lost when nothing at all arrived for PingTimeout
-// after a PINGREQ. Time while the session itself holds reading back (a slow
-// application under OverflowPolicy Block) does not count against the broker.
+// keepAlive runs when the keepalive timer fires. It sends PINGREQ when the
+// client has sent nothing for the keepalive interval [MQTT-3.1.2-23],
+// whatever else is going on: PINGREQs already unanswered, or reading held
+// back for a slow application (the PINGRESP may then sit unread). It
+// declares the connection lost when nothing at all was read for
+// PingTimeout after a PINGREQ; time while the session itself holds reading
+// back does not count against the broker.
 func (s *session) keepAlive() {
 	conn := s.conn
 	if conn == nil || conn.keepAlive == 0 {
@@ -64,7 +65,7 @@ func (s *session) keepAlive() {
 	}
 	now := time.Now()
 	if len(s.pings) > 0 {
-		if n := conn.r.packetsIn.Load(); n != s.pingSeen || s.pausedBy != 0 {
+		if n := conn.r.packetsIn.Load(); n != s.pingSeen || s.stalled {
 			s.pingSeen = n
 			s.pingDeadline = now.Add(s.cfg.PingTimeout)
 		} else if !now.Before(s.pingDeadline) {
@@ -73,13 +74,10 @@ func (s *session) keepAlive() {
 			return
 		}
 	}
-	// While the session holds reading back (a slow application), the
-	// answer to an earlier PINGREQ may sit unread in the stream; the
-	// broker still needs to hear from the client every keepalive interval
-	// [MQTT-3.1.2-23], so another PINGREQ goes out.
-	if (len(s.pings) == 0 || s.pausedBy != 0) && s.idle(now) >= conn.keepAlive {
+	if s.silent(now) >= conn.keepAlive {
 		s.ping(nil)
 		s.trimBuffers()
+		return
 	}
 	s.armKeepAlive(now)
 }
@@ -98,21 +96,28 @@ func (s *session) trimBuffers() {
 	s.freeRefs = nil
 }
 
-// idle returns how long the client has sent nothing.
-func (s *session) idle(now time.Time) time.Duration {
-	return now.Sub(time.Unix(0, s.conn.w.lastWrite.Load()))
+// silent returns how long the client has sent nothing: since the writer
+// last wrote, or since the latest PINGREQ was queued if that is later (a
+// writer stuck on a broker that does not read must not make the session
+// queue a PINGREQ on every tick).
+func (s *session) silent(now time.Time) time.Duration {
+	last := time.Unix(0, s.conn.w.lastWrite.Load())
+	if s.lastPing.After(last) {
+		last = s.lastPing
+	}
+	return now.Sub(last)
 }
 
-// armKeepAlive sets the keepalive timer: to the ping deadline while a
-// PINGREQ is unanswered, otherwise to when the keepalive interval of
-// silence will have passed.
+// armKeepAlive sets the keepalive timer to the earlier of when the
+// keepalive interval of silence will have passed and, while a PINGREQ is
+// unanswered, the ping deadline.
 func (s *session) armKeepAlive(now time.Time) {
 	if s.conn == nil || s.conn.keepAlive == 0 {
 		return
 	}
-	next := s.conn.keepAlive - s.idle(now)
+	next := s.conn.keepAlive - s.silent(now)
 	if len(s.pings) > 0 {
-		next = s.pingDeadline.Sub(now)
+		next = min(next, s.pingDeadline.Sub(now))
 	}
 	s.kaTimer.Reset(max(next, time.Millisecond))
 }

@@ -34,6 +34,11 @@ type Pending struct {
 	// rejections counts connections that ended with this the oldest publish
 	// in flight, before the broker sent anything (Reconnect.RejectAfter).
 	rejections int
+
+	// mem and charge are the memory budget and the bytes this publish holds
+	// in it until it completes; set before it is submitted.
+	mem    *memoryBudget
+	charge int64
 }
 
 // detachedCtx is the context of publishes no caller waits for.
@@ -97,6 +102,14 @@ func (p *Pending) Wait(ctx context.Context) error {
 	}
 }
 
+// uncharge gives p's memory back when p was never handed to the session.
+func (p *Pending) uncharge() {
+	if p.mem != nil {
+		p.mem.releaseOutbound(p.charge)
+		p.mem, p.charge = nil, 0
+	}
+}
+
 // complete records the outcome; only the first call counts.
 func (p *Pending) complete(err error) {
 	p.mu.Lock()
@@ -110,7 +123,12 @@ func (p *Pending) complete(err error) {
 		close(p.done)
 	}
 	sig := p.signal
+	mem, charge := p.mem, p.charge
+	p.mem, p.charge = nil, 0
 	p.mu.Unlock()
+	if mem != nil {
+		mem.releaseOutbound(charge)
+	}
 	if sig != nil {
 		sig <- struct{}{}
 	}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"sync/atomic"
 
 	"github.com/b4e21b16/mqtt/packet"
@@ -20,6 +21,9 @@ type inbound struct {
 	ack ackInfo        // typ is PUBACK, PUBREC, PUBREL or PUBCOMP
 	pkt packet.Packet  // any other type
 	err error          // set instead of a packet: the broker sent something invalid
+	// size is the memory a PUBLISH's body takes: its allocation, which the
+	// received message's topic, payload and properties share.
+	size int
 }
 
 // ackInfo is a publish acknowledgement in compact form: the rare properties
@@ -145,13 +149,14 @@ func (r *reader) next(ev *inbound) error {
 	case packet.PUBLISH:
 		// The body becomes the received message: topic and payload share
 		// this one allocation.
-		body := make([]byte, h.Remaining)
-		if err := r.fill(body); err != nil {
+		body, err := r.publishBody(h.Remaining)
+		if err != nil {
 			return err
 		}
 		if err := packet.DecodePublish(h, body, r.version, &ev.pub); err != nil {
 			return err
 		}
+		ev.size = cap(body)
 	case packet.PUBACK, packet.PUBREC, packet.PUBREL, packet.PUBCOMP:
 		body, err := r.body(h.Remaining)
 		if err != nil {
@@ -173,6 +178,38 @@ func (r *reader) next(ev *inbound) error {
 	r.packetsIn.Add(1)
 	r.bytesIn.Add(uint64(h.Size()))
 	return nil
+}
+
+// publishStep is the largest PUBLISH body allocated at its announced size
+// before its bytes arrive; larger ones grow as they are read.
+const publishStep = 64 << 10
+
+// publishBody reads the n-byte body of a PUBLISH into a buffer of its own.
+// Its capacity is the size of the allocation (append rounds it up to the
+// allocator's size class), which is what the message costs. A body larger
+// than publishStep is read into a buffer that doubles as bytes arrive, so
+// that a broker announcing a large packet and sending little costs no more
+// than it sent.
+func (r *reader) publishBody(n int) ([]byte, error) {
+	if n <= publishStep {
+		b := append([]byte(nil), make([]byte, n)...)
+		return b, r.fill(b)
+	}
+	b := make([]byte, 0, publishStep)
+	for len(b) < n {
+		if len(b) == cap(b) {
+			b = slices.Grow(b, min(cap(b), n-len(b)))
+		}
+		m, err := r.br.Read(b[len(b):min(cap(b), n)])
+		b = b[:len(b)+m]
+		if err != nil {
+			if err == io.EOF {
+				err = io.ErrUnexpectedEOF
+			}
+			return nil, err
+		}
+	}
+	return b, nil
 }
 
 // body reads n bytes into the scratch buffer when they fit. Decoders copy what

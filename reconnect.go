@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"time"
+
+	"github.com/b4e21b16/mqtt/packet"
 )
 
 // ReconnectConfig configures automatic reconnection. The zero value
@@ -22,6 +24,12 @@ type ReconnectConfig struct {
 	// MaxAttempts gives up after this many failed attempts in a row
 	// (0: never give up). Giving up stops the client.
 	MaxAttempts int
+	// HealthyAfter is how long a connection must last for the backoff to
+	// start again from MinDelay when it ends (default 10 s). A connection
+	// that ends sooner (a broker that accepts and then closes at once, two
+	// clients taking a Client ID from each other) continues the backoff
+	// where the previous one left it, so that such a broker is not stormed.
+	HealthyAfter time.Duration
 	// RejectAfter fails a QoS 1 or 2 publish with ErrPublishRejected once it
 	// was the oldest in flight on this many connections in a row that ended
 	// before the broker sent anything at all (0, the default: never). Some
@@ -48,12 +56,15 @@ const (
 // QueueConfig bounds the publishes that wait to be sent: those made while
 // the client is reconnecting, and those waiting for the broker's flow
 // control. They are sent in order once possible; none is dropped silently.
+// Config.MemoryLimit bounds them in bytes, together with the publishes in
+// flight.
 type QueueConfig struct {
 	// MaxMessages bounds the number of waiting publishes (default 10,000).
 	MaxMessages int
-	// MaxBytes bounds their payload bytes (default 64 MiB).
+	// MaxBytes further bounds their payload bytes (default: no bound
+	// beyond Config.MemoryLimit).
 	MaxBytes int
-	// Full chooses what happens when a bound is reached.
+	// Full chooses what happens when a bound, or MemoryLimit, is reached.
 	Full QueueFullPolicy
 }
 
@@ -62,15 +73,17 @@ type QueueConfig struct {
 // ReconnectConfig.RejectAfter).
 var ErrPublishRejected = errors.New("mqtt: the broker closes the connection whenever this message is sent")
 
-// ErrQueueFull means the offline queue is full and Config.Queue.Full is
-// QueueFail.
-var ErrQueueFull = errors.New("mqtt: offline queue is full")
+// ErrQueueFull means a publish found no room, in the offline queue
+// (Config.Queue) or in the memory the client may hold for publishes
+// (Config.MemoryLimit), and Config.Queue.Full is QueueFail (durable
+// publishes never wait for room).
+var ErrQueueFull = errors.New("mqtt: no room to queue the publish")
 
 const (
-	defaultMinDelay   = 100 * time.Millisecond
-	defaultMaxDelay   = 30 * time.Second
-	defaultQueueMsgs  = 10000
-	defaultQueueBytes = 64 << 20
+	defaultMinDelay     = 100 * time.Millisecond
+	defaultMaxDelay     = 30 * time.Second
+	defaultHealthyAfter = 10 * time.Second
+	defaultQueueMsgs    = 10000
 )
 
 func (r *ReconnectConfig) withDefaults() {
@@ -80,6 +93,9 @@ func (r *ReconnectConfig) withDefaults() {
 	if r.MaxDelay <= 0 {
 		r.MaxDelay = defaultMaxDelay
 	}
+	if r.HealthyAfter <= 0 {
+		r.HealthyAfter = defaultHealthyAfter
+	}
 	r.MaxDelay = max(r.MaxDelay, r.MinDelay)
 }
 
@@ -88,7 +104,7 @@ func (q *QueueConfig) withDefaults() {
 		q.MaxMessages = defaultQueueMsgs
 	}
 	if q.MaxBytes <= 0 {
-		q.MaxBytes = defaultQueueBytes
+		q.MaxBytes = int(^uint(0) >> 1)
 	}
 }
 
@@ -125,9 +141,15 @@ const (
 	// EventGaveUp: reconnection stopped (MaxAttempts reached); the client
 	// has stopped and Err says why.
 	EventGaveUp
+	// EventOverflow: the application did not keep up and the messages held
+	// for it reached Config.MemoryLimit while a call waited for the broker,
+	// so a received QoS 1 or 2 message was left unacknowledged (Err wraps
+	// ErrOverflow). Once the application has caught up, the client
+	// reconnects so that the broker sends such messages again.
+	EventOverflow
 )
 
-var eventNames = [...]string{"", "connected", "connection lost", "reconnecting", "resubscribed", "gave up"}
+var eventNames = [...]string{"", "connected", "connection lost", "reconnecting", "resubscribed", "gave up", "overflow"}
 
 // String names the kind.
 func (k EventKind) String() string {
@@ -158,7 +180,7 @@ func (c *Client) emit(e Event) {
 	select {
 	case c.events <- e:
 	default:
-		c.eventsDropped.Add(1)
+		c.counters.eventsDropped.Add(1)
 	}
 }
 
@@ -168,7 +190,7 @@ func (c *Client) emit(e Event) {
 func (c *Client) Events() <-chan Event { return c.events }
 
 // EventsDropped returns how many events found the Events channel full.
-func (c *Client) EventsDropped() uint64 { return c.eventsDropped.Load() }
+func (c *Client) EventsDropped() uint64 { return c.counters.eventsDropped.Load() }
 
 // dialResult is what the reconnecting goroutine reports to the session.
 type dialResult struct {
@@ -177,23 +199,90 @@ type dialResult struct {
 	attempts int
 }
 
+// redialPlan is how the client reconnects after a connection ended.
+type redialPlan struct {
+	step  int           // backoff steps taken already: attempt n waits backoff(step+n)
+	wait  time.Duration // the first attempt's wait instead of the backoff, when >= 0
+	first *server       // where the first attempt goes (a redirection), if not the rotation
+	next  int           // index in Config.Servers where the rotation starts
+}
+
+// planRedial decides how to reconnect after conn ended with cause. The
+// backoff starts again from MinDelay only after a connection that lasted
+// Reconnect.HealthyAfter; a server DISCONNECT is acted on by its reason
+// code (see the README's reconnection policy):
+//
+//   - Session taken over (0x8E): another client connected with the same
+//     Client ID; reconnecting at once would take the session back and start
+//     a tug of war, so the first attempt waits MaxDelay.
+//   - Server busy (0x89), Message rate too high (0x96), Quota exceeded
+//     (0x97), Connection rate exceeded (0x9F): the connection counts as
+//     unhealthy whatever its age, so the backoff keeps growing.
+//   - Use another server (0x9C), Server moved (0x9D): with FollowRedirects
+//     and a Server Reference, the first attempt goes there at once;
+//     otherwise as unhealthy.
+//
+// The rotation over Config.Servers starts after the server that failed.
+func (s *session) planRedial(conn *connection, cause error) redialPlan {
+	rc := &s.cfg.Reconnect
+	plan := redialPlan{wait: -1, next: s.c.serverIndex(conn.server) + 1}
+	healthy := time.Since(conn.started) >= rc.HealthyAfter
+	if re, ok := errors.AsType[*ReasonError](cause); ok && re.Packet == "DISCONNECT" {
+		switch re.Code {
+		case packet.SessionTakenOver:
+			healthy = false
+			plan.wait = rc.MaxDelay
+			s.log.Warn("mqtt: another client took over the session; waiting before reconnecting",
+				"server", conn.server.url, "delay", rc.MaxDelay)
+		case packet.ServerBusy, packet.MessageRateTooHigh, packet.QuotaExceeded, packet.ConnectionRateExceeded:
+			healthy = false
+		case packet.UseAnotherServer, packet.ServerMoved:
+			if s.redirectTo != nil {
+				plan.first, plan.wait = s.redirectTo, 0
+			} else {
+				healthy = false
+			}
+		}
+	}
+	s.redirectTo = nil
+	switch {
+	case errors.Is(cause, errCaughtUp):
+		// Replaced on purpose (see checkCaughtUp): back at once, same server.
+		plan.wait, plan.first = 0, &conn.server
+	case healthy:
+		s.failures = 0
+	default:
+		s.failures++
+	}
+	plan.step = s.failures
+	return plan
+}
+
+// serverIndex returns the position of srv in Config.Servers, or -1 for a
+// server the client was redirected to.
+func (c *Client) serverIndex(srv server) int {
+	for i, x := range c.servers {
+		if x.url == srv.url {
+			return i
+		}
+	}
+	return -1
+}
+
 // redial tries to connect until it succeeds, ctx ends or the attempt limit
 // is reached, waiting with backoff between attempts and rotating over the
-// servers. It runs on its own goroutine so that the session keeps serving
-// calls (which queue) while the network is down.
-//
-// unstable counts the connections in a row that ended, with a publish in
-// flight, before the broker sent anything on them; the backoff starts that
-// much further along, so a broker that drops the client on every re-send is
-// not hammered.
-func (c *Client) redial(ctx context.Context, out chan<- dialResult, unstable int, redirect *server) {
+// servers as plan says. It runs on its own goroutine so that the session
+// keeps serving calls (which queue) while the network is down.
+func (c *Client) redial(ctx context.Context, out chan<- dialResult, plan redialPlan) {
 	rc := &c.cfg.Reconnect
 	var last error
+	redirect := plan.first
 	for attempt := 1; ; attempt++ {
-		delay := rc.backoff(attempt + unstable)
-		if redirect != nil {
-			delay = 0 // the broker said where to go; no reason to wait
+		delay := rc.backoff(plan.step + attempt)
+		if attempt == 1 && plan.wait >= 0 {
+			delay = plan.wait
 		}
+		c.counters.attempts.Add(1)
 		c.emit(Event{Kind: EventReconnecting, Attempt: attempt, Delay: delay})
 		c.log.Info("mqtt: reconnecting", "attempt", attempt, "delay", delay)
 		t := time.NewTimer(delay)
@@ -204,13 +293,13 @@ func (c *Client) redial(ctx context.Context, out chan<- dialResult, unstable int
 			out <- dialResult{err: ErrClosed}
 			return
 		}
-		srv := c.servers[(attempt-1)%len(c.servers)]
+		srv := c.servers[(plan.next+attempt-1)%len(c.servers)]
 		if redirect != nil {
 			srv, redirect = *redirect, nil
 		}
 		conn, err := c.dial(ctx, srv)
 		if err == nil {
-			out <- dialResult{conn: conn}
+			out <- dialResult{conn: conn, attempts: attempt}
 			return
 		}
 		if ctx.Err() != nil {

@@ -53,12 +53,6 @@ type pingWait struct {
 // one before that (see reader.run).
 const inboundBuffer = 4
 
-// Pause reasons: the session stops taking packets from the reader.
-const (
-	pauseStalled  = 1 << iota // a QoS 0 message waits for room (OverflowPolicy Block)
-	pauseInflight             // ReceiveMaximum unacknowledged messages are held (3.1.1)
-)
-
 // session is the one goroutine that owns the protocol state of a Client:
 // packet identifiers, in-flight messages in both directions, subscriptions
 // and their routing, keepalive. Everything else talks to it through
@@ -95,15 +89,26 @@ type session struct {
 	// Reconnection.
 	dialed     chan dialResult // from the redial goroutine
 	dialCancel func()          // stops the redial goroutine; nil when none runs
-	unstable   int             // connections in a row that ended before the broker sent anything
+	failures   int             // unhealthy connections and failed attempts since the last healthy connection
 	redirectTo *server         // where a broker's DISCONNECT sent the client (Config.FollowRedirects)
 
 	// Inbound state.
 	inByID   map[uint16]*inboundRef
 	freeRefs []*inboundRef     // finished records kept for reuse
 	ackOrder fifo[*inboundRef] // unacknowledged messages in arrival order
-	pausedBy int
-	stalled  *stalledDelivery
+	// stalled is set while a received PUBLISH (stalledPub) waits for memory
+	// to be delivered (see noRoom): the session then takes nothing more
+	// from the reader, which pushes back on the broker through TCP.
+	stalled     bool
+	stalledPub  packet.Publish
+	stalledSize int // its body's allocation
+	// deferring is set once a received QoS 1 or 2 message was left
+	// unacknowledged on this connection for lack of memory: every later
+	// one is too, so that acknowledgements keep their order, until the
+	// connection is replaced (see checkCaughtUp).
+	deferring bool
+	routeBuf  []*deliveryQueue // the queues a message is routed to; reused
+	mem       *memoryBudget
 
 	subs      []*Subscription
 	defaultQ  *deliveryQueue
@@ -113,8 +118,9 @@ type session struct {
 	inAliases []string // inbound topic aliases of the current connection, by alias
 	reauth    *reauthReq
 
-	pingSeen     uint64 // reader packet count when the oldest ping was last found unanswered
-	pingDeadline time.Time
+	pingSeen     uint64    // reader packet count when the oldest ping was last found unanswered
+	pingDeadline time.Time // when the connection counts as dead if nothing is read before
+	lastPing     time.Time // when the latest PINGREQ was queued
 	kaTimer      *time.Timer
 	lastRTT      time.Duration
 
@@ -131,13 +137,6 @@ type session struct {
 	stopped          bool
 }
 
-// stalledDelivery is a QoS 0 message that could not be queued for every
-// matching subscription under OverflowPolicy Block.
-type stalledDelivery struct {
-	msg    Message
-	queues []*deliveryQueue
-}
-
 func newSession(c *Client) *session {
 	s := &session{
 		c:         c,
@@ -151,7 +150,8 @@ func newSession(c *Client) *session {
 		stopPumps: make(chan struct{}),
 		out:       make(map[uint16]outstanding),
 		inByID:    make(map[uint16]*inboundRef),
-		defaultQ:  newDeliveryQueue(c.cfg.MessageBuffer),
+		defaultQ:  newDeliveryQueue(c.cfg.qos0Limit()),
+		mem:       c.mem,
 	}
 	s.results.init()
 	s.kaTimer = time.NewTimer(time.Hour)
@@ -222,8 +222,15 @@ func (s *session) run() {
 	defer close(s.c.exited)
 	for !s.stopped {
 		in := s.in
-		if s.pausedBy != 0 {
-			in = nil
+		if s.stalled {
+			if s.awaitingBroker() {
+				// A call waits for the broker's answer, which must be read:
+				// the stalled message is dropped or deferred instead.
+				s.retryStalled()
+			}
+			if s.stalled {
+				in = nil
+			}
 		}
 		var connDone, discDone <-chan struct{}
 		if s.conn != nil {
@@ -249,6 +256,9 @@ func (s *session) run() {
 		case <-s.c.closing:
 			s.shutdown(ErrClosed)
 		}
+		if s.deferring {
+			s.checkCaughtUp()
+		}
 		s.publishGauges()
 	}
 }
@@ -257,7 +267,7 @@ func (s *session) run() {
 // going through the full select for each, while the session is free to.
 func (s *session) drainInbound() {
 	for range inboundBuffer {
-		if s.pausedBy != 0 || s.conn == nil || s.stopped {
+		if s.stalled || s.conn == nil || s.stopped {
 			return
 		}
 		select {
@@ -276,6 +286,7 @@ func (s *session) drainInbound() {
 func (s *session) redialed(r dialResult) {
 	s.dialCancel()
 	s.dialCancel = nil
+	s.failures += max(r.attempts-1, 0)
 	if r.err != nil {
 		s.log.Info("mqtt: gave up reconnecting", "err", r.err)
 		s.c.emit(Event{Kind: EventGaveUp, Attempt: r.attempts, Err: r.err})
@@ -365,6 +376,9 @@ func (s *session) connectionEnded(cause error) {
 		return
 	}
 	conn.close(cause, false)
+	// A message waiting for memory is not taken: the broker sends a QoS 1
+	// or 2 one again when the session is resumed.
+	s.dropStalled()
 	// Packets the reader handed over before it stopped are still valid.
 	s.ending = true
 	for drained := false; !drained; {
@@ -391,36 +405,37 @@ func (s *session) connectionEnded(cause error) {
 		}
 	}
 	s.pings = nil
-	s.pausedBy &^= pauseInflight
+	s.deferring = false
 	s.endReauth(lostError(cause))
 	s.log.Info("mqtt: connection lost", "server", conn.server.url, "err", cause)
 	s.noteStability(conn)
+	if s.disconnecting == nil {
+		s.c.counters.losses.Add(1)
+	}
 	s.c.emit(Event{Kind: EventConnectionLost, Server: conn.server.url, Err: cause})
 	if s.cfg.Reconnect.Disable || s.disconnecting != nil {
 		s.shutdown(lostError(cause))
 		return
 	}
-	s.startRedial()
+	s.startRedial(s.planRedial(conn, cause))
 }
 
 // startRedial starts the goroutine that reconnects.
-func (s *session) startRedial() {
+func (s *session) startRedial(plan redialPlan) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	s.dialCancel = func() { cancel(); <-done }
-	unstable, first := s.unstable, s.redirectTo
-	s.redirectTo = nil
 	go func() {
 		defer close(done)
-		s.c.redial(ctx, s.dialed, unstable, first)
+		s.c.redial(ctx, s.dialed, plan)
 	}()
 }
 
-// noteStability looks at how a connection ended. One that ended with a
+// noteStability looks at how a connection ended. When it ended with a
 // publish in flight and nothing at all received from the broker after
-// CONNACK counts as unstable, and the oldest such publish is suspected: when
-// it was in flight on Reconnect.RejectAfter unstable connections in a row it
-// fails with ErrPublishRejected rather than being re-sent forever.
+// CONNACK, the oldest such publish is suspected: when it was in flight on
+// Reconnect.RejectAfter such connections in a row it fails with
+// ErrPublishRejected rather than being re-sent forever.
 func (s *session) noteStability(conn *connection) {
 	var oldest *Pending
 	for _, o := range s.out {
@@ -429,10 +444,8 @@ func (s *session) noteStability(conn *connection) {
 		}
 	}
 	if conn.r.packetsIn.Load() > 0 || oldest == nil {
-		s.unstable = 0
 		return
 	}
-	s.unstable++
 	oldest.rejections++
 	if limit := s.cfg.Reconnect.RejectAfter; limit <= 0 || oldest.rejections < limit {
 		return

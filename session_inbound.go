@@ -25,7 +25,7 @@ func (s *session) handleInbound(ev *inbound) {
 	}
 	switch ev.typ {
 	case packet.PUBLISH:
-		s.receive(&ev.pub)
+		s.receive(&ev.pub, ev.size)
 	case packet.PUBACK, packet.PUBREC, packet.PUBCOMP:
 		ev.ack.packet(ev.typ, &s.ackIn)
 		s.publishAcked(&s.ackIn)
@@ -103,8 +103,10 @@ func (s *session) resolveAlias(p *packet.Publish) bool {
 	return true
 }
 
-// receive routes a PUBLISH to the matching delivery queues.
-func (s *session) receive(p *packet.Publish) {
+// receive routes a PUBLISH to the matching delivery queues, charging the
+// memory budget for it (bodySize is its body's allocation); see noRoom for a
+// message that does not fit.
+func (s *session) receive(p *packet.Publish, bodySize int) {
 	if p.Props.Has(packet.PropTopicAlias) && !s.resolveAlias(p) {
 		return
 	}
@@ -112,7 +114,6 @@ func (s *session) receive(p *packet.Publish) {
 		s.refusePayload(p)
 		return
 	}
-	var ref *inboundRef
 	if p.QoS > 0 {
 		if old, dup := s.inByID[p.PacketID]; dup {
 			// A re-sent message the client already holds: deliver it once only.
@@ -121,62 +122,158 @@ func (s *session) receive(p *packet.Publish) {
 			}
 			return
 		}
-		if len(s.inByID) >= s.overshootLimit() {
-			s.protocolFailCode(packet.ReceiveMaximumExceeded, fmt.Errorf("%w: broker exceeded Receive Maximum %d", ErrProtocolViolation, s.cfg.ReceiveMaximum))
+		if s.deferring {
+			s.refuse(p)
 			return
+		}
+	}
+	msg := messageFrom(p)
+	queues := s.route(&msg)
+	per := inboundFootprint(&msg, bodySize)
+	if !s.mem.tryInbound(per * int64(len(queues))) {
+		s.noRoom(p, bodySize, per*int64(len(queues)))
+		return
+	}
+	var ref *inboundRef
+	if p.QoS > 0 {
+		if len(s.inByID) >= int(s.cfg.ReceiveMaximum) && s.conn != nil && s.conn.version == packet.V5 {
+			// MQTT 5.0 section 4.9 allows ending the connection with
+			// 0x93; brokers that overshoot after a stall (mosquitto 2.0)
+			// would then meet a reconnection loop. MemoryLimit bounds
+			// what the extra messages cost.
+			s.c.counters.rmExceeded.Add(1)
 		}
 		ref = s.newRef(p.PacketID, p.QoS)
 		s.inByID[p.PacketID] = ref
 		s.ackOrder.push(ref)
 	}
 	s.c.counters.received(p.QoS, len(p.Payload))
-	msg := messageFrom(p)
-	matched := false
+	for _, q := range queues {
+		s.deliver(q, msg, ref, per)
+	}
+	clear(queues)
+	if ref != nil && ref.holders == 0 {
+		s.flushAcks()
+	}
+}
+
+// route returns the delivery queues msg goes to: those of the matching
+// subscriptions, or the default queue. The slice is reused by the next call.
+func (s *session) route(msg *Message) []*deliveryQueue {
+	queues := s.routeBuf[:0]
 	for _, sub := range s.subs {
-		if sub.routes(&msg) {
-			matched = true
-			s.deliver(sub.q, msg, ref)
+		if sub.routes(msg) {
+			queues = append(queues, sub.q)
 		}
 	}
-	if !matched {
-		s.deliver(s.defaultQ, msg, ref)
+	if len(queues) == 0 {
+		queues = append(queues, s.defaultQ)
 	}
-	if ref != nil {
-		if ref.holders == 0 {
-			s.flushAcks()
-		}
-		if s.ackOrder.len() >= s.pauseLimit() {
-			// Hold reading back until the application takes messages; the
-			// broker is pushed back through TCP.
-			s.pausedBy |= pauseInflight
-		}
-	}
+	s.routeBuf = queues
+	return queues
 }
 
-// pauseLimit is how many unacknowledged QoS 1/2 messages the session holds
-// before it stops reading. A 3.1.1 broker is told no limit, so the session
-// stops at ReceiveMaximum. A 5.0 broker must itself stop there, and reading
-// must go on so that acknowledgements and PINGRESP still arrive; the session
-// stops only if the broker overshoots by as much again, which bounds memory
-// with brokers that count loosely.
-func (s *session) pauseLimit() int {
-	rm := int(s.cfg.ReceiveMaximum)
-	if s.conn != nil && s.conn.version == packet.V5 {
-		return 2 * rm
+// noRoom handles a received PUBLISH for which the memory budget has no
+// room (size bytes). If the session may hold reading back (see mayStall),
+// the message waits for room and nothing more is read meanwhile, which
+// pushes back on the broker through TCP; otherwise it is refused.
+func (s *session) noRoom(p *packet.Publish, bodySize int, size int64) {
+	if !s.mayStall(p.QoS) {
+		s.refuse(p)
+		return
 	}
-	return rm
+	if !s.mem.waitInbound(size) {
+		s.receive(p, bodySize) // room appeared meanwhile
+		return
+	}
+	// The packet's slices are its own allocation; the struct is the
+	// reader's and is reused, so it is copied.
+	s.stalledPub, s.stalledSize = *p, bodySize
+	s.stalled = true
 }
 
-// overshootLimit is how many unacknowledged QoS 1/2 messages (including
-// QoS 2 messages awaiting PUBREL) a 5.0 broker may have outstanding before
-// the session ends the connection with Receive Maximum exceeded (0x93,
-// MQTT 5.0 section 4.9). It tolerates brokers that overshoot a little after
-// a stall (mosquitto 2.0 does); 3.1.1 has no such limit.
-func (s *session) overshootLimit() int {
-	if s.conn != nil && s.conn.version == packet.V5 {
-		return 2 * int(s.cfg.ReceiveMaximum)
+// mayStall reports whether the session may hold reading back for a
+// message of the given QoS that does not fit: never while a call waits for
+// an answer from the broker, which would then never be read.
+func (s *session) mayStall(qos byte) bool {
+	return s.conn != nil && !s.ending && (qos > 0 || s.cfg.QoS0Overflow == Block) && !s.awaitingBroker()
+}
+
+// awaitingBroker reports whether an API call waits for something the broker
+// must send: an acknowledgement, a PINGRESP, the end of a re-authentication
+// or of a graceful disconnect.
+func (s *session) awaitingBroker() bool {
+	if len(s.out) > 0 || len(s.waiting) > 0 || len(s.overflow) > 0 || s.reauth != nil || s.disconnecting != nil {
+		return true
 	}
-	return int(^uint(0) >> 1)
+	for _, p := range s.pings {
+		if p.reply != nil {
+			return true
+		}
+	}
+	return false
+}
+
+// refuse gives up a received message for lack of memory. A QoS 0 message is
+// dropped and counted. A QoS 1 or 2 message is left unacknowledged, so the
+// broker keeps it; so is every later one on this connection, to keep the
+// acknowledgements in order [MQTT-4.6.0-2], and the connection is replaced
+// once the application has caught up (checkCaughtUp), which makes the broker
+// send them again [MQTT-4.4.0-1].
+func (s *session) refuse(p *packet.Publish) {
+	if p.QoS == 0 {
+		s.c.counters.received(0, len(p.Payload))
+		s.c.dropped.Add(1)
+		return
+	}
+	s.c.counters.deferred.Add(1)
+	if s.deferring {
+		return
+	}
+	s.deferring = true
+	err := fmt.Errorf("%w: a %v message on %q found %d of %d bytes in use; it and later QoS 1 and 2 messages are left to the broker until the application catches up",
+		ErrOverflow, QoS(p.QoS), p.Topic, s.mem.in.Load()+s.mem.out.Load(), s.mem.limit)
+	s.log.Warn("mqtt: memory limit reached", "err", err)
+	s.c.emit(Event{Kind: EventOverflow, Err: err})
+}
+
+// checkCaughtUp replaces the connection once the application has caught up
+// after messages were deferred: every message before them is acknowledged
+// and at most half the memory limit is in use. The broker then sends the
+// deferred messages again on the new connection, in order, when it kept
+// the session.
+func (s *session) checkCaughtUp() {
+	if s.conn == nil || s.ackOrder.len() > 0 || s.mem.in.Load() > s.mem.limit/2 {
+		return
+	}
+	s.log.Info("mqtt: reconnecting to receive the messages left to the broker", "server", s.conn.server.url)
+	s.deferring = false
+	s.conn.cancel(errCaughtUp)
+}
+
+// retryStalled tries again to deliver the message waiting for memory.
+func (s *session) retryStalled() {
+	if !s.stalled {
+		return
+	}
+	p := s.stalledPub
+	s.stalled, s.stalledPub = false, packet.Publish{}
+	s.receive(&p, s.stalledSize)
+}
+
+// dropStalled gives up the message waiting for memory when its connection
+// ends. Unacknowledged, a QoS 1 or 2 message comes again from the broker.
+func (s *session) dropStalled() {
+	if !s.stalled {
+		return
+	}
+	if s.stalledPub.QoS == 0 {
+		s.c.counters.received(0, len(s.stalledPub.Payload))
+		s.c.dropped.Add(1)
+	} else {
+		s.c.counters.deferred.Add(1)
+	}
+	s.stalled, s.stalledPub = false, packet.Publish{}
 }
 
 // routes reports whether m is for sub: by Subscription Identifier when the
@@ -193,16 +290,18 @@ func (sub *Subscription) routes(m *Message) bool {
 	return false
 }
 
-// deliver queues msg on q, applying the QoS 0 overflow policy.
-func (s *session) deliver(q *deliveryQueue, msg Message, ref *inboundRef) {
+// deliver queues msg on q with size bytes charged to the memory budget,
+// applying MessageBuffer to QoS 0 messages.
+func (s *session) deliver(q *deliveryQueue, msg Message, ref *inboundRef, size int64) {
 	if ref != nil && s.cfg.ManualAck {
 		msg.ack = ackHandle{s: s, ref: ref, gen: ref.gen}
 	} else if q.offer(msg) {
 		// The application was waiting and took it: no queue holds it, so a
 		// QoS 1/2 message is acknowledged once every queue let it go.
+		s.mem.releaseInbound(size)
 		return
 	}
-	ok, start := q.push(delivery{msg: msg, ref: ref})
+	ok, start := q.push(delivery{msg: msg, ref: ref, size: size})
 	if start {
 		s.startPump(q)
 	}
@@ -210,48 +309,19 @@ func (s *session) deliver(q *deliveryQueue, msg Message, ref *inboundRef) {
 		ref.holders++
 		return
 	}
-	if ok {
-		return
+	if !ok {
+		s.mem.releaseInbound(size)
+		q.countDrop()
+		s.c.dropped.Add(1)
 	}
-	if s.cfg.QoS0Overflow == Block && !q.subscribing {
-		if s.stalled == nil {
-			s.stalled = &stalledDelivery{msg: msg}
-		}
-		s.stalled.queues = append(s.stalled.queues, q)
-		s.pausedBy |= pauseStalled
-		return
-	}
-	q.countDrop()
-	s.c.dropped.Add(1)
 }
 
 func (s *session) startPump(q *deliveryQueue) {
 	s.c.pumps.Add(1)
 	go func() {
 		defer s.c.pumps.Done()
-		q.pump(s.reqs, s.stopPumps)
+		q.pump(s.reqs, s.mem, s.stopPumps)
 	}()
-}
-
-// retryStalled queues a stalled QoS 0 message where room has appeared.
-func (s *session) retryStalled() {
-	st := s.stalled
-	if st == nil {
-		return
-	}
-	left := st.queues[:0]
-	for _, q := range st.queues {
-		if ok, start := q.push(delivery{msg: st.msg}); !ok {
-			left = append(left, q)
-		} else if start {
-			s.startPump(q)
-		}
-	}
-	st.queues = left
-	if len(left) == 0 {
-		s.stalled = nil
-		s.pausedBy &^= pauseStalled
-	}
 }
 
 func (s *session) newRef(id uint16, qos byte) *inboundRef {
@@ -335,9 +405,6 @@ func (s *session) flushAcks() {
 			}
 			s.sendAck(packet.PUBREC, ref.id, 0)
 		}
-	}
-	if s.ackOrder.len() < s.pauseLimit() {
-		s.pausedBy &^= pauseInflight
 	}
 }
 

@@ -101,7 +101,6 @@ func (s *session) forgetInbound() {
 		}
 	}
 	s.ackOrder.reset()
-	s.pausedBy &^= pauseInflight
 }
 
 // resubscribe sends one SUBSCRIBE per live subscription, with its original

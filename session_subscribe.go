@@ -60,8 +60,7 @@ func (s *session) trySubscribe(r *subscribeReq) bool {
 		r.fail(err)
 		return true
 	}
-	sub := &Subscription{c: s.c, q: newDeliveryQueue(s.cfg.MessageBuffer), options: r.filters}
-	sub.q.subscribing = true
+	sub := &Subscription{c: s.c, q: newDeliveryQueue(s.cfg.qos0Limit()), options: r.filters}
 	for _, f := range r.filters {
 		sub.filters = append(sub.filters, f.Filter)
 	}
@@ -107,7 +106,6 @@ func (s *session) subacked(a *packet.Suback) {
 	}
 	delete(s.out, a.PacketID)
 	sub := r.sub
-	sub.q.subscribing = false
 	granted := make([]FilterResult, len(a.ReasonCodes))
 	var refused []FilterResult
 	sub.filters = sub.filters[:0]
@@ -165,17 +163,12 @@ func (s *session) closeQueue(q *deliveryQueue) {
 		close(q.out)
 	}
 	for _, d := range left {
+		s.mem.releaseInbound(d.size)
 		if d.ref != nil {
 			s.release(d.ref)
 		}
 	}
-	if st := s.stalled; st != nil {
-		for i, x := range st.queues {
-			if x == q {
-				st.queues = append(st.queues[:i], st.queues[i+1:]...)
-				break
-			}
-		}
+	if len(left) > 0 {
 		s.retryStalled()
 	}
 }

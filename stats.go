@@ -23,11 +23,32 @@ type Stats struct {
 	// acknowledged to the broker (held by the application or in order
 	// behind one that is).
 	Unacked int
-	// Dropped counts QoS 0 messages dropped under OverflowPolicy DropNewest.
+	// Dropped counts received QoS 0 messages the client dropped for lack of
+	// room (Config.MessageBuffer or Config.MemoryLimit).
 	Dropped uint64
+	// Deferred counts received QoS 1 and 2 messages the client left
+	// unacknowledged for lack of memory (Config.MemoryLimit); the broker
+	// keeps them and sends them again after the client reconnects.
+	Deferred uint64
+	// ReceiveMaximumExceeded counts QoS 1 and 2 messages an MQTT 5.0 broker
+	// sent while Config.ReceiveMaximum of them were unacknowledged. The
+	// client tolerates them (MemoryLimit bounds their cost).
+	ReceiveMaximumExceeded uint64
+	// HeldBytes is what the client holds for the application now, counted
+	// as Config.MemoryLimit counts it: received messages not yet taken
+	// (HeldBytes[0]) and publishes queued or in flight (HeldBytes[1]).
+	HeldBytes [2]int64
 	// Connects counts successful connections, the first one included;
 	// Connects-1 is the number of reconnections.
 	Connects uint64
+	// ConnectionLosses counts connections that ended without the
+	// application asking for it.
+	ConnectionLosses uint64
+	// ReconnectAttempts counts attempts to connect again after a loss,
+	// successful or not.
+	ReconnectAttempts uint64
+	// EventsDropped counts events that found the Events channel full.
+	EventsDropped uint64
 	// Connected reports whether the client has a connection now.
 	Connected bool
 	// LastRTT is the round-trip time of the latest answered PINGREQ (a
@@ -48,6 +69,11 @@ type counters struct {
 	sentMsgs, sentBytes [3]atomic.Uint64
 	recvMsgs, recvBytes [3]atomic.Uint64
 	connects            atomic.Uint64
+	losses              atomic.Uint64
+	attempts            atomic.Uint64
+	deferred            atomic.Uint64
+	rmExceeded          atomic.Uint64
+	eventsDropped       atomic.Uint64
 	inflight            atomic.Int64
 	queued              atomic.Int64
 	unacked             atomic.Int64
@@ -74,9 +100,16 @@ func (c *Client) Stats() Stats {
 		Queued:    int(k.queued.Load()),
 		Unacked:   int(k.unacked.Load()),
 		Dropped:   c.dropped.Load(),
+		Deferred:  k.deferred.Load(),
+		HeldBytes: [2]int64{c.mem.in.Load(), c.mem.out.Load()},
 		Connects:  k.connects.Load(),
 		Connected: c.conn.Load() != nil,
 		LastRTT:   time.Duration(k.lastRTT.Load()),
+
+		ReceiveMaximumExceeded: k.rmExceeded.Load(),
+		ConnectionLosses:       k.losses.Load(),
+		ReconnectAttempts:      k.attempts.Load(),
+		EventsDropped:          k.eventsDropped.Load(),
 	}
 	for q := range 3 {
 		st.Sent[q] = MessageCount{Messages: k.sentMsgs[q].Load(), Bytes: k.sentBytes[q].Load()}
