@@ -321,7 +321,7 @@ func (c *Client) exchange(ctx context.Context, nc net.Conn, srv server, v packet
 	if v == packet.V5 {
 		conn.negotiate(&ack.Props, cfg)
 	}
-	conn.r = &reader{br: br, version: v, maxSize: cfg.MaxPacketSize}
+	conn.r = &reader{br: br, version: v, maxSize: cfg.MaxPacketSize, bigHandled: make(chan struct{}, 1)}
 	conn.w = newWriter(nc, v)
 	if !cfg.DisableTopicAliases && conn.aliasMax > 0 {
 		conn.w.aliases = newTopicAliases(conn.aliasMax, conn.maxPacket)

@@ -79,6 +79,15 @@ type reader struct {
 
 	packetsIn atomic.Uint64 // packets read, for keepalive liveness
 	bytesIn   atomic.Uint64
+
+	// A large PUBLISH (body over publishStep) is read only once the session
+	// has handled the previous one, so that the packets between the reader
+	// and the session hold at most one large body: bigUnhandled counts
+	// those handed over and not yet handled; bigWaiting is set while the
+	// reader waits, and bigHandled (1-buffered) wakes it.
+	bigUnhandled atomic.Int32
+	bigWaiting   atomic.Bool
+	bigHandled   chan struct{}
 }
 
 // run reads until the connection fails or ctx ends. A packet that fails to
@@ -89,7 +98,7 @@ func (r *reader) run(ctx context.Context) error {
 	defer r.br.release()
 	for i := 0; ; i = (i + 1) % inboundSlots {
 		ev := &r.evs[i]
-		if err := r.next(ev); err != nil {
+		if err := r.next(ctx, ev); err != nil {
 			if err = failed(ev, err); err != nil {
 				return err
 			}
@@ -135,8 +144,46 @@ func readError(err error) error {
 	return fmt.Errorf("read failed: %w", err)
 }
 
+// waitBigHandled waits until the session has handled every large PUBLISH
+// handed over, or ctx ends (false).
+func (r *reader) waitBigHandled(ctx context.Context) bool {
+	for {
+		// Set before checking: a session that finishes after the check
+		// sees the flag and wakes the reader.
+		r.bigWaiting.Store(true)
+		if r.bigUnhandled.Load() == 0 {
+			r.bigWaiting.Store(false)
+			return true
+		}
+		select {
+		case <-r.bigHandled:
+		case <-ctx.Done():
+			return false
+		}
+	}
+}
+
+// handled tells the reader that the session is done with ev, which then
+// lets go of the packet's buffers. Only the session calls it.
+func (r *reader) handled(ev *inbound) {
+	if ev.typ != packet.PUBLISH {
+		return
+	}
+	if ev.size > publishStep && r.bigUnhandled.Add(-1) == 0 && r.bigWaiting.Load() {
+		select {
+		case r.bigHandled <- struct{}{}:
+		default:
+		}
+	}
+	ev.pub = packet.Publish{}
+}
+
+// errReaderStopped ends the reader when its connection's context ended
+// while it waited.
+var errReaderStopped = errors.New("connection closed")
+
 // next reads and decodes one packet into ev.
-func (r *reader) next(ev *inbound) error {
+func (r *reader) next(ctx context.Context, ev *inbound) error {
 	ev.reset()
 	h, err := packet.ReadHeader(r.br, r.maxSize)
 	if err != nil {
@@ -147,6 +194,9 @@ func (r *reader) next(ev *inbound) error {
 	case packet.CONNECT, packet.SUBSCRIBE, packet.UNSUBSCRIBE, packet.PINGREQ:
 		return &packet.Error{Type: h.Type, Code: packet.ProtocolError, Reason: "a server must not send " + h.Type.String()}
 	case packet.PUBLISH:
+		if h.Remaining > publishStep && !r.waitBigHandled(ctx) {
+			return errReaderStopped
+		}
 		// The body becomes the received message: topic and payload share
 		// this one allocation.
 		body, err := r.publishBody(h.Remaining)
@@ -157,6 +207,9 @@ func (r *reader) next(ev *inbound) error {
 			return err
 		}
 		ev.size = cap(body)
+		if h.Remaining > publishStep {
+			r.bigUnhandled.Add(1)
+		}
 	case packet.PUBACK, packet.PUBREC, packet.PUBREL, packet.PUBCOMP:
 		body, err := r.body(h.Remaining)
 		if err != nil {

@@ -243,7 +243,7 @@ func (s *session) run() {
 		case <-s.reqs.kick:
 			s.handleRequests()
 		case ev := <-in:
-			s.handleInbound(ev)
+			s.take(ev)
 			s.drainInbound()
 		case <-s.kaTimer.C:
 			s.keepAlive()
@@ -272,10 +272,22 @@ func (s *session) drainInbound() {
 		}
 		select {
 		case ev := <-s.in:
-			s.handleInbound(ev)
+			s.take(ev)
 		default:
 			return
 		}
+	}
+}
+
+// take handles one packet from the reader and hands the record back.
+func (s *session) take(ev *inbound) {
+	var rd *reader
+	if s.conn != nil {
+		rd = s.conn.r
+	}
+	s.handleInbound(ev)
+	if rd != nil {
+		rd.handled(ev)
 	}
 }
 
@@ -385,7 +397,7 @@ func (s *session) connectionEnded(cause error) {
 		select {
 		case ev := <-s.in:
 			if ev.err == nil {
-				s.handleInbound(ev)
+				s.take(ev)
 			}
 		default:
 			drained = true

@@ -1,0 +1,99 @@
+package mqtt
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"runtime"
+	"testing"
+
+	"github.com/b4e21b16/mqtt/packet"
+)
+
+// allocated returns the bytes f allocates.
+func allocated(f func()) uint64 {
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	f()
+	runtime.ReadMemStats(&after)
+	return after.TotalAlloc - before.TotalAlloc
+}
+
+// publishHeader returns the fixed header of a QoS 0 PUBLISH announcing a
+// remaining length of n, followed by the start of its body (topic "t").
+func publishHeader(n int) []byte {
+	b := []byte{0x30}
+	for {
+		d := byte(n % 128)
+		n /= 128
+		if n > 0 {
+			d |= 0x80
+		}
+		b = append(b, d)
+		if n == 0 {
+			break
+		}
+	}
+	return append(b, 0, 1, 't')
+}
+
+// TestReaderLargeAnnouncementCostsWhatArrives checks that a PUBLISH body is
+// not allocated at its announced size before its bytes arrive: a broker
+// announcing 200 MiB and sending 10 bytes (then hanging up) costs the
+// client about the first step of the buffer, not 200 MiB.
+func TestReaderLargeAnnouncementCostsWhatArrives(t *testing.T) {
+	data := append(publishHeader(200<<20), make([]byte, 7)...)
+	r := &reader{br: newConnReader(bytes.NewReader(data)), version: packet.V311, maxSize: 256 << 20,
+		bigHandled: make(chan struct{}, 1)}
+	var ev inbound
+	var err error
+	n := allocated(func() { err = r.next(context.Background(), &ev) })
+	if !errors.Is(err, io.ErrUnexpectedEOF) {
+		t.Fatalf("next = %v, want io.ErrUnexpectedEOF", err)
+	}
+	if n > 1<<20 {
+		t.Errorf("reading 10 bytes of an announced 200 MiB PUBLISH allocated %d bytes; want under 1 MiB", n)
+	}
+}
+
+// TestReaderOversizedRefusedBeforeAllocation checks that a packet announcing
+// more than the client's Maximum Packet Size is refused from its header,
+// before anything is allocated for its body.
+func TestReaderOversizedRefusedBeforeAllocation(t *testing.T) {
+	data := append(publishHeader(200<<20), make([]byte, 64<<10)...)
+	r := &reader{br: newConnReader(bytes.NewReader(data)), version: packet.V5, maxSize: 1 << 20,
+		bigHandled: make(chan struct{}, 1)}
+	var ev inbound
+	var err error
+	n := allocated(func() { err = r.next(context.Background(), &ev) })
+	if !errors.Is(err, packet.ErrTooLarge) {
+		t.Fatalf("next = %v, want packet.ErrTooLarge", err)
+	}
+	if n > 64<<10 {
+		t.Errorf("refusing an oversized packet allocated %d bytes", n)
+	}
+}
+
+// TestReaderLargeBodyComplete checks that a large body read in steps
+// arrives whole, and that its recorded size is its allocation.
+func TestReaderLargeBodyComplete(t *testing.T) {
+	const size = 3<<20 + 5
+	body := make([]byte, size-3)
+	for i := range body {
+		body[i] = byte(i)
+	}
+	data := append(publishHeader(size), body...)
+	r := &reader{br: newConnReader(bytes.NewReader(data)), version: packet.V311, maxSize: 16 << 20,
+		bigHandled: make(chan struct{}, 1)}
+	var ev inbound
+	if err := r.next(context.Background(), &ev); err != nil {
+		t.Fatal(err)
+	}
+	if ev.pub.Topic != "t" || !bytes.Equal(ev.pub.Payload, body) {
+		t.Fatalf("topic %q, %d payload bytes: the body did not arrive whole", ev.pub.Topic, len(ev.pub.Payload))
+	}
+	if ev.size < size || ev.size > size+size/4 {
+		t.Errorf("recorded size %d for a %d-byte body", ev.size, size)
+	}
+}
