@@ -7,8 +7,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"net/url"
-	"strings"
 	"time"
 	"unicode/utf8"
 
@@ -303,22 +301,6 @@ func (cfg Config) withDefaults() (Config, []server, error) {
 		cfg.Dialer = d.DialContext
 	}
 	return cfg, servers, nil
-}
-
-func redactURL(s string) string {
-	if i := strings.Index(s, "@"); i >= 0 {
-		if j := strings.Index(s, "://"); j >= 0 && j < i {
-			return s[:j+3] + "xxxxx" + s[i:]
-		}
-	}
-	return s
-}
-
-func redactErr(err error) error {
-	if ue, ok := err.(*url.Error); ok {
-		return ue.Err
-	}
-	return err
 }
 
 // checkPublish validates an outbound message before anything is sent.
