@@ -7,8 +7,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"net/url"
-	"strings"
 	"time"
 	"unicode/utf8"
 
@@ -69,13 +67,21 @@ type Config struct {
 	// A WebSocket URL's path and query are the request target ("/" when
 	// empty). A URL that does not parse or has another scheme makes Connect
 	// fail with an *ArgumentError before anything is dialed.
+	//
+	// Errors, logs and events show a server URL with its password, query
+	// values and fragment replaced by "xxxxx", keeping the parameter names
+	// (wss://user:xxxxx@host/mqtt?token=xxxxx). Percent-encode a '/', '?',
+	// '#' or '@' in a password, and an '@' in a path or query, as RFC 3986
+	// requires: otherwise the URL may be misread, and is shown with
+	// everything up to its last '@' hidden.
 	Servers []string
 	// ClientID identifies the session. Empty asks the broker to assign one
 	// (MQTT 5.0 reports it through Client.ClientID; 3.1.1 then requires
 	// CleanStart).
 	ClientID string
-	// Username and Password authenticate the client. They never appear in
-	// errors or logs.
+	// Username and Password authenticate the client. Neither appears in
+	// the client's errors, logs or events; but printing a Config with the
+	// fmt package (%v, %+v) shows them, so do not log a Config.
 	Username string
 	Password []byte
 	// KeepAlive is the longest the client stays silent; it sends PINGREQ
@@ -121,6 +127,8 @@ type Config struct {
 	// request, such as Authorization; an http.Header can be assigned. A
 	// "Host" entry replaces the host from the URL. Fields the handshake sets
 	// itself (Upgrade, Connection, Sec-WebSocket-*) are refused at Connect.
+	// Like Password, its values never appear in errors, logs or events, but
+	// printing a Config shows them.
 	WebSocketHeader map[string][]string
 	// MaxPacketSize is the largest packet the client accepts from the broker
 	// (announced in MQTT 5.0; a larger packet ends the connection before its
@@ -327,22 +335,6 @@ func (cfg Config) withDefaults() (Config, []server, error) {
 		cfg.Dialer = d.DialContext
 	}
 	return cfg, servers, nil
-}
-
-func redactURL(s string) string {
-	if i := strings.Index(s, "@"); i >= 0 {
-		if j := strings.Index(s, "://"); j >= 0 && j < i {
-			return s[:j+3] + "xxxxx" + s[i:]
-		}
-	}
-	return s
-}
-
-func redactErr(err error) error {
-	if ue, ok := err.(*url.Error); ok {
-		return ue.Err
-	}
-	return err
 }
 
 // checkPublish validates an outbound message before anything is sent.

@@ -121,7 +121,7 @@ func (c *Client) redirect(from server, code ReasonCode, reference string) (serve
 	}
 	to, err := resolveReference(from, reference)
 	if err != nil {
-		c.log.Info("mqtt: cannot follow the broker's redirection", "server", from.url, "reference", reference, "err", err)
+		c.log.Info("mqtt: cannot follow the broker's redirection", "server", from.url, "reference", redactURL(reference), "err", err)
 		return server{}, false
 	}
 	c.log.Info("mqtt: broker redirects the client", "server", from.url, "to", to.url, "reason", code.String())

@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"strconv"
 	"strings"
 	"sync"
@@ -174,6 +175,32 @@ func newSCRAM(username string, password []byte, nonce func() (string, error)) *s
 	c.password = pass
 	return c
 }
+
+// String names the mechanism and the user. It never shows the password or
+// anything derived from it, and neither do Format, GoString and LogValue,
+// so the Authenticator may be printed or logged in any form.
+func (c *scramClient) String() string {
+	return fmt.Sprintf("%s authenticator for user %q", SCRAMMethod, c.username)
+}
+
+// GoString is String in the form of a call to NewSCRAMSHA256.
+func (c *scramClient) GoString() string {
+	return fmt.Sprintf("mqtt.NewSCRAMSHA256(%q, /* password hidden */)", c.username)
+}
+
+// Format prints String for every verb, GoString for %#v: without it, verbs
+// such as %d would print the fields.
+func (c *scramClient) Format(f fmt.State, verb rune) {
+	if verb == 'v' && f.Flag('#') {
+		_, _ = io.WriteString(f, c.GoString())
+		return
+	}
+	_, _ = fmt.Fprintf(f, fmt.FormatString(f, verb), c.String())
+}
+
+// LogValue is String, for log/slog handlers that would otherwise encode
+// the fields (JSON shows none of them, being unexported, but says nothing).
+func (c *scramClient) LogValue() slog.Value { return slog.StringValue(c.String()) }
 
 // randomSCRAMNonce returns scramNonceBytes random bytes in standard base64:
 // printable and free of ','.

@@ -1,9 +1,13 @@
 package mqtt
 
 import (
+	"bytes"
 	"context"
 	"encoding/base64"
+	"encoding/hex"
 	"errors"
+	"fmt"
+	"log/slog"
 	"strings"
 	"sync"
 	"testing"
@@ -604,6 +608,46 @@ func TestSCRAMErrorsOmitPassword(t *testing.T) {
 				t.Errorf("case %d: error shows the password: %s", i, text)
 			}
 		}
+	}
+}
+
+// TestSCRAMPrintsNoPassword checks that printing the authenticator, with
+// any verb or through log/slog, names its method and user but never shows
+// the password, nor the server signature derived from it that it holds in
+// the middle of an exchange.
+func TestSCRAMPrintsNoPassword(t *testing.T) {
+	t.Parallel()
+	c := scramRFCClient(t)
+	if _, err := c.Continue(context.Background(), []byte(scramRFCServerFirst)); err != nil {
+		t.Fatalf("Continue: %v", err)
+	}
+	sig := c.serverSig
+	if len(sig) == 0 {
+		t.Fatal("no server signature held during the exchange")
+	}
+	var auth Authenticator = c
+	var texts []string
+	for _, verb := range []string{"%v", "%+v", "%#v", "%s", "%q", "%x", "%X", "%d", "%10.3v", "%T"} {
+		texts = append(texts, fmt.Sprintf(verb, auth))
+	}
+	var logged bytes.Buffer
+	slog.New(slog.NewTextHandler(&logged, nil)).Info("text", "auth", auth)
+	slog.New(slog.NewJSONHandler(&logged, nil)).Info("json", "auth", auth)
+	texts = append(texts, logged.String())
+	secrets := []string{"pencil", hex.EncodeToString(sig), base64.StdEncoding.EncodeToString(sig),
+		strings.Trim(fmt.Sprint(sig), "[]")}
+	for _, text := range texts {
+		for _, secret := range secrets {
+			if strings.Contains(strings.ToLower(text), strings.ToLower(secret)) {
+				t.Errorf("printed authenticator shows %q: %s", secret, text)
+			}
+		}
+	}
+	if got, want := fmt.Sprint(auth), `SCRAM-SHA-256 authenticator for user "user"`; got != want {
+		t.Errorf("Sprint = %s, want %s", got, want)
+	}
+	if got, want := fmt.Sprintf("%#v", auth), `mqtt.NewSCRAMSHA256("user", /* password hidden */)`; got != want {
+		t.Errorf("%%#v = %s, want %s", got, want)
 	}
 }
 

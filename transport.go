@@ -28,7 +28,7 @@ func (t transport) websocket() bool { return t == transportWS || t == transportW
 
 // server is one parsed entry of Config.Servers. It is immutable.
 type server struct {
-	url       string // as configured, for errors and logs (credentials removed)
+	url       string // for errors, logs and events: redacted by redactURL
 	transport transport
 	network   string // "tcp" or "unix", passed to Config.Dialer
 	addr      string // host:port, or the socket path
@@ -53,7 +53,7 @@ func parseServer(s string) (server, error) {
 	if err != nil {
 		return server{}, &ArgumentError{What: "server URL", Value: redactURL(s), Err: fmt.Errorf("cannot parse: %w", redactErr(err))}
 	}
-	shown := u.Redacted()
+	shown := redactURL(s)
 	bad := func(format string, args ...any) (server, error) {
 		return server{}, &ArgumentError{What: "server URL", Value: shown, Err: fmt.Errorf(format, args...)}
 	}
