@@ -3,10 +3,12 @@ package mqtt_test
 import (
 	"context"
 	"errors"
+	"net"
 	"testing"
 	"time"
 
 	"github.com/b4e21b16/mqtt"
+	"github.com/b4e21b16/mqtt/internal/fakebroker"
 	"github.com/b4e21b16/mqtt/packet"
 )
 
@@ -215,9 +217,9 @@ func TestFakePing(t *testing.T) {
 func TestFakeKeepAliveWhileHeldBack(t *testing.T) {
 	fakeBubble(t, func(t *testing.T) {
 		c, fc, _ := fakeClient(t, mqtt.Config{ClientID: "ka", Version: mqtt.Version5, KeepAlive: 10 * time.Second,
-			QoS0Overflow: mqtt.Block, MessageBuffer: 1}, &packet.Connack{})
+			QoS0Overflow: mqtt.Block, MemoryLimit: 1}, &packet.Connack{})
 		start := time.Now()
-		// The application reads nothing: one message is buffered, one waits
+		// The application reads nothing: one message is held, one waits
 		// for room, and the reader stops with the rest unread.
 		var flood []packet.Packet
 		for i := range 8 {
@@ -254,4 +256,134 @@ func TestFakeKeepAliveWhileHeldBack(t *testing.T) {
 			t.Errorf("Ping after the stall: %v", err)
 		}
 	})
+}
+
+// latencyConn delays each write by latency, as a network does; the
+// keepalive tests need writes that complete after they were queued.
+type latencyConn struct {
+	net.Conn
+	latency time.Duration
+}
+
+func (c latencyConn) Write(b []byte) (int, error) {
+	<-time.After(c.latency)
+	return c.Conn.Write(b)
+}
+
+// TestFakeKeepAliveSpacingWhileStalled checks keepalive while the
+// application takes nothing for ten keepalive intervals under a flood: a
+// PINGREQ leaves exactly one interval after the previous packet the client
+// sent [MQTT-3.1.2-23] (the broker sees it that plus the network's 1 ms
+// later), whatever the reader does: held back (QoS 0 under OverflowPolicy
+// Block, or QoS 1, with a memory limit that holds one message), or reading
+// on and dropping (QoS 0 under DropNewest). The broker answers each
+// PINGREQ, but a client holding reading back cannot see the answer; it
+// must not count that time against the broker, so the connection is kept.
+// Once the application reads, every QoS 1 message and every held-back QoS
+// 0 message arrives in order.
+func TestFakeKeepAliveSpacingWhileStalled(t *testing.T) {
+	t.Parallel()
+	const (
+		keepAlive = 2 * time.Second
+		latency   = time.Millisecond
+	)
+	for _, tc := range []struct {
+		name   string
+		qos    byte
+		policy mqtt.OverflowPolicy
+	}{
+		{"qos0-block", 0, mqtt.Block},
+		{"qos1", 1, mqtt.DropNewest},
+		{"qos0-drop", 0, mqtt.DropNewest},
+	} {
+		for _, ver := range fakeVersions {
+			t.Run(tc.name+"/"+ver.name, func(t *testing.T) {
+				fakeBubble(t, func(t *testing.T) {
+					b := fakebroker.New(t)
+					cfg := mqtt.Config{ClientID: "ka", Version: ver.v, KeepAlive: keepAlive,
+						QoS0Overflow: tc.policy, MemoryLimit: 1, MessageBuffer: 1,
+						Dialer: func(ctx context.Context, network, addr string) (net.Conn, error) {
+							nc, err := b.Dial(ctx, network, addr)
+							return latencyConn{nc, latency}, err
+						}}
+					res := fakeStartConnect(t, context.Background(), b, cfg)
+					bc := fakeAccept(t, b, fakeTimeout)
+					bc.ExpectConnect(t)
+					bc.Send(t, &packet.Connack{})
+					c, err := fakeConnectDone(t, res, fakeTimeout)
+					if err != nil {
+						t.Fatal(err)
+					}
+					fc := fakeWatch(t, bc, fakeTimeout)
+					sub := fakeSubscribe(t, c, fc, mqtt.Filter{Topic: "f/#", QoS: mqtt.QoS(tc.qos)})
+					last := time.Now() // the SUBSCRIBE was the client's last packet
+					// A message every 100 ms for the whole stall.
+					const n = 200
+					flood := make(chan error, 1)
+					go func() {
+						for i := range n {
+							p := &packet.Publish{Topic: "f/x", QoS: tc.qos, Payload: []byte{byte(i)}}
+							if tc.qos > 0 {
+								p.PacketID = uint16(i + 1)
+							}
+							if err := fc.bc.SendErr(p); err != nil {
+								flood <- err
+								return
+							}
+							<-time.After(100 * time.Millisecond)
+						}
+						flood <- nil
+					}()
+					var answers []<-chan error
+					var acks int
+					for k := 1; k <= 10; {
+						p := fc.next()
+						switch p.Type() {
+						case packet.PINGREQ:
+							if gap := time.Since(last); gap != keepAlive+latency {
+								t.Errorf("PINGREQ %d came %v after the previous packet, want %v", k, gap, keepAlive+latency)
+							}
+							answers = append(answers, fc.sendAsync(&packet.Pingresp{}))
+							k++
+						case packet.PUBACK:
+							acks++ // the one message the client could hold
+						default:
+							t.Fatalf("unexpected %v while the application stalls", p.Type())
+						}
+						last = time.Now()
+					}
+					if err := c.Err(); err != nil {
+						t.Fatalf("the connection ended while the application stalled: %v", err)
+					}
+					if st := c.Stats(); st.Connects != 1 || st.ConnectionLosses != 0 {
+						t.Fatalf("stats: %d connects, %d losses", st.Connects, st.ConnectionLosses)
+					}
+					got := 0
+					for want := 0; want < n; want++ {
+						if tc.policy == mqtt.DropNewest && tc.qos == 0 && uint64(got)+c.Stats().Dropped >= n {
+							break
+						}
+						m := fakeRecv(t, sub.Messages())
+						if tc.qos > 0 || tc.policy == mqtt.Block {
+							if int(m.Payload[0]) != want {
+								t.Fatalf("message %d arrived when %d was expected", m.Payload[0], want)
+							}
+						}
+						got++
+					}
+					if err := <-flood; err != nil {
+						t.Fatal(err)
+					}
+					for _, a := range answers {
+						if err := <-a; err != nil {
+							t.Fatal(err)
+						}
+					}
+					if err := c.Err(); err != nil {
+						t.Fatalf("Err = %v", err)
+					}
+				})
+			})
+		}
+	}
 }

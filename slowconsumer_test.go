@@ -182,3 +182,80 @@ func (h *heapSampler) stop() int64 {
 	close(h.done)
 	return <-h.peak
 }
+
+// TestMosquittoKeepAliveWhileStalled stalls the application for ten
+// keepalive intervals (keepalive 1 s; mosquitto closes a connection after
+// 1.5 intervals of silence) while a publisher floods it, with a memory
+// limit small enough that the client holds reading back: QoS 0 under
+// OverflowPolicy Block, and QoS 1. The client must keep the connection
+// (keepalive PINGREQs go out although their answers sit unread, and the
+// client does not time out the broker for answers it chose not to read),
+// and every message must then arrive in order.
+func TestMosquittoKeepAliveWhileStalled(t *testing.T) {
+	t.Parallel()
+	b := brokertest.Start(t, brokertest.Options{Extra: []string{"max_inflight_messages 0", "max_queued_messages 0"}})
+	const (
+		keepAlive = time.Second
+		n         = 2000
+		size      = 4096
+	)
+	for _, ver := range versions {
+		for _, tc := range []struct {
+			name   string
+			qos    mqtt.QoS
+			policy mqtt.OverflowPolicy
+		}{{"qos0-block", 0, mqtt.Block}, {"qos1", 1, mqtt.DropNewest}} {
+			t.Run(ver.name+"/"+tc.name, func(t *testing.T) {
+				t.Parallel()
+				ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+				defer cancel()
+				id := uniqueID(t)
+				sub := connect(t, mqtt.Config{Servers: []string{b.URL()}, ClientID: id + "-sub", Version: ver.v,
+					KeepAlive: keepAlive, QoS0Overflow: tc.policy, MemoryLimit: 64 << 10})
+				s, err := sub.Subscribe(ctx, id+"/flood", tc.qos)
+				if err != nil {
+					t.Fatal(err)
+				}
+				pub := connect(t, mqtt.Config{Servers: []string{b.URL()}, ClientID: id + "-pub", Version: ver.v})
+				published := make(chan error, 1)
+				go func() {
+					payload := make([]byte, size)
+					for i := range n {
+						binary.BigEndian.PutUint32(payload, uint32(i))
+						if err := pub.Publish(ctx, mqtt.Message{Topic: id + "/flood", Payload: payload, QoS: tc.qos}); err != nil {
+							published <- err
+							return
+						}
+					}
+					published <- nil
+				}()
+				select {
+				case <-sub.Done():
+					t.Fatalf("subscriber stopped while stalled: %v", sub.Err())
+				case <-time.After(10 * keepAlive):
+				}
+				if st := sub.Stats(); st.ConnectionLosses != 0 {
+					t.Fatalf("the subscriber lost its connection %d times while stalled", st.ConnectionLosses)
+				}
+				for i := range n {
+					var m mqtt.Message
+					select {
+					case m = <-s.Messages():
+					case <-ctx.Done():
+						t.Fatalf("message %d of %d did not arrive; stats %+v", i, n, sub.Stats())
+					}
+					if got := binary.BigEndian.Uint32(m.Payload); got != uint32(i) {
+						t.Fatalf("message %d arrived when %d was expected", got, i)
+					}
+				}
+				if err := <-published; err != nil {
+					t.Fatal(err)
+				}
+				st := sub.Stats()
+				if st.Connects != 1 || st.ConnectionLosses != 0 || st.Dropped != 0 || st.Deferred != 0 {
+					t.Errorf("stats %+v: want one connection, nothing lost, dropped or deferred", st)
+				}
+			})
+		}
+	}
+}
