@@ -146,20 +146,26 @@ func (c *Client) Close() error {
 	return nil
 }
 
-// Disconnect ends the client gracefully: new publishes are refused, in-flight
-// QoS 1 and 2 publishes are given until ctx ends to complete, then DISCONNECT
-// is sent (the broker discards the will) and the connection closed. It
-// returns when every goroutine of the client has exited; the error is ctx's
-// if it ended before the in-flight work settled, ErrClosed if the client was
-// already closed, and otherwise nil.
+// Disconnect ends the client gracefully: new publishes are refused, the
+// QoS 1 and 2 publishes, subscribes and unsubscribes in flight are given
+// until ctx ends to complete, then DISCONNECT is sent (the broker discards
+// the will) and the connection closed. Disconnect always ends the client,
+// whatever ctx does: ctx bounds only the waiting. With a ctx that has
+// already ended, nothing is waited for: DISCONNECT is written only if the
+// connection takes it at once. Close ends the client without DISCONNECT.
+//
+// It returns when every goroutine of the client has exited. The error is
+// nil when everything in flight settled and DISCONNECT was written; it
+// wraps ctx's error when work in flight was abandoned (those calls fail
+// with ErrClosed), says so when DISCONNECT could not be written, and is
+// ErrClosed if the client had already stopped.
 func (c *Client) Disconnect(ctx context.Context) error {
 	req := &disconnectReq{ctx: ctx, settled: make(chan error, 1)}
-	if err := c.s.submit(ctx, req); err != nil {
-		if errors.Is(err, ErrClosed) || errors.Is(err, ErrConnectionLost) {
-			<-c.exited
-			return ErrClosed
-		}
-		return err
+	// Submitted whatever ctx says: only a full request queue makes this
+	// wait, and the session empties it without waiting for anything.
+	if err := c.s.submit(context.Background(), req); err != nil {
+		<-c.exited
+		return ErrClosed
 	}
 	err := <-req.settled
 	<-c.exited
@@ -325,6 +331,11 @@ func (c *Client) publishQoS0(ctx context.Context, m *Message) error {
 	var p packet.Publish
 	m.toPublish(&p)
 	if err := conn.w.sendPublish(ctx, &p, conn.ctx.Done()); err != nil {
+		select {
+		case <-c.closing:
+			return ErrClosed // racing Close: the connection ended because of it
+		default:
+		}
 		if ctx.Err() != nil {
 			return err
 		}

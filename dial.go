@@ -55,21 +55,26 @@ func (conn *connection) start(in chan<- *inbound) {
 	g.Go(func() error { return conn.w.run(gctx) })
 }
 
-// close ends the connection with cause; if flush is set, what is queued
-// (a DISCONNECT) is written first. It waits for both goroutines.
-func (conn *connection) close(cause error, flush bool) {
-	// A write blocked on a broker that stopped reading, and the reader's
-	// blocked read, are interrupted through the deadlines; a flush gets
-	// finalFlushTimeout to write what is queued.
-	if flush {
-		conn.w.flushOnClose.Store(true)
-		_ = conn.nc.SetWriteDeadline(time.Now().Add(finalFlushTimeout))
-		_ = conn.nc.SetReadDeadline(time.Unix(1, 0))
-	} else {
-		_ = conn.nc.SetDeadline(time.Unix(1, 0))
-	}
+// close ends the connection with cause, without writing what is queued,
+// and waits for its goroutines.
+func (conn *connection) close(cause error) {
+	// The reader's blocked read and a write blocked on a broker that
+	// stopped reading are interrupted through the deadlines.
+	_ = conn.nc.SetDeadline(time.Unix(1, 0))
 	conn.cancel(cause)
 	_ = conn.g.Wait()
+}
+
+// closeFlushing ends the connection with cause after writing what is queued
+// (a DISCONNECT), taking at most until deadline for it, and waits for its
+// goroutines. It returns the error of a write that failed, if any.
+func (conn *connection) closeFlushing(cause error, deadline time.Time) error {
+	conn.w.flushOnClose.Store(true)
+	_ = conn.nc.SetWriteDeadline(deadline)
+	_ = conn.nc.SetReadDeadline(time.Unix(1, 0))
+	conn.cancel(cause)
+	_ = conn.g.Wait()
+	return conn.w.writeErr
 }
 
 // checkOutbound applies the limits the broker announced in CONNACK to a

@@ -3,10 +3,13 @@ package mqtt_test
 import (
 	"context"
 	"errors"
+	"fmt"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/b4e21b16/mqtt"
+	"github.com/b4e21b16/mqtt/internal/sink"
 	"github.com/b4e21b16/mqtt/packet"
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
@@ -200,4 +203,145 @@ func TestFakeServerDisconnect(t *testing.T) {
 			t.Errorf("in-flight publish completed with %v, want the broker's DISCONNECT", err)
 		}
 	})
+}
+
+// TestFakeDisconnectContextAlreadyDone checks that Disconnect with a context
+// that has already ended still ends the client (it used to return the
+// context's error and leave the client connected): it waits for nothing,
+// writes DISCONNECT since the connection takes it at once, and closes. With
+// nothing in flight it returns nil; with a publish in flight it returns an
+// error wrapping the context's, and the publish fails with ErrClosed.
+func TestFakeDisconnectContextAlreadyDone(t *testing.T) {
+	t.Parallel()
+	for _, inFlight := range []bool{false, true} {
+		t.Run(fmt.Sprintf("in-flight=%v", inFlight), func(t *testing.T) {
+			fakeBubble(t, func(t *testing.T) {
+				c, fc, _ := fakeClient(t, mqtt.Config{ClientID: "d", Version: mqtt.Version5, KeepAlive: -1}, &packet.Connack{})
+				var pub *mqtt.Pending
+				if inFlight {
+					pub = c.PublishAsync(mqtt.Message{Topic: "a", QoS: mqtt.AtLeastOnce})
+					fc.expectPublish()
+				}
+				ctx, cancel := context.WithCancel(context.Background())
+				cancel()
+				start := time.Now()
+				err := c.Disconnect(ctx)
+				if d := time.Since(start); d > 10*time.Millisecond {
+					t.Errorf("Disconnect with an ended context took %v", d)
+				}
+				if inFlight != errors.Is(err, context.Canceled) || (!inFlight && err != nil) {
+					t.Errorf("Disconnect = %v; want nil with nothing in flight, context.Canceled otherwise", err)
+				}
+				select {
+				case <-c.Done():
+				default:
+					t.Fatal("the client still runs after Disconnect")
+				}
+				if diff := cmp.Diff([]packet.Packet{&packet.Disconnect{}}, fc.expectClosed()); diff != "" {
+					t.Errorf("packets before the close (-want +got):\n%s", diff)
+				}
+				if pub != nil {
+					if err := pub.Wait(context.Background()); !errors.Is(err, mqtt.ErrClosed) {
+						t.Errorf("the publish in flight completed with %v, want ErrClosed", err)
+					}
+				}
+			})
+		})
+	}
+}
+
+// TestFakeDisconnectBrokerNotReading checks that Disconnect ends the client
+// within its context when the broker does not read, so that the DISCONNECT
+// cannot be written: it returns an error saying so.
+func TestFakeDisconnectBrokerNotReading(t *testing.T) {
+	fakeBubble(t, func(t *testing.T) {
+		c, bc := fakeClientConn(t, mqtt.Config{ClientID: "d", Version: mqtt.Version311, KeepAlive: -1}, &packet.Connack{})
+		_ = bc // the broker reads nothing
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		start := time.Now()
+		err := c.Disconnect(ctx)
+		if d := time.Since(start); d != time.Second {
+			t.Errorf("Disconnect returned after %v, want its context's 1 s", d)
+		}
+		if err == nil || !strings.Contains(err.Error(), "DISCONNECT may not have reached the broker") {
+			t.Errorf("Disconnect = %v, want it to say the DISCONNECT may not have reached the broker", err)
+		}
+		if err := c.Err(); !errors.Is(err, mqtt.ErrClosed) {
+			t.Errorf("Err = %v, want ErrClosed", err)
+		}
+	})
+}
+
+// TestFakeEventsClosedWhenStopped checks that the Events channel is closed
+// when the client stops, so that a goroutine ranging over it ends: after
+// Close, after Disconnect, and after the connection is lost for good.
+func TestFakeEventsClosedWhenStopped(t *testing.T) {
+	t.Parallel()
+	for _, how := range []string{"Close", "Disconnect", "lost"} {
+		t.Run(how, func(t *testing.T) {
+			fakeBubble(t, func(t *testing.T) {
+				c, fc, _ := fakeClient(t, mqtt.Config{ClientID: "e", Version: mqtt.Version311, KeepAlive: -1}, &packet.Connack{})
+				ranged := make(chan int)
+				go func() {
+					n := 0
+					for range c.Events() {
+						n++
+					}
+					ranged <- n
+				}()
+				switch how {
+				case "Close":
+					c.Close()
+				case "Disconnect":
+					if err := c.Disconnect(context.Background()); err != nil {
+						t.Error(err)
+					}
+				case "lost":
+					fc.bc.Close()
+				}
+				n := <-ranged
+				if how == "lost" && n < 2 {
+					t.Errorf("%d events before the channel closed; want EventConnected and EventConnectionLost", n)
+				}
+				if st := c.Stats(); how == "lost" && st.ConnectionLosses != 1 {
+					t.Errorf("ConnectionLosses = %d, want 1", st.ConnectionLosses)
+				}
+			})
+		})
+	}
+}
+
+// TestPublishRacingClose checks that publishes racing Close, from many
+// goroutines at QoS 0, 1 and 2, fail with ErrClosed, never with
+// ErrConnectionLost (the connection ended because the application closed
+// the client), and that each returns.
+func TestPublishRacingClose(t *testing.T) {
+	t.Parallel()
+	s := startSink(t, sink.Options{})
+	for round := range 20 {
+		c, err := mqtt.Connect(testContext(t), mqtt.Config{Servers: []string{s.URL()}, ClientID: fmt.Sprint("race", round)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		errs := make(chan error, 9)
+		for g := range 9 {
+			go func() {
+				m := mqtt.Message{Topic: "race", Payload: make([]byte, 64), QoS: mqtt.QoS(g % 3)}
+				for {
+					if err := c.Publish(testContext(t), m); err != nil {
+						errs <- err
+						return
+					}
+				}
+			}()
+		}
+		<-time.After(time.Duration(round%5) * time.Millisecond)
+		c.Close()
+		for range 9 {
+			if err := <-errs; !errors.Is(err, mqtt.ErrClosed) || errors.Is(err, mqtt.ErrConnectionLost) {
+				t.Fatalf("round %d: publish racing Close = %v, want ErrClosed", round, err)
+			}
+		}
+	}
 }

@@ -13,6 +13,9 @@ import (
 var exampleServer string
 
 func TestMain(m *testing.M) {
+	if floodChild() {
+		return
+	}
 	b, stop, err := brokertest.Launch(brokertest.Options{})
 	if err != nil {
 		// Examples cannot run without a broker; tests start their own and

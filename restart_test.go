@@ -479,20 +479,9 @@ func watchEvents(t *testing.T, c *mqtt.Client) *eventLog {
 	l := &eventLog{changed: make(chan struct{}, 1), done: make(chan struct{})}
 	go func() {
 		defer close(l.done)
-		for {
-			select {
-			case e := <-c.Events():
-				l.add(e)
-			case <-c.Done():
-				for {
-					select {
-					case e := <-c.Events():
-						l.add(e)
-					default:
-						return
-					}
-				}
-			}
+		// The channel is closed once the client has stopped.
+		for e := range c.Events() {
+			l.add(e)
 		}
 	}()
 	t.Cleanup(func() {

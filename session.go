@@ -373,12 +373,26 @@ func (s *session) protocolFailCode(code packet.ReasonCode, err error) {
 		return
 	}
 	s.log.Info("mqtt: protocol violation by the broker", "server", conn.server.url, "err", err)
-	flush := conn.version == packet.V5
-	if flush {
-		s.send(&packet.Disconnect{ReasonCode: code})
+	if conn.version == packet.V5 {
+		s.hangUp(err, &packet.Disconnect{ReasonCode: code})
+	} else {
+		s.hangUp(err, nil)
 	}
-	conn.close(err, flush)
-	s.connectionEnded(err)
+}
+
+// hangUp ends the current connection with cause, sending d first if it is
+// not nil (within finalFlushTimeout), and goes on as for any lost
+// connection.
+func (s *session) hangUp(cause error, d *packet.Disconnect) {
+	conn := s.conn
+	if d != nil {
+		if err := conn.w.sendLast(d); err == nil {
+			if err := conn.closeFlushing(cause, time.Now().Add(finalFlushTimeout)); err != nil {
+				s.log.Debug("mqtt: send DISCONNECT failed", "err", err)
+			}
+		}
+	}
+	s.connectionEnded(cause)
 }
 
 // connectionEnded tears down the current connection after its context ended.
@@ -387,7 +401,7 @@ func (s *session) connectionEnded(cause error) {
 	if conn == nil {
 		return
 	}
-	conn.close(cause, false)
+	conn.close(cause)
 	// A message waiting for memory is not taken: the broker sends a QoS 1
 	// or 2 one again when the session is resumed.
 	s.dropStalled()
@@ -484,9 +498,10 @@ func (r *disconnectReq) handle(s *session) {
 	s.disconnecting = r
 	// New QoS 0 publishes, which bypass the session, are refused from now on.
 	s.c.conn.Store(nil)
-	if s.conn == nil {
-		// Reconnecting: there is no connection to settle anything on.
-		s.finishDisconnect(nil)
+	if s.conn == nil || r.ctx.Err() != nil {
+		// Reconnecting, there is nothing to settle; or the caller will not
+		// wait: the connection ends at once.
+		s.finishDisconnect(r.ctx.Err())
 		return
 	}
 	s.checkDisconnect()
@@ -499,21 +514,57 @@ func (s *session) checkDisconnect() {
 	}
 }
 
-func (s *session) finishDisconnect(err error) {
+// finishDisconnect ends a graceful disconnect: DISCONNECT is written, within
+// the caller's context and at most finalFlushTimeout (if that context has
+// already ended, only if the connection takes it at once), the connection
+// closes and the client stops. ctxErr is set when the caller's context
+// ended before the work in flight settled; the caller then learns what was
+// abandoned.
+func (s *session) finishDisconnect(ctxErr error) {
 	r := s.disconnecting
 	s.disconnecting = nil
+	var err error
+	if ctxErr != nil {
+		if n := len(s.out) + len(s.waiting) + len(s.overflow); n > 0 {
+			err = fmt.Errorf("mqtt: disconnect: %d operations still in flight were abandoned: %w", n, ctxErr)
+		}
+	}
 	if conn := s.conn; conn != nil {
 		// Nothing may follow DISCONNECT on the connection [MQTT-3.14.4-1].
-		if err := conn.w.sendLast(&packet.Disconnect{}); err != nil && s.debug {
-			s.log.Debug("mqtt: send DISCONNECT failed", "err", err)
+		werr := conn.w.sendLast(&packet.Disconnect{})
+		if werr == nil {
+			werr = conn.closeFlushing(ErrClosed, disconnectDeadline(r.ctx))
+		} else {
+			conn.close(ErrClosed)
 		}
-		conn.close(ErrClosed, true)
+		if werr != nil && err == nil {
+			err = fmt.Errorf("mqtt: disconnect: DISCONNECT may not have reached the broker: %w", werr)
+		}
 		s.conn = nil
 		s.c.conn.Store(nil)
 		s.log.Info("mqtt: disconnected", "server", conn.server.url)
 	}
 	s.shutdown(ErrClosed)
 	r.settled <- err
+}
+
+// disconnectWriteGrace is how long a Disconnect whose context has ended
+// lets the DISCONNECT be written: enough for a connection that takes it at
+// once, too short to wait for one that does not.
+const disconnectWriteGrace = 10 * time.Millisecond
+
+// disconnectDeadline bounds writing the DISCONNECT: ctx's deadline, at most
+// finalFlushTimeout away, or a moment if ctx has ended.
+func disconnectDeadline(ctx context.Context) time.Time {
+	now := time.Now()
+	if ctx.Err() != nil {
+		return now.Add(disconnectWriteGrace)
+	}
+	d := now.Add(finalFlushTimeout)
+	if cd, ok := ctx.Deadline(); ok && cd.Before(d) {
+		d = cd
+	}
+	return d
 }
 
 // shutdown stops the client for good: every waiting call completes with
@@ -523,7 +574,7 @@ func (s *session) shutdown(cause error) {
 		return
 	}
 	if conn := s.conn; conn != nil {
-		conn.close(cause, false)
+		conn.close(cause)
 		s.conn = nil
 		s.c.conn.Store(nil)
 	}
@@ -573,5 +624,7 @@ func (s *session) shutdown(cause error) {
 			s.log.Error("mqtt: store: close failed", "err", err)
 		}
 	}
+	// Nothing emits events any more: the reconnecting goroutine has ended.
+	close(s.c.events)
 	s.stopped = true
 }

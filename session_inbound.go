@@ -248,7 +248,9 @@ func (s *session) checkCaughtUp() {
 	}
 	s.log.Info("mqtt: reconnecting to receive the messages left to the broker", "server", s.conn.server.url)
 	s.deferring = false
-	s.conn.cancel(errCaughtUp)
+	// A DISCONNECT keeps the broker from publishing the will; the session
+	// stays (3.1.1 without Clean Session, 5.0 with a Session Expiry).
+	s.hangUp(errCaughtUp, &packet.Disconnect{})
 }
 
 // retryStalled tries again to deliver the message waiting for memory.

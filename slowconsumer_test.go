@@ -4,6 +4,9 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
+	"fmt"
+	"os"
+	"os/exec"
 	"runtime"
 	"runtime/metrics"
 	"testing"
@@ -17,11 +20,10 @@ import (
 // Config.MemoryLimit by a few messages and a few MiB:
 //   - at the end of the stall, when nothing moves any more, by two messages
 //     (the one waiting for room and the one the reader holds) and
-//     settledSlack for the read and write buffers and the publisher, which
-//     runs in the same process;
+//     settledSlack for the read and write buffers;
 //   - at its peak, sampled while the flood runs, by four messages and
 //     peakSlack, since a collection counts as live what is allocated while
-//     it marks: messages in transit through the publisher and the reader.
+//     it marks: under DropNewest, messages dropped as fast as they arrive.
 const (
 	settledSlack = 2 << 20
 	peakSlack    = 4 << 20
@@ -68,21 +70,11 @@ func TestMosquittoStalledConsumerMemory(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			pub := connect(t, mqtt.Config{Servers: []string{b.URL()}, ClientID: id + "-pub", Version: tc.v})
 			before := liveHeap()
 			sampler := sampleHeap()
-			published := make(chan error, 1)
-			go func() {
-				payload := make([]byte, tc.size)
-				for i := range tc.n {
-					binary.BigEndian.PutUint32(payload, uint32(i))
-					if err := pub.Publish(ctx, mqtt.Message{Topic: id + "/flood", Payload: payload, QoS: tc.qos}); err != nil {
-						published <- err
-						return
-					}
-				}
-				published <- nil
-			}()
+			// The publisher runs in a process of its own, so that the heap
+			// measured here is the subscriber's.
+			published := floodFrom(ctx, t, b.URL(), id+"/flood", tc.v, tc.qos, tc.size, tc.n)
 			// The application does not read for five keepalive periods.
 			select {
 			case <-sub.Done():
@@ -112,6 +104,12 @@ func TestMosquittoStalledConsumerMemory(t *testing.T) {
 				var m mqtt.Message
 				select {
 				case m = <-s.Messages():
+				case err := <-published:
+					if err != nil {
+						t.Fatal(err)
+					}
+					published = nil // it finished; messages may still be on their way
+					continue
 				case <-ctx.Done():
 					t.Fatalf("%d of %d messages arrived (dropped %d); client error %v, stats %+v", got, tc.n, sub.Stats().Dropped, sub.Err(), sub.Stats())
 				}
@@ -125,8 +123,10 @@ func TestMosquittoStalledConsumerMemory(t *testing.T) {
 				next = seq + 1
 				got++
 			}
-			if err := <-published; err != nil {
-				t.Fatalf("publisher: %v", err)
+			if published != nil {
+				if err := <-published; err != nil {
+					t.Fatal(err)
+				}
 			}
 			st = sub.Stats()
 			if tc.qos > 0 || tc.policy == mqtt.Block {
@@ -258,4 +258,68 @@ func TestMosquittoKeepAliveWhileStalled(t *testing.T) {
 			})
 		}
 	}
+}
+
+// Environment of a flood publisher process started by floodFrom.
+const (
+	floodEnv = "MQTT_TEST_FLOOD" // "url topic version qos size count"
+)
+
+// floodFrom starts a process that publishes n messages of size bytes on
+// topic (each payload starts with its sequence number, big-endian, and is
+// zero after it) and returns a channel that receives its outcome.
+func floodFrom(ctx context.Context, t *testing.T, url, topic string, v mqtt.ProtocolVersion, qos mqtt.QoS, size, n int) <-chan error {
+	t.Helper()
+	cmd := exec.CommandContext(ctx, os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), fmt.Sprintf("%s=%s %s %d %d %d %d", floodEnv, url, topic, v, qos, size, n))
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() {
+		if err := cmd.Wait(); err != nil {
+			done <- fmt.Errorf("publisher process: %w: %s", err, out.Bytes())
+			return
+		}
+		done <- nil
+	}()
+	return done
+}
+
+// floodChild runs the flood publisher when the test binary was started by
+// floodFrom, reporting whether it was.
+func floodChild() bool {
+	spec := os.Getenv(floodEnv)
+	if spec == "" {
+		return false
+	}
+	var url, topic string
+	var v, qos, size, n int
+	if _, err := fmt.Sscan(spec, &url, &topic, &v, &qos, &size, &n); err != nil {
+		fmt.Fprintln(os.Stderr, "flood:", err)
+		os.Exit(2)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	c, err := mqtt.Connect(ctx, mqtt.Config{Servers: []string{url}, Version: mqtt.ProtocolVersion(v),
+		ClientID: fmt.Sprint("flood-", os.Getpid())})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "flood:", err)
+		os.Exit(1)
+	}
+	payload := make([]byte, size)
+	for i := range n {
+		binary.BigEndian.PutUint32(payload, uint32(i))
+		if err := c.Publish(ctx, mqtt.Message{Topic: topic, Payload: payload, QoS: mqtt.QoS(qos)}); err != nil {
+			fmt.Fprintln(os.Stderr, "flood:", err)
+			os.Exit(1)
+		}
+	}
+	if err := c.Disconnect(ctx); err != nil {
+		fmt.Fprintln(os.Stderr, "flood:", err)
+		os.Exit(1)
+	}
+	return true
 }

@@ -45,8 +45,12 @@ type writer struct {
 
 	// flushOnClose asks run to write what is queued before closing when the
 	// connection's context ends (a graceful DISCONNECT, or a DISCONNECT
-	// carrying a reason code for the broker).
+	// carrying a reason code for the broker), within the write deadline the
+	// closer set.
 	flushOnClose atomic.Bool
+	// writeErr is the error of a failed Write; written by run's goroutine,
+	// read by others once it has returned.
+	writeErr error
 
 	aliases *topicAliases // outbound topic aliases (nil: none); guarded by mu
 
@@ -170,7 +174,6 @@ func (w *writer) run(ctx context.Context) error {
 				w.fail(context.Cause(ctx))
 				return nil
 			}
-			_ = w.nc.SetWriteDeadline(time.Now().Add(finalFlushTimeout))
 			err := w.flush()
 			w.fail(context.Cause(ctx))
 			return err
@@ -191,6 +194,7 @@ func (w *writer) flush() error {
 	}
 	_, err := w.nc.Write(buf)
 	if err != nil {
+		w.writeErr = err
 		w.fail(err)
 		return err
 	}

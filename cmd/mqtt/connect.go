@@ -35,33 +35,30 @@ func versionName(v mqtt.ProtocolVersion) string {
 }
 
 // reportEvents prints connection losses and reconnections of c on stderr
-// until c stops. It returns when c's Done closes. stderr must be safe for
-// use by several goroutines (see lockedWriter).
+// until c stops: its Events channel is closed then, after the last event.
+// stderr must be safe for use by several goroutines (see lockedWriter).
 func reportEvents(c *mqtt.Client, debug bool, stderr io.Writer) {
 	first := true // the Connected event of the connection dial reported
-	for {
-		select {
-		case ev := <-c.Events():
-			switch ev.Kind {
-			case mqtt.EventConnectionLost:
-				fmt.Fprintf(stderr, "connection lost: %v; reconnecting\n", ev.Err)
-			case mqtt.EventGaveUp:
-				fmt.Fprintf(stderr, "gave up reconnecting after %d attempts: %v\n", ev.Attempt, ev.Err)
-			case mqtt.EventConnected:
-				if first {
-					first = false
-				} else if debug {
-					fmt.Fprintf(stderr, "connected again (session present: %t)\n", ev.SessionPresent)
-				}
-			case mqtt.EventResubscribed:
-				if ev.Err != nil {
-					fmt.Fprintf(stderr, "subscribed again, but: %v\n", ev.Err)
-				} else if debug {
-					fmt.Fprintln(stderr, "subscribed again (the broker had lost the session)")
-				}
+	for ev := range c.Events() {
+		switch ev.Kind {
+		case mqtt.EventConnectionLost:
+			fmt.Fprintf(stderr, "connection lost: %v; reconnecting\n", ev.Err)
+		case mqtt.EventGaveUp:
+			fmt.Fprintf(stderr, "gave up reconnecting after %d attempts: %v\n", ev.Attempt, ev.Err)
+		case mqtt.EventConnected:
+			if first {
+				first = false
+			} else if debug {
+				fmt.Fprintf(stderr, "connected again (session present: %t)\n", ev.SessionPresent)
 			}
-		case <-c.Done():
-			return
+		case mqtt.EventResubscribed:
+			if ev.Err != nil {
+				fmt.Fprintf(stderr, "subscribed again, but: %v\n", ev.Err)
+			} else if debug {
+				fmt.Fprintln(stderr, "subscribed again (the broker had lost the session)")
+			}
+		case mqtt.EventOverflow:
+			fmt.Fprintf(stderr, "%v\n", ev.Err)
 		}
 	}
 }

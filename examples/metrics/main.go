@@ -154,7 +154,10 @@ func loop(ctx context.Context, c *mqtt.Client, sub *mqtt.Subscription, o options
 			if !ok {
 				return fmt.Errorf("subscription to %s ended: %w", o.filter, c.Err())
 			}
-		case ev := <-c.Events():
+		case ev, ok := <-c.Events():
+			if !ok { // closed once the client has stopped
+				return c.Err()
+			}
 			fmt.Fprintf(out, "event: %v\n", ev.Kind)
 		case <-c.Done():
 			return c.Err()
