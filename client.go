@@ -214,7 +214,7 @@ func (c *Client) Publish(ctx context.Context, m Message) error {
 	if m.QoS == AtMostOnce {
 		return c.publishQoS0(ctx, &m)
 	}
-	if err := checkPublish(&m, packet.MaxPacketSize); err != nil {
+	if err := validatePublish(&m); err != nil {
 		return err
 	}
 	return c.publishAndWait(ctx, m)
@@ -265,7 +265,7 @@ func (c *Client) PublishAsync(m Message) *Pending {
 // startPublish submits a QoS 1 or 2 publish, or a QoS 0 one made while the
 // client reconnects, to the session.
 func (c *Client) startPublish(ctx context.Context, m Message) (*Pending, error) {
-	if err := checkPublish(&m, packet.MaxPacketSize); err != nil {
+	if err := validatePublish(&m); err != nil {
 		return nil, err
 	}
 	p := newPending(ctx, m)
@@ -278,7 +278,7 @@ func (c *Client) startPublish(ctx context.Context, m Message) (*Pending, error) 
 // publishQoS0 writes a QoS 0 message straight to the current connection's
 // writer, without a round trip through the session goroutine.
 func (c *Client) publishQoS0(ctx context.Context, m *Message) error {
-	if err := checkPublish(m, packet.MaxPacketSize); err != nil {
+	if err := validatePublish(m); err != nil {
 		return err
 	}
 	conn := c.conn.Load()

@@ -3,14 +3,12 @@ package mqtt
 import (
 	"context"
 	"crypto/tls"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/url"
 	"strings"
 	"time"
-	"unicode/utf8"
 
 	"github.com/b4e21b16/mqtt/packet"
 )
@@ -268,12 +266,9 @@ func (cfg Config) withDefaults() (Config, []server, error) {
 	if len(cfg.Password) > 65535 {
 		return cfg, nil, &ArgumentError{What: "Password", Value: "(hidden)", Err: fmt.Errorf("longer than 65535 bytes")}
 	}
-	if w := cfg.Will; w != nil {
-		if err := checkPublish(w, cfg.MaxPacketSize); err != nil {
-			return cfg, nil, fmt.Errorf("mqtt: will: %w", err)
-		}
-		if len(w.Payload) > 65535 {
-			return cfg, nil, &ArgumentError{What: "will payload", Value: fmt.Sprintf("%d bytes", len(w.Payload)), Err: fmt.Errorf("longer than 65535 bytes")}
+	if cfg.Will != nil {
+		if err := validateWill(cfg.Will); err != nil {
+			return cfg, nil, err
 		}
 	}
 	if cfg.WillDelay < 0 || cfg.WillDelay > 0xffffffff*time.Second {
@@ -319,35 +314,4 @@ func redactErr(err error) error {
 		return ue.Err
 	}
 	return err
-}
-
-// checkPublish validates an outbound message before anything is sent.
-func checkPublish(m *Message, maxPacket int) error {
-	if err := packet.ValidTopicName(m.Topic); err != nil {
-		return &ArgumentError{What: "topic", Value: m.Topic, Err: err}
-	}
-	if m.QoS > ExactlyOnce {
-		return &ArgumentError{What: "QoS", Value: fmt.Sprint(byte(m.QoS)), Err: fmt.Errorf("want 0, 1 or 2")}
-	}
-	if len(m.Payload) > packet.MaxRemainingLength-2-len(m.Topic)-2 {
-		return &ArgumentError{What: "payload", Value: fmt.Sprintf("%d bytes", len(m.Payload)), Err: packet.ErrTooLarge}
-	}
-	if m.PayloadUTF8 && !utf8.Valid(m.Payload) {
-		return &ArgumentError{What: "payload", Value: fmt.Sprintf("%d bytes", len(m.Payload)),
-			Err: errors.New("PayloadUTF8 is set but the payload is not valid UTF-8 (MQTT 5.0 section 3.3.2.3.2)")}
-	}
-	if m.ContentType != "" && !packet.ValidString(m.ContentType) {
-		return &ArgumentError{What: "content type", Value: m.ContentType, Err: packet.ErrTopicEncoding}
-	}
-	if m.ResponseTopic != "" {
-		if err := packet.ValidTopicName(m.ResponseTopic); err != nil {
-			return &ArgumentError{What: "response topic", Value: m.ResponseTopic, Err: err}
-		}
-	}
-	for _, u := range m.UserProperties {
-		if !packet.ValidString(u.Key) || !packet.ValidString(u.Value) {
-			return &ArgumentError{What: "user property", Value: u.Key, Err: packet.ErrTopicEncoding}
-		}
-	}
-	return nil
 }
