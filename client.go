@@ -75,7 +75,7 @@ func Connect(ctx context.Context, cfg Config) (*Client, error) {
 	c.s = newSession(c)
 	if cfg.Store != nil {
 		if err := c.s.loadStore(); err != nil {
-			return nil, fmt.Errorf("mqtt: store: %w", err)
+			return nil, storeError(err)
 		}
 	}
 	conn, err := c.dialAny(ctx)

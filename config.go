@@ -257,14 +257,14 @@ func (cfg Config) withDefaults() (Config, []server, error) {
 	if cfg.Version != VersionAuto && cfg.Version != Version311 && cfg.Version != Version5 {
 		return cfg, nil, &ArgumentError{What: "Version", Value: fmt.Sprint(cfg.Version), Err: fmt.Errorf("want VersionAuto, Version311 or Version5")}
 	}
-	if !packet.ValidString(cfg.ClientID) {
-		return cfg, nil, &ArgumentError{What: "ClientID", Value: cfg.ClientID, Err: packet.ErrTopicEncoding}
+	if err := checkString(cfg.ClientID); err != nil {
+		return cfg, nil, &ArgumentError{What: "ClientID", Value: cfg.ClientID, Err: err}
 	}
-	if !packet.ValidString(cfg.Username) {
-		return cfg, nil, &ArgumentError{What: "Username", Value: "(hidden)", Err: packet.ErrTopicEncoding}
+	if err := checkString(cfg.Username); err != nil {
+		return cfg, nil, &ArgumentError{What: "Username", Value: "(hidden)", Err: err}
 	}
 	if len(cfg.Password) > 65535 {
-		return cfg, nil, &ArgumentError{What: "Password", Value: "(hidden)", Err: fmt.Errorf("longer than 65535 bytes")}
+		return cfg, nil, &ArgumentError{What: "Password", Value: "(hidden)", Err: fmt.Errorf("longer than 65,535 bytes (%d)", len(cfg.Password))}
 	}
 	if cfg.Will != nil {
 		if err := validateWill(cfg.Will); err != nil {

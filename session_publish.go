@@ -279,7 +279,7 @@ func (s *session) saveStored(p *Pending, released bool) error {
 	err := s.store.SavePublish(StoredPublish{Seq: p.seq, PacketID: p.id, Released: released, Message: p.msg})
 	if err != nil {
 		s.log.Error("mqtt: store: saving a publish failed", "seq", p.seq, "err", err)
-		return fmt.Errorf("mqtt: store: %w", err)
+		return storeError(err)
 	}
 	return nil
 }
