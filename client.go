@@ -292,7 +292,7 @@ func (c *Client) publishQoS0(ctx context.Context, m *Message) error {
 	var p packet.Publish
 	m.toPublish(&p)
 	if err := conn.w.sendPublish(ctx, &p, conn.ctx.Done()); err != nil {
-		if ctx.Err() != nil {
+		if ctx.Err() != nil || errors.Is(err, errEncode) {
 			return err
 		}
 		if e := c.Err(); e != nil {
