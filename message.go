@@ -122,7 +122,13 @@ func (m *Message) appendProps(pr *packet.Properties) {
 		pr.Set(packet.PropPayloadFormat)
 	}
 	if m.Expiry > 0 {
-		pr.MessageExpiry = uint32((m.Expiry + time.Second - 1) / time.Second)
+		// Rounded up; saturated for a message that skipped validation (one
+		// from a Store written by an earlier version) rather than wrapped.
+		secs := m.Expiry / time.Second
+		if m.Expiry%time.Second != 0 {
+			secs++
+		}
+		pr.MessageExpiry = uint32(min(secs, 0xffffffff))
 		pr.Set(packet.PropMessageExpiry)
 	}
 	pr.User = m.UserProperties

@@ -2,6 +2,7 @@ package mqtt
 
 import (
 	"errors"
+	"math"
 	"strings"
 	"testing"
 	"time"
@@ -230,7 +231,8 @@ func TestCheckString(t *testing.T) {
 }
 
 // TestExpiryRoundsUp checks how Message.Expiry is sent: in whole seconds,
-// rounded up, so that a message never expires earlier than asked.
+// rounded up, so that a message never expires earlier than asked, and
+// never wrapped around 32 bits.
 func TestExpiryRoundsUp(t *testing.T) {
 	t.Parallel()
 	for _, tc := range []struct {
@@ -244,6 +246,9 @@ func TestExpiryRoundsUp(t *testing.T) {
 		{1200 * time.Millisecond, 2, true},
 		{maxExpiry - time.Millisecond, 0xffffffff, true},
 		{maxExpiry, 0xffffffff, true},
+		// Out of range, refused by validatePublish: saturated, not wrapped.
+		{1 << 32 * time.Second, 0xffffffff, true},
+		{math.MaxInt64, 0xffffffff, true},
 	} {
 		var p packet.Publish
 		m := Message{Topic: "t", Expiry: tc.d}
