@@ -76,7 +76,7 @@ func Connect(ctx context.Context, cfg Config) (*Client, error) {
 	c.s = newSession(c)
 	if cfg.Store != nil {
 		if err := c.s.loadStore(); err != nil {
-			return nil, fmt.Errorf("mqtt: store: %w", err)
+			return nil, storeError(err)
 		}
 	}
 	conn, err := c.dialAny(ctx)
@@ -221,7 +221,7 @@ func (c *Client) Publish(ctx context.Context, m Message) error {
 	if m.QoS == AtMostOnce {
 		return c.publishQoS0(ctx, &m)
 	}
-	if err := checkPublish(&m, packet.MaxPacketSize); err != nil {
+	if err := validatePublish(&m); err != nil {
 		return err
 	}
 	return c.publishAndWait(ctx, m)
@@ -281,7 +281,7 @@ func (c *Client) PublishAsync(m Message) *Pending {
 // startPublish submits a QoS 1 or 2 publish, or a QoS 0 one made while the
 // client reconnects, to the session.
 func (c *Client) startPublish(ctx context.Context, m Message) (*Pending, error) {
-	if err := checkPublish(&m, packet.MaxPacketSize); err != nil {
+	if err := validatePublish(&m); err != nil {
 		return nil, err
 	}
 	p := newPending(ctx, m)
@@ -317,7 +317,7 @@ func (c *Client) charge(ctx context.Context, p *Pending, wait bool) error {
 // publishQoS0 writes a QoS 0 message straight to the current connection's
 // writer, without a round trip through the session goroutine.
 func (c *Client) publishQoS0(ctx context.Context, m *Message) error {
-	if err := checkPublish(m, packet.MaxPacketSize); err != nil {
+	if err := validatePublish(m); err != nil {
 		return err
 	}
 	conn := c.conn.Load()
@@ -336,7 +336,7 @@ func (c *Client) publishQoS0(ctx context.Context, m *Message) error {
 			return ErrClosed // racing Close: the connection ended because of it
 		default:
 		}
-		if ctx.Err() != nil {
+		if ctx.Err() != nil || errors.Is(err, errEncode) {
 			return err
 		}
 		if e := c.Err(); e != nil {

@@ -3,12 +3,10 @@ package mqtt
 import (
 	"context"
 	"crypto/tls"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"time"
-	"unicode/utf8"
 
 	"github.com/b4e21b16/mqtt/packet"
 )
@@ -291,21 +289,18 @@ func (cfg Config) withDefaults() (Config, []server, error) {
 	if cfg.Version != VersionAuto && cfg.Version != Version311 && cfg.Version != Version5 {
 		return cfg, nil, &ArgumentError{What: "Version", Value: fmt.Sprint(cfg.Version), Err: fmt.Errorf("want VersionAuto, Version311 or Version5")}
 	}
-	if !packet.ValidString(cfg.ClientID) {
-		return cfg, nil, &ArgumentError{What: "ClientID", Value: cfg.ClientID, Err: packet.ErrTopicEncoding}
+	if err := checkString(cfg.ClientID); err != nil {
+		return cfg, nil, &ArgumentError{What: "ClientID", Value: cfg.ClientID, Err: err}
 	}
-	if !packet.ValidString(cfg.Username) {
-		return cfg, nil, &ArgumentError{What: "Username", Value: "(hidden)", Err: packet.ErrTopicEncoding}
+	if err := checkString(cfg.Username); err != nil {
+		return cfg, nil, &ArgumentError{What: "Username", Value: "(hidden)", Err: err}
 	}
 	if len(cfg.Password) > 65535 {
-		return cfg, nil, &ArgumentError{What: "Password", Value: "(hidden)", Err: fmt.Errorf("longer than 65535 bytes")}
+		return cfg, nil, &ArgumentError{What: "Password", Value: "(hidden)", Err: fmt.Errorf("longer than 65,535 bytes (%d)", len(cfg.Password))}
 	}
-	if w := cfg.Will; w != nil {
-		if err := checkPublish(w, cfg.MaxPacketSize); err != nil {
-			return cfg, nil, fmt.Errorf("mqtt: will: %w", err)
-		}
-		if len(w.Payload) > 65535 {
-			return cfg, nil, &ArgumentError{What: "will payload", Value: fmt.Sprintf("%d bytes", len(w.Payload)), Err: fmt.Errorf("longer than 65535 bytes")}
+	if cfg.Will != nil {
+		if err := validateWill(cfg.Will); err != nil {
+			return cfg, nil, err
 		}
 	}
 	if cfg.WillDelay < 0 || cfg.WillDelay > 0xffffffff*time.Second {
@@ -335,35 +330,4 @@ func (cfg Config) withDefaults() (Config, []server, error) {
 		cfg.Dialer = d.DialContext
 	}
 	return cfg, servers, nil
-}
-
-// checkPublish validates an outbound message before anything is sent.
-func checkPublish(m *Message, maxPacket int) error {
-	if err := packet.ValidTopicName(m.Topic); err != nil {
-		return &ArgumentError{What: "topic", Value: m.Topic, Err: err}
-	}
-	if m.QoS > ExactlyOnce {
-		return &ArgumentError{What: "QoS", Value: fmt.Sprint(byte(m.QoS)), Err: fmt.Errorf("want 0, 1 or 2")}
-	}
-	if len(m.Payload) > packet.MaxRemainingLength-2-len(m.Topic)-2 {
-		return &ArgumentError{What: "payload", Value: fmt.Sprintf("%d bytes", len(m.Payload)), Err: packet.ErrTooLarge}
-	}
-	if m.PayloadUTF8 && !utf8.Valid(m.Payload) {
-		return &ArgumentError{What: "payload", Value: fmt.Sprintf("%d bytes", len(m.Payload)),
-			Err: errors.New("PayloadUTF8 is set but the payload is not valid UTF-8 (MQTT 5.0 section 3.3.2.3.2)")}
-	}
-	if m.ContentType != "" && !packet.ValidString(m.ContentType) {
-		return &ArgumentError{What: "content type", Value: m.ContentType, Err: packet.ErrTopicEncoding}
-	}
-	if m.ResponseTopic != "" {
-		if err := packet.ValidTopicName(m.ResponseTopic); err != nil {
-			return &ArgumentError{What: "response topic", Value: m.ResponseTopic, Err: err}
-		}
-	}
-	for _, u := range m.UserProperties {
-		if !packet.ValidString(u.Key) || !packet.ValidString(u.Value) {
-			return &ArgumentError{What: "user property", Value: u.Key, Err: packet.ErrTopicEncoding}
-		}
-	}
-	return nil
 }

@@ -176,7 +176,7 @@ func (c *Client) handshake(ctx context.Context, srv server, v packet.Version) (*
 	defer cancel()
 	nc, err := dialTransport(ctx, cfg, srv)
 	if err != nil {
-		return nil, fmt.Errorf("mqtt: dial %s: %w", srv.url, err)
+		return nil, errorf("mqtt: dial %s: %w", srv.url, err)
 	}
 	// Ending ctx interrupts the exchange by expiring the connection's
 	// deadline: a select around a blocked read would not.
@@ -188,7 +188,7 @@ func (c *Client) handshake(ctx context.Context, srv server, v packet.Version) (*
 	if err != nil {
 		nc.Close()
 		if ctx.Err() != nil {
-			return nil, fmt.Errorf("mqtt: connect to %s: %w (%w)", srv.url, context.Cause(ctx), err)
+			return nil, errorf("mqtt: connect to %s: %w (%w)", srv.url, context.Cause(ctx), err)
 		}
 		return nil, err
 	}
@@ -283,7 +283,7 @@ func (c *Client) exchange(ctx context.Context, nc net.Conn, srv server, v packet
 			// [MQTT-4.12.0-2] [MQTT-4.12.0-3]: AUTH before CONNACK continues
 			// the exchange the client started, under the same method.
 			if auth == nil || pk.ReasonCode != packet.ContinueAuthentication || pk.Props.AuthMethod != auth.Method() {
-				return nil, fmt.Errorf("mqtt: %w: %s sent AUTH (%v, method %q) during an authentication it did not expect [MQTT-4.12.0-2]",
+				return nil, errorf("mqtt: %w: %s sent AUTH (%v, method %q) during an authentication it did not expect [MQTT-4.12.0-2]",
 					ErrProtocolViolation, srv.url, pk.ReasonCode, pk.Props.AuthMethod)
 			}
 			data, err := auth.Continue(ctx, pk.Props.AuthData)
@@ -302,7 +302,7 @@ func (c *Client) exchange(ctx context.Context, nc net.Conn, srv server, v packet
 	if auth != nil {
 		if ack.Props.AuthMethod != auth.Method() {
 			return nil, &AuthError{Method: auth.Method(), Step: "finish",
-				Err: fmt.Errorf("%w: CONNACK names authentication method %q", ErrProtocolViolation, ack.Props.AuthMethod)}
+				Err: errorf("%w: CONNACK names authentication method %q", ErrProtocolViolation, ack.Props.AuthMethod)}
 		}
 		if err := auth.Finish(ctx, ack.Props.AuthData); err != nil {
 			return nil, authFailure(auth, "finish", err)
@@ -370,12 +370,12 @@ func (c *Client) readHandshake(br *connReader, srv server, v packet.Version) (pa
 	h, err := packet.ReadHeader(br, c.cfg.MaxPacketSize)
 	if err != nil {
 		if _, ok := errors.AsType[*packet.Error](err); ok {
-			return nil, fmt.Errorf("mqtt: %w: %s instead of CONNACK: %w", ErrProtocolViolation, srv.url, err)
+			return nil, errorf("mqtt: %w: %s instead of CONNACK: %w", ErrProtocolViolation, srv.url, err)
 		}
 		return nil, fmt.Errorf("mqtt: waiting for CONNACK from %s: %w", srv.url, connackReadError(err))
 	}
 	if h.Type != packet.CONNACK && (h.Type != packet.AUTH || v != packet.V5) {
-		return nil, fmt.Errorf("mqtt: %w: %s sent %v before CONNACK [MQTT-3.2.0-1]", ErrProtocolViolation, srv.url, h.Type)
+		return nil, errorf("mqtt: %w: %s sent %v before CONNACK [MQTT-3.2.0-1]", ErrProtocolViolation, srv.url, h.Type)
 	}
 	body := make([]byte, h.Remaining)
 	if _, err := io.ReadFull(br, body); err != nil {
@@ -383,7 +383,7 @@ func (c *Client) readHandshake(br *connReader, srv server, v packet.Version) (pa
 	}
 	pk, err := packet.Decode(h, body, v)
 	if err != nil {
-		return nil, fmt.Errorf("mqtt: %w: %s: %w", ErrProtocolViolation, srv.url, err)
+		return nil, errorf("mqtt: %w: %s: %w", ErrProtocolViolation, srv.url, err)
 	}
 	return pk, nil
 }

@@ -4,8 +4,6 @@ import (
 	"context"
 	"fmt"
 	"sync"
-
-	"github.com/b4e21b16/mqtt/packet"
 )
 
 // DeliveryResult is the outcome of a durable publish, keyed by the ID that
@@ -26,7 +24,7 @@ func (c *Client) PublishDurable(ctx context.Context, m Message) (id uint64, err 
 	if m.QoS == AtMostOnce {
 		return 0, &ArgumentError{What: "QoS", Value: "0", Err: errDurableQoS0}
 	}
-	if err := checkPublish(&m, packet.MaxPacketSize); err != nil {
+	if err := validatePublish(&m); err != nil {
 		return 0, err
 	}
 	r := &durableReq{p: newPending(detachedCtx, m), accepted: make(chan error, 1)}

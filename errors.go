@@ -51,7 +51,7 @@ func (e *ArgumentError) Error() string {
 	if len(v) > 64 {
 		v = v[:64] + "..."
 	}
-	return fmt.Sprintf("mqtt: invalid %s %q: %v", e.What, v, e.Err)
+	return fmt.Sprintf("mqtt: invalid %s %q: %s", e.What, v, unprefixed{e.Err})
 }
 
 // Unwrap returns ErrInvalidArgument and the cause.
@@ -76,7 +76,7 @@ func (e *ConnectError) Error() string {
 	if e.Version == "3.1.1" || (e.Code > 0 && e.Code < 0x80) {
 		v = packet.V311
 	}
-	s := fmt.Sprintf("mqtt: %s refused the MQTT %s connection: %s", e.Server, e.Version, e.Code.ConnackString(v))
+	s := fmt.Sprintf("mqtt: broker %s refused the MQTT %s connection: %s", e.Server, e.Version, e.Code.ConnackString(v))
 	if e.Reason != "" {
 		s += ": " + e.Reason
 	}
@@ -139,5 +139,45 @@ func lostError(cause error) error {
 	if cause == nil || errors.Is(cause, ErrClosed) || errors.Is(cause, ErrConnectionLost) {
 		return cause
 	}
-	return fmt.Errorf("%w: %w", ErrConnectionLost, cause)
+	return errorf("mqtt: %w: %w", ErrConnectionLost, cause)
+}
+
+// errorPrefix starts the text of every error of this package, once.
+const errorPrefix = "mqtt: "
+
+// errorf is fmt.Errorf for an error of this package that wraps others of
+// this package: the text of each error argument goes in without its own
+// "mqtt: " prefix, so the result, whose format supplies the prefix, has it
+// once ("mqtt: connection lost: keepalive timeout", not "mqtt: connection
+// lost: mqtt: keepalive timeout"). The wrapped errors stay in the chain
+// unchanged for errors.Is and errors.As.
+func errorf(format string, args ...any) error {
+	for i, a := range args {
+		if err, ok := a.(error); ok && strings.HasPrefix(err.Error(), errorPrefix) {
+			args[i] = unprefixed{err}
+		}
+	}
+	return fmt.Errorf(format, args...)
+}
+
+// unprefixed is an error whose text leaves out the "mqtt: " prefix of the
+// error it wraps.
+type unprefixed struct{ err error }
+
+func (u unprefixed) Error() string {
+	if u.err == nil {
+		return "<nil>"
+	}
+	return strings.TrimPrefix(u.err.Error(), errorPrefix)
+}
+
+func (u unprefixed) Unwrap() error { return u.err }
+
+// storeError gives an error from the Store the context "mqtt: store: ",
+// unless its text already starts so (those of FileStore do).
+func storeError(err error) error {
+	if strings.HasPrefix(err.Error(), errorPrefix+"store: ") {
+		return err
+	}
+	return errorf("mqtt: store: %w", err)
 }

@@ -229,8 +229,8 @@ func TestFakeConfigRejected(t *testing.T) {
 		cfg  mqtt.Config
 		what string
 	}{
-		{"will topic with wildcard", mqtt.Config{Will: &mqtt.Message{Topic: "w/#"}}, "topic"},
-		{"will QoS 3", mqtt.Config{Will: &mqtt.Message{Topic: "w", QoS: 3}}, "QoS"},
+		{"will topic with wildcard", mqtt.Config{Will: &mqtt.Message{Topic: "w/#"}}, "will topic"},
+		{"will QoS 3", mqtt.Config{Will: &mqtt.Message{Topic: "w", QoS: 3}}, "will QoS"},
 		{"client ID with U+0000", mqtt.Config{ClientID: "a\x00"}, "ClientID"},
 		{"version 3", mqtt.Config{Version: 3}, "Version"},
 		{"keepalive over 65535 s", mqtt.Config{KeepAlive: 65536 * time.Second}, "KeepAlive"},

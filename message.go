@@ -34,6 +34,15 @@ type UserProperty = packet.UserProperty
 // the client never reuses, so the receiver may keep them. The fields below
 // the MQTT 5.0 line are carried only when the connection speaks MQTT 5.0;
 // over 3.1.1 they are ignored when publishing and empty when receiving.
+//
+// Publishing checks every field before the client accepts the message, the
+// MQTT 5.0 ones too whatever the connection, and refuses an invalid one
+// with an *ArgumentError naming the field: a topic that is not a valid
+// topic name, a QoS above 2, strings (ContentType, user property names and
+// values) over 65,535 bytes, not UTF-8 or containing U+0000, a
+// ResponseTopic that is not a valid topic name, CorrelationData over
+// 65,535 bytes, an Expiry out of range, a payload that is not UTF-8 while
+// PayloadUTF8 is set, or a message too large for one MQTT packet.
 type Message struct {
 	Topic   string
 	Payload []byte
@@ -50,14 +59,19 @@ type Message struct {
 	// PayloadUTF8 marks the payload as UTF-8 text (Payload Format Indicator 1).
 	PayloadUTF8 bool
 	// Expiry is the Message Expiry Interval; zero means the message does not
-	// expire. It has a resolution of one second.
+	// expire. It is sent in whole seconds, rounded up, so that the message
+	// never expires earlier than asked: 1.2 s is sent as 2 s, and any
+	// positive Expiry below one second as 1 s. Publishing refuses a negative
+	// Expiry or one above 4,294,967,295 s (the interval is 32 bits).
 	Expiry         time.Duration
 	UserProperties []UserProperty
 	// SubscriptionIDs are the MQTT 5.0 Subscription Identifiers the broker
 	// attached to a received message: those of the matching subscriptions.
 	// The client assigns one to each Subscription (when the broker allows
 	// them) and uses them to route the message, so they are mainly of use
-	// for logging.
+	// for logging. They are ignored when publishing: a client never sends
+	// them [MQTT-3.3.4-6], so a received message can be published again
+	// as it is.
 	SubscriptionIDs []uint32
 
 	ack ackHandle // Config.ManualAck: acknowledges a received QoS 1/2 message
@@ -108,7 +122,13 @@ func (m *Message) appendProps(pr *packet.Properties) {
 		pr.Set(packet.PropPayloadFormat)
 	}
 	if m.Expiry > 0 {
-		pr.MessageExpiry = uint32((m.Expiry + time.Second - 1) / time.Second)
+		// Rounded up; saturated for a message that skipped validation (one
+		// from a Store written by an earlier version) rather than wrapped.
+		secs := m.Expiry / time.Second
+		if m.Expiry%time.Second != 0 {
+			secs++
+		}
+		pr.MessageExpiry = uint32(min(secs, 0xffffffff))
 		pr.Set(packet.PropMessageExpiry)
 	}
 	pr.User = m.UserProperties

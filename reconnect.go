@@ -309,7 +309,7 @@ func (c *Client) redial(ctx context.Context, out chan<- dialResult, plan redialP
 		last = err
 		c.log.Info("mqtt: reconnect attempt failed", "server", srv.url, "attempt", attempt, "err", err)
 		if rc.MaxAttempts > 0 && attempt >= rc.MaxAttempts {
-			out <- dialResult{attempts: attempt, err: fmt.Errorf("%w: gave up after %d reconnect attempts: %w", ErrConnectionLost, attempt, last)}
+			out <- dialResult{attempts: attempt, err: errorf("mqtt: %w: gave up after %d reconnect attempts: %w", ErrConnectionLost, attempt, last)}
 			return
 		}
 	}

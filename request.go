@@ -128,7 +128,7 @@ func replySubscribe(ctx context.Context, c *Client) (string, *Subscription, erro
 	}
 	sub, err := c.Subscribe(ctx, topic, AtLeastOnce)
 	if err != nil {
-		return "", nil, fmt.Errorf("mqtt: subscribe to the reply topic %q: %w", topic, err)
+		return "", nil, errorf("mqtt: subscribe to the reply topic %q: %w", topic, err)
 	}
 	return topic, sub, nil
 }

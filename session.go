@@ -308,18 +308,22 @@ func (s *session) redialed(r dialResult) {
 	s.attach(r.conn)
 }
 
-// send queues p on the current connection. Failures mean the connection is
-// ending; the session learns that from the connection's context.
-func (s *session) send(p packet.Packet) {
+// send queues p on the current connection. An error wrapping errEncode
+// means p cannot be encoded and was not queued; other failures mean the
+// connection is ending, which the session learns from the connection's
+// context.
+func (s *session) send(p packet.Packet) error {
 	if s.conn == nil {
-		return
+		return nil
 	}
 	if s.debug {
 		s.log.Debug("mqtt: send", packetAttrs(p)...)
 	}
-	if err := s.conn.w.send(p); err != nil && s.debug {
+	err := s.conn.w.send(p)
+	if err != nil && s.debug {
 		s.log.Debug("mqtt: send failed", "packet", p.Type().String(), "err", err)
 	}
+	return err
 }
 
 // sendAck sends a PUBACK, PUBREC, PUBREL or PUBCOMP.

@@ -1,6 +1,7 @@
 package mqtt
 
 import (
+	"errors"
 	"fmt"
 
 	"github.com/b4e21b16/mqtt/packet"
@@ -93,7 +94,10 @@ func (s *session) sendQoS0(p *Pending) {
 		p.complete(err)
 		return
 	}
-	s.sendPublish(p)
+	if err := s.sendPublish(p); err != nil {
+		p.complete(err)
+		return
+	}
 	s.c.counters.sent(AtMostOnce, len(p.msg.Payload))
 	p.complete(nil)
 }
@@ -125,9 +129,21 @@ func (s *session) trySendPublish(p *Pending) bool {
 	}
 	s.out[id] = p
 	s.sendQuota--
-	s.sendPublish(p)
+	if err := s.sendPublish(p); err != nil {
+		s.abandonPublish(p, err)
+		return true
+	}
 	s.c.counters.sent(p.msg.QoS, len(p.msg.Payload))
 	return true
+}
+
+// abandonPublish ends an in-flight publish whose PUBLISH cannot be encoded:
+// it frees the packet ID and the send quota and completes the publish with
+// err, rather than leave it in flight for good.
+func (s *session) abandonPublish(p *Pending, err error) {
+	delete(s.out, p.id)
+	s.sendQuota++
+	s.finishPublish(p, err)
 }
 
 // drainWaiting sends waiting work for which a connection, IDs and quota are
@@ -279,7 +295,7 @@ func (s *session) saveStored(p *Pending, released bool) error {
 	err := s.store.SavePublish(StoredPublish{Seq: p.seq, PacketID: p.id, Released: released, Message: p.msg})
 	if err != nil {
 		s.log.Error("mqtt: store: saving a publish failed", "seq", p.seq, "err", err)
-		return fmt.Errorf("mqtt: store: %w", err)
+		return storeError(err)
 	}
 	return nil
 }
@@ -296,10 +312,15 @@ func (s *session) unstore(p *Pending) {
 
 // sendPublish encodes p's PUBLISH, with its packet identifier and DUP flag,
 // through the session's scratch packet: the writer encodes it before send
-// returns, so the packet need not live in the Pending.
-func (s *session) sendPublish(p *Pending) {
+// returns, so the packet need not live in the Pending. It fails only when
+// the PUBLISH cannot be encoded, and then nothing was queued; a connection
+// that is ending is no error here (the publish stays in flight).
+func (s *session) sendPublish(p *Pending) error {
 	p.msg.toPublish(&s.pubScratch)
 	s.pubScratch.PacketID = p.id
 	s.pubScratch.Dup = p.dup
-	s.send(&s.pubScratch)
+	if err := s.send(&s.pubScratch); errors.Is(err, errEncode) {
+		return errorf("mqtt: publish to %q: %w", p.msg.Topic, err)
+	}
+	return nil
 }

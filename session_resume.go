@@ -77,8 +77,8 @@ func (s *session) resendInFlight() {
 		s.sendQuota--
 		if p.phase == packet.PUBCOMP {
 			s.sendAck(packet.PUBREL, p.id, 0)
-		} else {
-			s.sendPublish(p)
+		} else if err := s.sendPublish(p); err != nil {
+			s.abandonPublish(p, err)
 		}
 	}
 	clear(s.resend[:n])

@@ -3,6 +3,7 @@ package mqtt
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -79,11 +80,16 @@ func (w *writer) enqueue(p packet.Packet, last bool) error {
 	w.pending, err = w.appendLocked(p)
 	w.mu.Unlock()
 	if err != nil {
-		return err
+		return fmt.Errorf("%w: %w", errEncode, err)
 	}
 	w.signal()
 	return nil
 }
+
+// errEncode is wrapped by the error of a send whose packet could not be
+// encoded: nothing was queued, and the connection is unaffected. Any other
+// send error means the connection is ending.
+var errEncode = errors.New("mqtt: cannot encode the packet")
 
 // sendPublish encodes a publish, waiting while more than writerHighWater
 // bytes are queued, until ctx ends or the connection fails. It is the QoS 0
@@ -100,7 +106,7 @@ func (w *writer) sendPublish(ctx context.Context, p *packet.Publish, stop <-chan
 			w.pending, err = w.appendPublishLocked(p)
 			w.mu.Unlock()
 			if err != nil {
-				return err
+				return fmt.Errorf("%w: %w", errEncode, err)
 			}
 			w.signal()
 			return nil

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"io"
+	"slices"
 	"strings"
 	"testing"
 
@@ -365,7 +366,7 @@ func TestReadHeaderIOErrors(t *testing.T) {
 // that matches its length must not panic: it either fails with a typed
 // error or yields a packet (some prefixes are themselves valid, such as a
 // 5.0 acknowledgement without its reason code) that encodes and decodes to
-// itself.
+// itself. The cuts are listed by truncatedCuts.
 func TestDecodeTruncated(t *testing.T) {
 	t.Parallel()
 	for _, c := range roundTripCases() {
@@ -378,12 +379,14 @@ func TestDecodeTruncated(t *testing.T) {
 			}
 			hl := len(b) - h.Remaining
 			body := b[hl:]
-			for n := 0; n < len(b); n++ {
-				if n > 1024 && n < len(b)-64 && n%(len(b)/64+1) != 0 {
-					continue // sample long payloads
-				}
-				if p, err := Read(bytes.NewReader(b[:n]), c.v, 0); err == nil {
-					t.Fatalf("Read of %d of %d bytes = %#v, want error", n, len(b), p)
+			for _, n := range truncatedCuts(len(b), hl) {
+				if len(b) <= 1<<16 || n <= hl+1 || n == len(b)-1 {
+					// Past its first byte, every cut of a body fails in
+					// Read's io.ReadFull after allocating the whole body:
+					// for a large packet a few of them stand for all.
+					if p, err := Read(bytes.NewReader(b[:n]), c.v, 0); err == nil {
+						t.Fatalf("Read of %d of %d bytes = %#v, want error", n, len(b), p)
+					}
 				}
 				if n < hl {
 					continue
@@ -407,4 +410,38 @@ func TestDecodeTruncated(t *testing.T) {
 			}
 		})
 	}
+}
+
+// truncatedCuts returns the prefix lengths TestDecodeTruncated cuts a packet
+// of size bytes with a header of hl bytes to: every one up to 1024 bytes
+// (the header, every field before the payload and the payload's start);
+// for a longer packet, those whose body length lies on either side of a
+// Remaining Length size boundary (the re-encoded prefix's header then
+// changes size), four spread over the rest of the payload, and the last
+// two. Other cuts deep in a payload take the same path as these, and each
+// costs allocations and copies of up to the whole packet (2 MB for the
+// largest case), which the race detector makes slow.
+func truncatedCuts(size, hl int) []int {
+	var cuts []int
+	for n := 0; n < size && n <= 1024; n++ {
+		cuts = append(cuts, n)
+	}
+	if size <= 1025 {
+		return cuts
+	}
+	var more []int
+	for _, k := range []int{128, 16384, 2097152} { // Remaining Length grows to 2, 3, 4 bytes
+		more = append(more, hl+k-1, hl+k)
+	}
+	for i := 1; i <= 4; i++ {
+		more = append(more, 1024+(size-1024)*i/5)
+	}
+	more = append(more, size-2, size-1)
+	slices.Sort(more)
+	for _, n := range slices.Compact(more) {
+		if n > 1024 && n < size {
+			cuts = append(cuts, n)
+		}
+	}
+	return cuts
 }
