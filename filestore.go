@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"hash/crc32"
 	"io"
+	"io/fs"
 	"math/bits"
 	"os"
 	"path/filepath"
@@ -92,7 +93,14 @@ type FileStoreOptions struct {
 // store compacts it (see FileStoreOptions.CompactBytes). Compaction writes
 // the live records to path+".tmp", syncs it, renames it over path and syncs
 // the directory, so a crash at any point leaves either the old log or the
-// new one. A failed compaction leaves the log as it was, does not fail the
+// new one.
+//
+// The store creates its files exclusively (O_EXCL), with mode 0600 whatever
+// the umask, and never through a symbolic link: OpenFileStore refuses a
+// symbolic link at path, and a leftover or planted entry at path+".tmp" is
+// removed (the name, not what it may point to) before the temporary file is
+// created. A log that exists already keeps its mode until the first
+// compaction replaces it with a file of mode 0600. A failed compaction leaves the log as it was, does not fail the
 // call that triggered it, and is retried once the log has grown by another
 // CompactBytes.
 //
@@ -249,9 +257,12 @@ func OpenFileStore(path string, opts *FileStoreOptions) (*FileStore, error) {
 // flock on it.
 func openLocked(path string) (*os.File, error) {
 	for attempt := 0; ; attempt++ {
-		f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+		f, err := openLog(path)
+		if errors.Is(err, fs.ErrNotExist) && attempt < 100 {
+			continue // removed between our two attempts to open it
+		}
 		if err != nil {
-			return nil, fmt.Errorf("mqtt: store: failed to open %s: %w", path, err)
+			return nil, err
 		}
 		if err := flock(f); err != nil {
 			f.Close()
@@ -277,6 +288,53 @@ func openLocked(path string) (*os.File, error) {
 			return nil, fmt.Errorf("mqtt: store: failed to open %s: it keeps being replaced", path)
 		}
 	}
+}
+
+// openLog opens the regular file at path for reading and writing, or
+// creates it (exclusively, mode 0600 whatever the umask) if there is none.
+// It does not follow a symbolic link at path: the log must be a file of its
+// own, since compaction replaces whatever is at path with a new file. An
+// error matching fs.ErrNotExist means the file disappeared between the
+// attempt to create it and the attempt to open it.
+func openLog(path string) (*os.File, error) {
+	f, err := createExclusive(path)
+	if errors.Is(err, fs.ErrExist) {
+		f, err = os.OpenFile(path, os.O_RDWR|syscall.O_NOFOLLOW, 0)
+	}
+	if err != nil {
+		if fi, lerr := os.Lstat(path); lerr == nil && fi.Mode()&fs.ModeSymlink != 0 {
+			return nil, fmt.Errorf("mqtt: store: %s is a symbolic link; the store needs a regular file of its own: %w", path, err)
+		}
+		return nil, fmt.Errorf("mqtt: store: failed to open %s: %w", path, err)
+	}
+	if fi, err := f.Stat(); err != nil || !fi.Mode().IsRegular() {
+		f.Close()
+		if err == nil {
+			err = fmt.Errorf("mqtt: store: %s is not a regular file (%v)", path, fi.Mode().Type())
+		} else {
+			err = fmt.Errorf("mqtt: store: failed to open %s: %w", path, err)
+		}
+		return nil, err
+	}
+	return f, nil
+}
+
+// createExclusive creates a new file at path for reading and writing, with
+// mode 0600 whatever the umask. It fails (matching fs.ErrExist) if anything
+// is at path already, a symbolic link included: it never follows one.
+func createExclusive(path string) (*os.File, error) {
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL|syscall.O_NOFOLLOW, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	// The umask may have taken more than group and other access away; a
+	// log its owner cannot write could not be opened again.
+	if err := f.Chmod(0o600); err != nil {
+		f.Close()
+		os.Remove(path)
+		return nil, err
+	}
+	return f, nil
 }
 
 // flock takes an exclusive lock on f without waiting.
@@ -692,7 +750,17 @@ func (s *FileStore) tmpPath() string { return s.path + ".tmp" }
 // leaves the store as it was; one after it is sticky (s.err).
 func (s *FileStore) compactLocked() error {
 	tmp := s.tmpPath()
-	f, err := os.OpenFile(tmp, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o600)
+	f, err := createExclusive(tmp)
+	if errors.Is(err, fs.ErrExist) {
+		// OpenFileStore removed any leftover, and no other FileStore
+		// compacts this log while we hold its lock: something else put
+		// this here (a symbolic link, say). Remove the name, never what
+		// it may point to, and try once more.
+		if err := os.Remove(tmp); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return err
+		}
+		f, err = createExclusive(tmp)
+	}
 	if err != nil {
 		return err
 	}

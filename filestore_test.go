@@ -192,6 +192,137 @@ func TestFileStoreLeftoverTemp(t *testing.T) {
 	}
 }
 
+// inode returns the inode number of the file at path.
+func inode(t *testing.T, path string) uint64 {
+	t.Helper()
+	fi, err := os.Stat(path)
+	must(t, err)
+	return fi.Sys().(*syscall.Stat_t).Ino
+}
+
+// compact makes s, opened with a small CompactBytes, compact its log at
+// path: it saves and deletes publishes until the log is replaced.
+func compact(t *testing.T, s *mqtt.FileStore, path string) {
+	t.Helper()
+	before := inode(t, path)
+	for seq := uint64(1000); inode(t, path) == before; seq++ {
+		if seq == 1100 {
+			t.Fatal("the log was never compacted")
+		}
+		must(t, s.SavePublish(mqtt.StoredPublish{Seq: seq, Message: fullMessage(seq)}))
+		must(t, s.DeletePublish(seq))
+	}
+}
+
+// wantFile checks that the file at path holds content, or does not exist
+// if content is nil.
+func wantFile(t *testing.T, path string, content []byte) {
+	t.Helper()
+	got, err := os.ReadFile(path)
+	switch {
+	case content == nil && !errors.Is(err, os.ErrNotExist):
+		t.Errorf("%s: got %q (error %v), want no file", path, got, err)
+	case content != nil && (err != nil || !bytes.Equal(got, content)):
+		t.Errorf("%s: got %q (error %v), want %q", path, got, err, content)
+	}
+}
+
+func TestFileStoreSymlinkAtPath(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	target := filepath.Join(dir, "target")
+	precious := []byte("not a store log, and not to be written")
+	must(t, os.WriteFile(target, precious, 0o600))
+	for _, tc := range []struct{ name, target string }{{"Existing", target}, {"Dangling", filepath.Join(dir, "nothing")}} {
+		path := filepath.Join(dir, "store-"+tc.name)
+		must(t, os.Symlink(tc.target, path))
+		s, err := mqtt.OpenFileStore(path, nil)
+		if err == nil {
+			s.Close()
+			t.Fatalf("%s: OpenFileStore through a symbolic link: no error", tc.name)
+		}
+		if !strings.Contains(err.Error(), "symbolic link") {
+			t.Errorf("%s: OpenFileStore: got %v, want an error saying the path is a symbolic link", tc.name, err)
+		}
+	}
+	wantFile(t, target, precious)
+	wantFile(t, filepath.Join(dir, "nothing"), nil)
+}
+
+func TestFileStoreSymlinkAtTempPath(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	target := filepath.Join(dir, "target")
+	precious := []byte("not to be written")
+	must(t, os.WriteFile(target, precious, 0o600))
+	dangling := filepath.Join(dir, "nothing")
+	path := filepath.Join(dir, "store")
+	opts := &mqtt.FileStoreOptions{Sync: mqtt.SyncNever, CompactBytes: 1 << 10}
+
+	// Planted before the store opens: removed as a leftover.
+	must(t, os.Symlink(target, path+".tmp"))
+	s := openFileStore(t, path, opts)
+	r := mqtt.StoredPublish{Seq: 1, PacketID: 7, Message: fullMessage(1)}
+	must(t, s.SavePublish(r))
+	must(t, s.SaveInbound(3))
+	if _, err := os.Lstat(path + ".tmp"); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("symbolic link at the temporary path after OpenFileStore: %v", err)
+	}
+
+	// Planted while the store is open, before a compaction.
+	for _, to := range []string{target, dangling} {
+		must(t, os.Symlink(to, path+".tmp"))
+		compact(t, s, path)
+		if fi, err := os.Lstat(path); err != nil || !fi.Mode().IsRegular() {
+			t.Fatalf("the log after compaction: %v, %v; want a regular file", fi, err)
+		}
+		wantFile(t, target, precious)
+		wantFile(t, dangling, nil)
+	}
+	s = reopen(t, s, path)
+	wantLoad(t, s, []mqtt.StoredPublish{r}, []uint16{3})
+}
+
+// TestFileStoreFileModes runs alone (no t.Parallel): it changes the
+// process's umask to one that would leave a file created with mode 0600
+// read-only, and checks that the store's files get 0600 all the same.
+func TestFileStoreFileModes(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "store")
+	old := syscall.Umask(0o277)
+	s, err := mqtt.OpenFileStore(path, &mqtt.FileStoreOptions{Sync: mqtt.SyncNever, CompactBytes: 1 << 10})
+	syscall.Umask(old)
+	must(t, err)
+	t.Cleanup(func() { s.Close() })
+	wantMode := func(what string) {
+		t.Helper()
+		fi, err := os.Stat(path)
+		must(t, err)
+		if fi.Mode() != 0o600 {
+			t.Errorf("%s: mode %v, want %v", what, fi.Mode(), os.FileMode(0o600))
+		}
+	}
+	wantMode("new log")
+
+	old = syscall.Umask(0o277)
+	compact(t, s, path) // the log is now the temporary file, renamed
+	syscall.Umask(old)
+	wantMode("log after compaction")
+	must(t, s.SaveInbound(1))
+	s = reopen(t, s, path) // and the owner can open it again
+	wantLoad(t, s, nil, []uint16{1})
+
+	// A log that exists keeps its mode until compaction replaces it.
+	must(t, s.Close())
+	must(t, os.Chmod(path, 0o640))
+	s = openFileStore(t, path, &mqtt.FileStoreOptions{Sync: mqtt.SyncNever, CompactBytes: 1 << 10})
+	if fi, err := os.Stat(path); err != nil || fi.Mode() != 0o640 {
+		t.Errorf("existing log after OpenFileStore: %v, %v; want mode 0640", fi, err)
+	}
+	compact(t, s, path)
+	wantMode("existing log after compaction")
+}
+
 // buildLog saves n publishes to a new store at path and returns them and
 // the log offset at which each record starts.
 func buildLog(t *testing.T, path string, n int) (want []mqtt.StoredPublish, offs []int64) {
