@@ -235,19 +235,19 @@ func OpenFileStore(path string, opts *FileStoreOptions) (*FileStore, error) {
 	}
 	s.f = f
 	if err := s.replay(); err != nil {
-		f.Close()
+		closeLog(f)
 		return nil, err
 	}
 	// A compaction cut short by a crash leaves its temporary file behind.
 	if err := os.Remove(s.tmpPath()); err != nil && !errors.Is(err, os.ErrNotExist) {
-		f.Close()
+		closeLog(f)
 		return nil, fmt.Errorf("mqtt: store: failed to remove %s: %w", s.tmpPath(), err)
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.maybeCompactLocked()
 	if s.err != nil {
-		s.f.Close()
+		closeLog(s.f)
 		return nil, s.err
 	}
 	return s, nil
@@ -277,13 +277,13 @@ func openLocked(path string) (*os.File, error) {
 		fi, err1 := f.Stat()
 		pi, err2 := os.Stat(path)
 		if err := errors.Join(err1, err2); err != nil {
-			f.Close()
+			closeLog(f)
 			return nil, fmt.Errorf("mqtt: store: failed to open %s: %w", path, err)
 		}
 		if os.SameFile(fi, pi) {
 			return f, nil
 		}
-		f.Close()
+		closeLog(f)
 		if attempt == 100 {
 			return nil, fmt.Errorf("mqtt: store: failed to open %s: it keeps being replaced", path)
 		}
@@ -338,7 +338,20 @@ func createExclusive(path string) (*os.File, error) {
 }
 
 // flock takes an exclusive lock on f without waiting.
-func flock(f *os.File) error {
+func flock(f *os.File) error { return flockOp(f, syscall.LOCK_EX|syscall.LOCK_NB) }
+
+// closeLog releases the lock on f and closes it. The lock belongs to the
+// open file description, which a child process forked at that moment
+// shares until it calls exec: closing f alone would leave the lock held
+// until then, and reopening the store at once could fail as if another
+// FileStore had it.
+func closeLog(f *os.File) error {
+	flockOp(f, syscall.LOCK_UN) // on failure, closing releases it anyway
+	return f.Close()
+}
+
+// flockOp applies flock(2) operation op to f.
+func flockOp(f *os.File, op int) error {
 	rc, err := f.SyscallConn()
 	if err != nil {
 		return err
@@ -346,7 +359,7 @@ func flock(f *os.File) error {
 	var ferr error
 	err = rc.Control(func(fd uintptr) {
 		for {
-			ferr = syscall.Flock(int(fd), syscall.LOCK_EX|syscall.LOCK_NB)
+			ferr = syscall.Flock(int(fd), op)
 			if ferr != syscall.EINTR {
 				return
 			}
@@ -684,7 +697,7 @@ func (s *FileStore) Close() error {
 	if s.f == nil {
 		return nil
 	}
-	err := s.f.Close()
+	err := closeLog(s.f)
 	s.f, s.out, s.order, s.buf = nil, nil, nil, nil
 	if err != nil {
 		return fmt.Errorf("mqtt: store: failed to close %s: %w", s.path, err)

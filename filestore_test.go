@@ -145,6 +145,39 @@ func TestFileStoreLockedAfterCompaction(t *testing.T) {
 	}
 }
 
+// TestFileStoreCloseReleasesLock: a copy of the store's file descriptor,
+// such as a child process forked by another goroutine holds until it calls
+// exec, does not keep the store locked after Close.
+func TestFileStoreCloseReleasesLock(t *testing.T) {
+	t.Parallel()
+	path := filepath.Join(t.TempDir(), "store")
+	s := openFileStore(t, path, nil)
+	must(t, s.SaveInbound(1))
+	fi, err := os.Stat(path)
+	must(t, err)
+	want := fi.Sys().(*syscall.Stat_t)
+	dup := -1
+	for fd := 3; fd < 1<<16 && dup < 0; fd++ {
+		var st syscall.Stat_t
+		if syscall.Fstat(fd, &st) == nil && st.Dev == want.Dev && st.Ino == want.Ino {
+			syscall.ForkLock.RLock()
+			dup, err = syscall.Dup(fd)
+			if err == nil {
+				syscall.CloseOnExec(dup)
+			}
+			syscall.ForkLock.RUnlock()
+			must(t, err)
+		}
+	}
+	if dup < 0 {
+		t.Fatal("found no file descriptor of the store")
+	}
+	defer syscall.Close(dup)
+	must(t, s.Close())
+	s = openFileStore(t, path, nil)
+	wantLoad(t, s, nil, []uint16{1})
+}
+
 func TestFileStoreNotAStore(t *testing.T) {
 	t.Parallel()
 	for _, content := range []string{"hello, this is not a store log", "MQTTSTOR\x02\x00\x00\x00", "x"} {
