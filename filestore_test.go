@@ -600,18 +600,18 @@ func crashRun(t *testing.T, path, tmp, sync string, start, killAfter int, model 
 // so fuzzLog rewrites its log with this one.
 var fuzzMarker = []byte("fuzzsync")
 
-// fuzzLog is the log of a store holding a few records, to seed the fuzzer.
+// fuzzLog is the log of a store holding a few small records, replaced and
+// deleted, to seed the fuzzer. It is short on purpose: see maxFuzzLog.
 func fuzzLog(f *testing.F) []byte {
-	var ops []storeOp
-	for seq := uint64(1); seq <= 3; seq++ {
-		ops = append(ops,
-			storeOp{kind: "save", r: mqtt.StoredPublish{Seq: seq, Message: fullMessage(seq)}},
-			storeOp{kind: "save", r: mqtt.StoredPublish{Seq: 10 + seq, Message: mqtt.Message{Topic: "t", QoS: 1}}},
-			storeOp{kind: "saveInbound", id: uint16(seq)},
-		)
-	}
-	ops = append(ops, storeOp{kind: "delete", r: mqtt.StoredPublish{Seq: 2}}, storeOp{kind: "deleteInbound", id: 2})
-	return withMarker(buildOpsLog(f, ops), fuzzMarker)
+	msg := mqtt.StoredPublish{Seq: 1, Message: mqtt.Message{Topic: "t", QoS: mqtt.AtLeastOnce}}
+	sent := msg
+	sent.PacketID = 5
+	return withMarker(buildOpsLog(f, []storeOp{
+		{kind: "save", r: msg},
+		{kind: "saveInbound", id: 1},
+		{kind: "save", r: sent},
+		{kind: "deleteInbound", id: 1},
+	}), fuzzMarker)
 }
 
 // frame turns data into a log of records with valid checksums: each record
@@ -627,6 +627,16 @@ func frame(header, data []byte) []byte {
 	return log
 }
 
+// maxFuzzLog is the longest input FuzzFileStoreLoad tries. The fuzzer
+// minimises each input that adds coverage by running it again for every
+// way of cutting a stretch out of it, some n²/2 runs for n bytes, and each
+// run here makes a few dozen system calls: for 128 bytes that takes
+// seconds, while the 600-byte inputs grown from the earlier seeds took
+// longer than -fuzzminimizetime (60s by default), so that a short fuzzing
+// budget went on minimising alone. An input this long still holds a header
+// and several records; longer ones reach no code that shorter ones do not.
+const maxFuzzLog = 128
+
 // FuzzFileStoreLoad opens stores whose files hold arbitrary bytes: after the
 // store's header (mode 0), as checksummed record bodies (mode 1), or
 // entirely (mode 2). Opening may fail only without a valid header; Load
@@ -634,16 +644,22 @@ func frame(header, data []byte) []byte {
 // ErrStoreCorrupt; opening and loading a log with a valid header must not
 // change it (damage stays until reported); and the store must go on
 // working: what it holds survives a write and a reopen.
+//
+// Each input costs a few file operations on one file per process (each
+// fuzzing worker has its own temporary directory), rewritten in place:
+// truncating a file to nothing and writing it again makes some file systems
+// (ext4) flush it on close, which made each input take milliseconds.
 func FuzzFileStoreLoad(f *testing.F) {
 	log := fuzzLog(f)
 	header, records := log[:headerLen2], log[headerLen2:]
+	full := parseLog(buildOpsLog(f, []storeOp{{kind: "save", r: mqtt.StoredPublish{Seq: 1, Message: fullMessage(1)}}}))[0].body
 	f.Add(byte(0), records)
 	f.Add(byte(0), records[:len(records)-3])
 	f.Add(byte(0), records[20:])
 	f.Add(byte(0), []byte{})
 	f.Add(byte(1), []byte{9, 2, 1, 0, 0, 0, 0, 0, 0, 0, 3, 3, 5, 0, 2, 1, 0, 0, 0, 0, 0, 0, 0})
-	f.Add(byte(1), records[recHeaderLen2:])
-	f.Add(byte(2), log)
+	f.Add(byte(1), append([]byte{byte(len(full))}, full...))
+	f.Add(byte(2), log[:min(len(log), maxFuzzLog)])
 	f.Add(byte(2), version1(log))
 	f.Add(byte(2), []byte("MQTT"))
 	// One file for all inputs: a fresh t.TempDir per input would give the
@@ -651,6 +667,9 @@ func FuzzFileStoreLoad(f *testing.F) {
 	path := filepath.Join(f.TempDir(), "fuzz")
 	opts := &mqtt.FileStoreOptions{Sync: mqtt.SyncNever}
 	f.Fuzz(func(t *testing.T, mode byte, data []byte) {
+		if len(data) > maxFuzzLog {
+			return
+		}
 		var content []byte
 		switch mode % 3 {
 		case 0:
@@ -660,9 +679,7 @@ func FuzzFileStoreLoad(f *testing.F) {
 		default:
 			content = data
 		}
-		if err := os.WriteFile(path, content, 0o600); err != nil {
-			t.Fatal(err)
-		}
+		writeLog(t, path, content)
 		s, err := mqtt.OpenFileStore(path, opts)
 		if err != nil {
 			if bytes.HasPrefix(content, header) {
