@@ -1,0 +1,696 @@
+//go:build unix
+
+package mqtt_test
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"os"
+	"path/filepath"
+	"reflect"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/b4e21b16/mqtt"
+	"github.com/google/go-cmp/cmp"
+)
+
+// The layout of a log, as filestore_format.go describes it: the tests build
+// and take apart logs byte by byte.
+const (
+	headerLen1    = 12 // "MQTTSTOR", version 1
+	recHeaderLen1 = 8  // length, CRC-32C of the body
+	headerLen2    = 24 // "MQTTSTOR", version 2, sync marker, CRC-32C
+	recHeaderLen2 = 16 // sync marker, length, CRC-32C of offset, length and body
+	markerLen     = 8
+)
+
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+
+// header2 returns the header of a version 2 log with sync marker m.
+func header2(m []byte) []byte {
+	h := binary.LittleEndian.AppendUint32([]byte("MQTTSTOR"), 2)
+	h = append(h, m...)
+	return binary.LittleEndian.AppendUint32(h, crc32.Checksum(h, castagnoli))
+}
+
+// appendRecord2 appends to log a version 2 record holding body, with sync
+// marker m.
+func appendRecord2(log, m, body []byte) []byte {
+	var p [12]byte
+	binary.LittleEndian.PutUint64(p[:], uint64(len(log)))
+	binary.LittleEndian.PutUint32(p[8:], uint32(len(body)))
+	log = append(log, m...)
+	log = binary.LittleEndian.AppendUint32(log, uint32(len(body)))
+	log = binary.LittleEndian.AppendUint32(log, crc32.Update(crc32.Update(0, castagnoli, p[:]), castagnoli, body))
+	return append(log, body...)
+}
+
+// logRecord is a record of a log.
+type logRecord struct {
+	off, n int64 // where it starts; its length, header included
+	body   []byte
+}
+
+// parseLog returns the records of an undamaged log of either version.
+func parseLog(log []byte) []logRecord {
+	hl, rl, lenAt := int64(headerLen2), int64(recHeaderLen2), int64(markerLen)
+	if log[8] == 1 {
+		hl, rl, lenAt = headerLen1, recHeaderLen1, 0
+	}
+	var recs []logRecord
+	for off := hl; off < int64(len(log)); {
+		n := rl + int64(binary.LittleEndian.Uint32(log[off+lenAt:]))
+		recs = append(recs, logRecord{off, n, log[off+rl : off+n]})
+		off += n
+	}
+	return recs
+}
+
+// version1 returns a version 2 log in the version 1 format.
+func version1(log []byte) []byte {
+	v1 := binary.LittleEndian.AppendUint32([]byte("MQTTSTOR"), 1)
+	for _, r := range parseLog(log) {
+		v1 = binary.LittleEndian.AppendUint32(v1, uint32(len(r.body)))
+		v1 = binary.LittleEndian.AppendUint32(v1, crc32.Checksum(r.body, castagnoli))
+		v1 = append(v1, r.body...)
+	}
+	return v1
+}
+
+// withMarker returns a version 2 log rewritten with sync marker m.
+func withMarker(log, m []byte) []byte {
+	out := header2(m)
+	for _, r := range parseLog(log) {
+		out = appendRecord2(out, m, r.body)
+	}
+	return out
+}
+
+// writeLog makes content the content of the file at path. It overwrites
+// the file in place rather than truncating it to nothing, which is much
+// cheaper on file systems that flush a file truncated that way.
+func writeLog(t testing.TB, path string, content []byte) {
+	t.Helper()
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = f.WriteAt(content, 0)
+	if err := errors.Join(err, f.Truncate(int64(len(content))), f.Close()); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// nBytes says "1 byte" or "n bytes", as the store's errors do.
+func nBytes(n int64) string {
+	if n == 1 {
+		return "1 byte"
+	}
+	return fmt.Sprintf("%d bytes", n)
+}
+
+// storeOp is one change to a store.
+type storeOp struct {
+	kind string // "save", "delete", "saveInbound" or "deleteInbound"
+	r    mqtt.StoredPublish
+	id   uint16
+}
+
+func (op storeOp) apply(s mqtt.Store) error {
+	switch op.kind {
+	case "save":
+		return s.SavePublish(op.r)
+	case "delete":
+		return s.DeletePublish(op.r.Seq)
+	case "saveInbound":
+		return s.SaveInbound(op.id)
+	case "deleteInbound":
+		return s.DeleteInbound(op.id)
+	}
+	panic("unknown store operation " + op.kind)
+}
+
+// recoveryOps are the changes behind the log of the recovery tests, a
+// record each. Later ones replace and delete earlier ones, so that which
+// records are lost decides what the store holds.
+func recoveryOps() []storeOp {
+	msg := func(seq uint64, id uint16, released bool) mqtt.StoredPublish {
+		return mqtt.StoredPublish{Seq: seq, PacketID: id, Released: released, Message: mqtt.Message{
+			Topic: fmt.Sprintf("r/%d", seq), Payload: []byte{byte(seq)}, QoS: mqtt.ExactlyOnce,
+		}}
+	}
+	return []storeOp{
+		{kind: "save", r: msg(1, 0, false)},
+		{kind: "save", r: mqtt.StoredPublish{Seq: 2, Message: fullMessage(2)}},
+		{kind: "saveInbound", id: 7},
+		{kind: "save", r: msg(1, 1, false)}, // sent
+		{kind: "saveInbound", id: 9},
+		{kind: "delete", r: msg(2, 0, false)},
+		{kind: "save", r: msg(3, 0, false)},
+		{kind: "deleteInbound", id: 7},
+		{kind: "save", r: msg(1, 1, true)}, // PUBREC received
+		{kind: "saveInbound", id: 7},       // the ID used again
+		{kind: "save", r: msg(4, 0, false)},
+		{kind: "deleteInbound", id: 9},
+		{kind: "delete", r: msg(3, 0, false)},
+		{kind: "saveInbound", id: 11},
+		{kind: "save", r: msg(3, 2, false)}, // a Seq used again
+	}
+}
+
+// buildOpsLog applies ops to a new store and returns its log, checking that
+// each op wrote one record.
+func buildOpsLog(t testing.TB, ops []storeOp) []byte {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "store")
+	s := openFileStore(t, path, &mqtt.FileStoreOptions{Sync: mqtt.SyncNever})
+	for _, op := range ops {
+		if err := op.apply(s); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	log, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := len(parseLog(log)); n != len(ops) {
+		t.Fatalf("%d operations wrote %d records", len(ops), n)
+	}
+	return log
+}
+
+// replayIntact returns what a store should recover from the log of ops
+// when the records of the first present ops are there, and of these the
+// ones marked bad are damaged: the intact records replayed in order, less
+// the inbound IDs saved before damage followed by an intact record (a
+// deletion may have been lost there) and not saved again since; these are
+// returned as forgotten. mid says there was such damage.
+func replayIntact(t testing.TB, ops []storeOp, present int, bad []bool) (out []mqtt.StoredPublish, in, forgotten []uint16, mid bool) {
+	t.Helper()
+	m := mqtt.NewMemoryStore()
+	defer m.Close()
+	uncertain := map[uint16]bool{}
+	pending := false
+	for i, op := range ops[:present] {
+		if bad[i] {
+			pending = true
+			continue
+		}
+		if pending {
+			_, ids, _ := m.Load()
+			for _, id := range ids {
+				uncertain[id] = true
+			}
+			pending, mid = false, true
+		}
+		if op.kind == "saveInbound" {
+			delete(uncertain, op.id)
+		}
+		if err := op.apply(m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	out, ids, err := m.Load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range ids {
+		if uncertain[id] {
+			forgotten = append(forgotten, id)
+		} else {
+			in = append(in, id)
+		}
+	}
+	return out, in, forgotten, mid
+}
+
+// recoveryCase checks what a store recovers from damaged copies of one log.
+type recoveryCase struct {
+	ops    []storeOp
+	log    []byte // undamaged
+	hdrLen int64
+	recs   []logRecord
+	path   string // where the damaged copies go
+	// writeAfter: after the check, write a change, reopen and check
+	// again. It makes the damage go away, by a cut or a compaction.
+	writeAfter bool
+}
+
+// check writes damaged to the store's path and checks what it recovers. It
+// returns what is wrong, or nil.
+func (rc *recoveryCase) check(t *testing.T, damaged []byte) error {
+	// What the damage touched.
+	fresh := int64(len(damaged)) < rc.hdrLen // a header cut short: a new log
+	hdrDamaged := !fresh && !bytes.Equal(damaged[:rc.hdrLen], rc.log[:rc.hdrLen])
+	bad := make([]bool, len(rc.recs))
+	present, firstBad := 0, int64(-1)
+	for i, r := range rc.recs {
+		if r.off >= int64(len(damaged)) {
+			break // the log ends before it: not damage
+		}
+		present = i + 1
+		if r.off+r.n > int64(len(damaged)) || !bytes.Equal(damaged[r.off:r.off+r.n], rc.log[r.off:r.off+r.n]) {
+			bad[i] = true
+			if firstBad < 0 {
+				firstBad = r.off
+			}
+		}
+	}
+	if fresh {
+		present = 0
+	}
+	wantOut, wantIn, forgotten, mid := replayIntact(t, rc.ops, present, bad)
+	wantErr := !fresh && (hdrDamaged || firstBad >= 0)
+
+	writeLog(t, rc.path, damaged)
+	s, err := mqtt.OpenFileStore(rc.path, nil)
+	if err != nil {
+		return fmt.Errorf("OpenFileStore: %v", err)
+	}
+	defer func() { s.Close() }()
+	out, in, err := s.Load()
+	if err := wantLoadErr(err, wantErr, hdrDamaged, firstBad, forgotten); err != nil {
+		return err
+	}
+	if !samePublishes(wantOut, out) || !slices.Equal(wantIn, in) {
+		return fmt.Errorf("Load: (-want +got):\n%s\ninbound IDs: got %v, want %v", cmp.Diff(wantOut, out, storeCmp), in, wantIn)
+	}
+	if wantErr {
+		// Nothing was removed before Load reported it.
+		if got, err := os.ReadFile(rc.path); err != nil || !bytes.Equal(got, damaged) {
+			return fmt.Errorf("the damaged log changed before the damage was reported (error %v)", err)
+		}
+	}
+	if !rc.writeAfter {
+		return nil
+	}
+
+	// The store goes on from what it recovered. A damaged end of the log
+	// is cut off at the first write and a damaged header is rewritten; other
+	// damage stays until a compaction, reported at each opening.
+	const newID = 999
+	if err := s.SaveInbound(newID); err != nil {
+		return err
+	}
+	if err := s.Close(); err != nil {
+		return err
+	}
+	s2, err := mqtt.OpenFileStore(rc.path, nil)
+	if err != nil {
+		return fmt.Errorf("OpenFileStore after a write: %v", err)
+	}
+	s = s2
+	out, in, err = s.Load()
+	if err := wantLoadErr(err, mid, false, firstBad, forgotten); err != nil {
+		return fmt.Errorf("after a write and a reopen: %w", err)
+	}
+	wantIn = append(wantIn, newID)
+	if !samePublishes(wantOut, out) || !slices.Equal(wantIn, in) {
+		return fmt.Errorf("Load after a write and a reopen: (-want +got):\n%s\ninbound IDs: got %v, want %v", cmp.Diff(wantOut, out, storeCmp), in, wantIn)
+	}
+	return nil
+}
+
+// samePublishes is cmp.Equal(a, b, storeCmp), checked first with the much
+// cheaper reflect.DeepEqual: the recovery test compares thousands of times.
+func samePublishes(a, b []mqtt.StoredPublish) bool {
+	return reflect.DeepEqual(a, b) || cmp.Equal(a, b, storeCmp)
+}
+
+// wantLoadErr checks the error of Load: nil, or else matching
+// ErrStoreCorrupt and naming the offset of the first damage (0 for the
+// header) and the inbound IDs forgotten.
+func wantLoadErr(err error, wantErr, hdrDamaged bool, firstBad int64, forgotten []uint16) error {
+	if !wantErr {
+		if err != nil {
+			return fmt.Errorf("Load: %v, want no error", err)
+		}
+		return nil
+	}
+	if !errors.Is(err, mqtt.ErrStoreCorrupt) {
+		return fmt.Errorf("Load: got error %v, want one matching ErrStoreCorrupt", err)
+	}
+	where := fmt.Sprintf(": offset %d: ", firstBad)
+	if hdrDamaged {
+		where = ": offset 0: damaged file header"
+	}
+	if !strings.Contains(err.Error(), where) {
+		return fmt.Errorf("Load error %q does not mention %q", err, where)
+	}
+	if ids := fmt.Sprintf("forgot inbound packet IDs %v", forgotten); (len(forgotten) > 0) != strings.Contains(err.Error(), ids) {
+		return fmt.Errorf("Load error %q: want it to mention %q: %t", err, ids, len(forgotten) > 0)
+	}
+	return nil
+}
+
+// TestFileStoreRecoversEveryIntactRecord damages a small log at every
+// offset in turn (flipping bits, zeroing a stretch, cutting it short) and
+// checks that the store recovers every record the damage did not touch,
+// says where the damage is, and does not remove it before saying so.
+func TestFileStoreRecoversEveryIntactRecord(t *testing.T) {
+	t.Parallel()
+	ops := recoveryOps()
+	log := buildOpsLog(t, ops)
+	for _, format := range []struct {
+		name   string
+		log    []byte
+		hdrLen int64
+		// writeAfter is off for version 1, whose every write after
+		// damage is a compaction (a conversion) with an fsync: slow.
+		writeAfter bool
+	}{
+		{"Version2", log, headerLen2, true},
+		{"Version1", version1(log), headerLen1, false},
+	} {
+		t.Run(format.name, func(t *testing.T) {
+			t.Parallel()
+			cases := map[string]func(size int, yield func(name string, damage func([]byte) []byte)){
+				"Flip": func(size int, yield func(string, func([]byte) []byte)) {
+					for off := range size {
+						for _, bits := range []byte{0xff, 1 << (off % 8)} {
+							yield(fmt.Sprintf("bits %#x flipped at offset %d", bits, off), func(b []byte) []byte {
+								b[off] ^= bits
+								return b
+							})
+						}
+					}
+				},
+				"Zero": func(size int, yield func(string, func([]byte) []byte)) {
+					const n = 29
+					for off := int(format.hdrLen); off < size; off++ {
+						yield(fmt.Sprintf("%d bytes zeroed at offset %d", n, off), func(b []byte) []byte {
+							clear(b[off:min(off+n, size)])
+							return b
+						})
+					}
+				},
+				"Truncate": func(size int, yield func(string, func([]byte) []byte)) {
+					for n := range size {
+						yield(fmt.Sprintf("cut to %d bytes", n), func(b []byte) []byte { return b[:n] })
+					}
+				},
+			}
+			for name, damages := range cases {
+				t.Run(name, func(t *testing.T) {
+					t.Parallel()
+					rc := &recoveryCase{
+						ops: ops, log: format.log, hdrLen: format.hdrLen, recs: parseLog(format.log),
+						path: filepath.Join(t.TempDir(), "store"), writeAfter: format.writeAfter,
+					}
+					start, n, failed := time.Now(), 0, 0
+					damages(len(format.log), func(what string, damage func([]byte) []byte) {
+						n++
+						if failed >= 5 {
+							return
+						}
+						if err := rc.check(t, damage(bytes.Clone(format.log))); err != nil {
+							t.Errorf("%s: %v", what, err)
+							failed++
+						}
+					})
+					t.Logf("%d cases on a log of %d bytes in %v", n, len(format.log), time.Since(start).Round(time.Millisecond))
+				})
+			}
+		})
+	}
+}
+
+// buildLog saves n publishes to a new store at path and returns them and
+// the log offset at which each record starts.
+func buildLog(t *testing.T, path string, n int) (want []mqtt.StoredPublish, offs []int64) {
+	t.Helper()
+	s := openFileStore(t, path, &mqtt.FileStoreOptions{Sync: mqtt.SyncNever})
+	for i := range n {
+		seq := uint64(i + 1)
+		r := mqtt.StoredPublish{Seq: seq, PacketID: uint16(seq), Message: fullMessage(seq)}
+		offs = append(offs, fileSize(t, path))
+		must(t, s.SavePublish(r))
+		want = append(want, r)
+	}
+	must(t, s.Close())
+	return want, offs
+}
+
+func TestFileStoreTornTail(t *testing.T) {
+	t.Parallel()
+	path := filepath.Join(t.TempDir(), "store")
+	want, offs := buildLog(t, path, 4)
+	full, err := os.ReadFile(path)
+	must(t, err)
+	last := int64(len(full)) - offs[3]
+	for _, cut := range []int64{1, 2, 4, 7, 8, 9, 12, 16, 17, last / 2, last - 17, last - 16, last - 9, last - 8, last - 1} {
+		t.Run(fmt.Sprint(cut), func(t *testing.T) {
+			t.Parallel()
+			path := filepath.Join(t.TempDir(), "store")
+			torn := full[:int64(len(full))-cut]
+			must(t, os.WriteFile(path, torn, 0o600))
+			s := openFileStore(t, path, nil)
+			out, in, err := s.Load()
+			wantCorrupt(t, err, path, fmt.Sprintf("1 damaged region, %s: offset %d: ", nBytes(last-cut), offs[3]),
+				fmt.Sprintf("ignored the last %s of the log", nBytes(last-cut)))
+			if d := cmp.Diff(want[:3], out, storeCmp); d != "" || len(in) != 0 {
+				t.Fatalf("Load after a torn tail (-want +got):\n%s\ninbound: %v", d, in)
+			}
+			// Nothing was removed before Load reported it.
+			wantFile(t, path, torn)
+			// The next write cuts the damaged end off, and the damage is
+			// gone for good.
+			r := mqtt.StoredPublish{Seq: 99, Message: fullMessage(99)}
+			must(t, s.SavePublish(r))
+			s = reopen(t, s, path)
+			wantLoad(t, s, append(slices.Clip(want[:3]), r), nil)
+			if got, err := os.ReadFile(path); err != nil || !bytes.Equal(got[:offs[3]], full[:offs[3]]) {
+				t.Errorf("the log before the damage changed (%v)", err)
+			}
+		})
+	}
+	// Cutting exactly one whole record is not damage: the log simply ends
+	// earlier.
+	path = filepath.Join(t.TempDir(), "store")
+	must(t, os.WriteFile(path, full[:offs[3]], 0o600))
+	wantLoad(t, openFileStore(t, path, nil), want[:3], nil)
+}
+
+func TestFileStoreZeroedTail(t *testing.T) {
+	t.Parallel()
+	// An OS crash can leave the file longer than what was written, the
+	// rest filled with zeros.
+	path := filepath.Join(t.TempDir(), "store")
+	want, _ := buildLog(t, path, 3)
+	size := fileSize(t, path)
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND, 0)
+	must(t, err)
+	_, err = f.Write(make([]byte, 4096))
+	must(t, errors.Join(err, f.Close()))
+	s := openFileStore(t, path, nil)
+	out, _, err := s.Load()
+	wantCorrupt(t, err, fmt.Sprintf("offset %d: no sync marker; ignored the last 4096 bytes of the log", size))
+	if d := cmp.Diff(want, out, storeCmp); d != "" {
+		t.Fatalf("Load (-want +got):\n%s", d)
+	}
+	if got := fileSize(t, path); got != size+4096 {
+		t.Errorf("log size %d before a write, want %d", got, size+4096)
+	}
+	must(t, s.SaveInbound(1))
+	s = reopen(t, s, path)
+	wantLoad(t, s, want, []uint16{1})
+}
+
+func TestFileStoreDamagedMiddle(t *testing.T) {
+	t.Parallel()
+	path := filepath.Join(t.TempDir(), "store")
+	want, offs := buildLog(t, path, 4)
+	full, err := os.ReadFile(path)
+	must(t, err)
+	for _, tc := range []struct {
+		name    string
+		at      int64 // offset in the second record
+		bits    byte
+		message string
+	}{
+		{"Marker", 0, 0x01, "no sync marker"},
+		{"Length", markerLen + 3, 0xff, "implausible record length"},
+		{"LengthShorter", markerLen, 0x01, "checksum mismatch"},
+		{"Checksum", markerLen + 5, 0x10, "checksum mismatch"},
+		{"Body", 30, 0x40, "checksum mismatch"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			damaged := bytes.Clone(full)
+			damaged[offs[1]+tc.at] ^= tc.bits
+			path := filepath.Join(t.TempDir(), "store")
+			must(t, os.WriteFile(path, damaged, 0o600))
+			s := openFileStore(t, path, nil)
+			out, _, err := s.Load()
+			wantCorrupt(t, err, fmt.Sprintf("1 damaged region, %d bytes: offset %d: %s", offs[2]-offs[1], offs[1], tc.message),
+				fmt.Sprintf("skipped %d bytes", offs[2]-offs[1]))
+			// Every record after the damaged one is recovered.
+			wantOut := []mqtt.StoredPublish{want[0], want[2], want[3]}
+			if d := cmp.Diff(wantOut, out, storeCmp); d != "" {
+				t.Fatalf("Load (-want +got):\n%s", d)
+			}
+			// The damaged record stays until a compaction, and is reported
+			// at each opening until then.
+			must(t, s.SaveInbound(4))
+			s = reopen(t, s, path)
+			out, in, err := s.Load()
+			wantCorrupt(t, err, fmt.Sprintf("offset %d: %s", offs[1], tc.message))
+			if d := cmp.Diff(wantOut, out, storeCmp); d != "" || !slices.Equal(in, []uint16{4}) {
+				t.Fatalf("Load after reopening (-want +got):\n%s\ninbound: %v", d, in)
+			}
+			if got, err := os.ReadFile(path); err != nil || !bytes.Equal(got[:len(damaged)], damaged) {
+				t.Errorf("the damaged log changed (%v)", err)
+			}
+		})
+	}
+}
+
+// TestFileStoreDamageKeptUntilReported: a store written to before any Load
+// keeps the damage it found, even when a compaction is due; the first
+// compaction after a Load drops it.
+func TestFileStoreDamageKeptUntilReported(t *testing.T) {
+	t.Parallel()
+	path := filepath.Join(t.TempDir(), "store")
+	want, offs := buildLog(t, path, 3)
+	damaged, err := os.ReadFile(path)
+	must(t, err)
+	damaged[offs[0]+40] ^= 1           // the first record
+	damaged = damaged[:len(damaged)-5] // and a torn end
+	must(t, os.WriteFile(path, damaged, 0o600))
+
+	opts := &mqtt.FileStoreOptions{Sync: mqtt.SyncNever, CompactBytes: 1 << 10}
+	s := openFileStore(t, path, opts)
+	for seq := uint64(100); seq < 120; seq++ { // enough to compact many times over
+		must(t, s.SavePublish(mqtt.StoredPublish{Seq: seq, Message: fullMessage(seq)}))
+		must(t, s.DeletePublish(seq))
+	}
+	if got, err := os.ReadFile(path); err != nil || !bytes.Equal(got[:len(damaged)], damaged) {
+		t.Fatalf("writes before Load changed the damaged log (%v)", err)
+	}
+	must(t, s.Close())
+
+	// The torn end is now followed by records: damage in the middle.
+	s = openFileStore(t, path, opts)
+	out, _, err := s.Load()
+	wantCorrupt(t, err, "2 damaged regions", fmt.Sprintf("offset %d: checksum mismatch; skipped", offs[0]),
+		fmt.Sprintf("offset %d: ", offs[2]))
+	if d := cmp.Diff(want[1:2], out, storeCmp); d != "" {
+		t.Fatalf("Load (-want +got):\n%s", d)
+	}
+	compact(t, s, path)
+	s = reopen(t, s, path)
+	wantLoad(t, s, want[1:2], nil)
+}
+
+// TestFileStoreForgetsInboundBeforeDamage: an inbound packet ID whose
+// deletion may have been lost with a damaged record is forgotten, unless
+// it was saved again after the damage.
+func TestFileStoreForgetsInboundBeforeDamage(t *testing.T) {
+	t.Parallel()
+	path := filepath.Join(t.TempDir(), "store")
+	s := openFileStore(t, path, nil)
+	must(t, s.SaveInbound(1))
+	must(t, s.SaveInbound(2))
+	must(t, s.SaveInbound(3))
+	off := fileSize(t, path)
+	must(t, s.DeleteInbound(2)) // to be damaged
+	must(t, s.DeleteInbound(3))
+	must(t, s.SaveInbound(3))
+	must(t, s.SaveInbound(4))
+	must(t, s.Close())
+	damaged, err := os.ReadFile(path)
+	must(t, err)
+	damaged[off+recHeaderLen2] ^= 0x80
+	must(t, os.WriteFile(path, damaged, 0o600))
+
+	s = openFileStore(t, path, nil)
+	_, in, err := s.Load()
+	wantCorrupt(t, err, fmt.Sprintf("offset %d: checksum mismatch", off), "forgot inbound packet IDs [1 2]")
+	if !slices.Equal(in, []uint16{3, 4}) {
+		t.Errorf("Load: inbound IDs %v, want [3 4]", in)
+	}
+}
+
+func TestFileStoreVersion1(t *testing.T) {
+	t.Parallel()
+	ops := recoveryOps()
+	log := buildOpsLog(t, ops)
+	wantOut, wantIn, _, _ := replayIntact(t, ops, len(ops), make([]bool, len(ops)))
+	v1 := version1(log)
+
+	t.Run("Converted", func(t *testing.T) {
+		t.Parallel()
+		// An undamaged log is rewritten in the current format when opened.
+		path := filepath.Join(t.TempDir(), "store")
+		must(t, os.WriteFile(path, v1, 0o600))
+		s := openFileStore(t, path, nil)
+		wantLoad(t, s, wantOut, wantIn)
+		got, err := os.ReadFile(path)
+		must(t, err)
+		if !bytes.HasPrefix(got, []byte("MQTTSTOR\x02\x00\x00\x00")) {
+			t.Fatalf("log after opening starts with %q, want a version 2 header", got[:min(len(got), 24)])
+		}
+		must(t, s.SaveInbound(100))
+		s = reopen(t, s, path)
+		wantLoad(t, s, wantOut, append(slices.Clip(wantIn), 100))
+	})
+
+	t.Run("Damaged", func(t *testing.T) {
+		t.Parallel()
+		// A damaged one is kept as it is until Load has reported the
+		// damage, then converted at the next write.
+		recs := parseLog(v1)
+		damaged := bytes.Clone(v1)
+		damaged[recs[1].off+2] ^= 0x20 // the length of a publish record
+		path := filepath.Join(t.TempDir(), "store")
+		must(t, os.WriteFile(path, damaged, 0o600))
+		s := openFileStore(t, path, nil)
+		bad := make([]bool, len(ops))
+		bad[1] = true
+		wantOut, wantIn, forgotten, _ := replayIntact(t, ops, len(ops), bad)
+		out, in, err := s.Load()
+		wantCorrupt(t, err, fmt.Sprintf("offset %d: incomplete record", recs[1].off), fmt.Sprintf("skipped %d bytes", recs[1].n))
+		if len(forgotten) != 0 || !cmp.Equal(wantOut, out, storeCmp) || !slices.Equal(wantIn, in) {
+			t.Fatalf("Load (-want +got):\n%s\ninbound: got %v, want %v", cmp.Diff(wantOut, out, storeCmp), in, wantIn)
+		}
+		wantFile(t, path, damaged)
+		must(t, s.SaveInbound(100))
+		s = reopen(t, s, path)
+		wantLoad(t, s, wantOut, append(slices.Clip(wantIn), 100))
+		if got, err := os.ReadFile(path); err != nil || got[8] != 2 {
+			t.Errorf("log after a write: version %d (%v), want 2", got[8], err)
+		}
+	})
+}
+
+// TestFileStoreDamagedHeader: a log whose header and first record both
+// lost their sync marker is still recognised: the marker is learned from
+// the next record.
+func TestFileStoreDamagedHeader(t *testing.T) {
+	t.Parallel()
+	ops := recoveryOps()
+	log := buildOpsLog(t, ops)
+	recs := parseLog(log)
+	damaged := bytes.Clone(log)
+	clear(damaged[headerLen1 : headerLen2+recHeaderLen2]) // the header's marker and checksum, the first record's header
+	path := filepath.Join(t.TempDir(), "store")
+	must(t, os.WriteFile(path, damaged, 0o600))
+	s := openFileStore(t, path, nil)
+	bad := make([]bool, len(ops))
+	bad[0] = true
+	wantOut, wantIn, _, _ := replayIntact(t, ops, len(ops), bad)
+	out, in, err := s.Load()
+	wantCorrupt(t, err, "offset 0: damaged file header (its sync marker)", fmt.Sprintf("offset %d: no sync marker; skipped %d bytes", recs[0].off, recs[0].n))
+	if !cmp.Equal(wantOut, out, storeCmp) || !slices.Equal(wantIn, in) {
+		t.Fatalf("Load (-want +got):\n%s\ninbound: got %v, want %v", cmp.Diff(wantOut, out, storeCmp), in, wantIn)
+	}
+}
