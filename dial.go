@@ -56,25 +56,61 @@ func (conn *connection) start(in chan<- *inbound) {
 }
 
 // close ends the connection with cause, without writing what is queued,
-// and waits for its goroutines.
+// waits for its goroutines and closes the network connection. It may be
+// called again.
 func (conn *connection) close(cause error) {
 	// The reader's blocked read and a write blocked on a broker that
 	// stopped reading are interrupted through the deadlines.
 	_ = conn.nc.SetDeadline(time.Unix(1, 0))
 	conn.cancel(cause)
 	_ = conn.g.Wait()
+	_ = conn.nc.Close()
 }
 
 // closeFlushing ends the connection with cause after writing what is queued
-// (a DISCONNECT), taking at most until deadline for it, and waits for its
-// goroutines. It returns the error of a write that failed, if any.
+// (a DISCONNECT), taking at most until deadline for it, waits for its
+// goroutines and closes the network connection. It returns the error of a
+// write that failed, if any.
 func (conn *connection) closeFlushing(cause error, deadline time.Time) error {
 	conn.w.flushOnClose.Store(true)
 	_ = conn.nc.SetWriteDeadline(deadline)
 	_ = conn.nc.SetReadDeadline(time.Unix(1, 0))
 	conn.cancel(cause)
 	_ = conn.g.Wait()
-	return conn.w.writeErr
+	err := conn.w.writeErr
+	if err == nil {
+		conn.linger(deadline)
+	}
+	_ = conn.nc.Close()
+	return err
+}
+
+// lingerTimeout bounds how long the client waits, after its DISCONNECT,
+// for the broker to close its side.
+const lingerTimeout = time.Second
+
+// linger half-closes the connection after the last packet and reads and
+// discards what the broker still sends until it closes its side, deadline
+// passes or lingerTimeout does. Closing a TCP connection with received data
+// unread makes the kernel reset it, and a broker may then lose the packets
+// just written: mosquitto 2.0 loses the PUBACKs before a DISCONNECT while it
+// is sending (and so redelivers those messages). Connections that cannot
+// half-close (WebSocket, in-memory pipes) are closed at once.
+func (conn *connection) linger(deadline time.Time) {
+	cw, ok := conn.nc.(interface{ CloseWrite() error })
+	if !ok || cw.CloseWrite() != nil {
+		return
+	}
+	if d := time.Now().Add(lingerTimeout); d.Before(deadline) {
+		deadline = d
+	}
+	_ = conn.nc.SetReadDeadline(deadline)
+	var discard [512]byte
+	for range 1 << 16 { // at most 32 MiB: a broker streaming without end is cut off
+		if _, err := conn.nc.Read(discard[:]); err != nil {
+			return
+		}
+	}
 }
 
 // checkOutbound applies the limits the broker announced in CONNACK to a

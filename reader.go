@@ -178,6 +178,18 @@ func (r *reader) handled(ev *inbound) {
 	ev.pub = packet.Publish{}
 }
 
+// allocSize bounds from above what the allocator takes for an n-byte
+// buffer: small sizes are rounded up to a size class, which wastes less
+// than a quarter plus 16 bytes (4,097 bytes take 4,864), and large ones to
+// whole 8 KiB pages.
+func allocSize(n int) int {
+	const largeObject, page = 32 << 10, 8 << 10
+	if n > largeObject {
+		return (n + page - 1) &^ (page - 1)
+	}
+	return n + n/4 + 16
+}
+
 // errReaderStopped ends the reader when its connection's context ended
 // while it waited.
 var errReaderStopped = errors.New("connection closed")
@@ -206,7 +218,7 @@ func (r *reader) next(ctx context.Context, ev *inbound) error {
 		if err := packet.DecodePublish(h, body, r.version, &ev.pub); err != nil {
 			return err
 		}
-		ev.size = cap(body)
+		ev.size = allocSize(cap(body))
 		if h.Remaining > publishStep {
 			r.bigUnhandled.Add(1)
 		}
@@ -238,14 +250,12 @@ func (r *reader) next(ctx context.Context, ev *inbound) error {
 const publishStep = 64 << 10
 
 // publishBody reads the n-byte body of a PUBLISH into a buffer of its own.
-// Its capacity is the size of the allocation (append rounds it up to the
-// allocator's size class), which is what the message costs. A body larger
-// than publishStep is read into a buffer that doubles as bytes arrive, so
-// that a broker announcing a large packet and sending little costs no more
-// than it sent.
+// A body larger than publishStep is read into a buffer that doubles as
+// bytes arrive, so that a broker announcing a large packet and sending
+// little costs no more than it sent.
 func (r *reader) publishBody(n int) ([]byte, error) {
 	if n <= publishStep {
-		b := append([]byte(nil), make([]byte, n)...)
+		b := make([]byte, n)
 		return b, r.fill(b)
 	}
 	b := make([]byte, 0, publishStep)

@@ -97,3 +97,14 @@ func TestReaderLargeBodyComplete(t *testing.T) {
 		t.Errorf("recorded size %d for a %d-byte body", ev.size, size)
 	}
 }
+
+// TestAllocSizeBoundsTheAllocation checks allocSize against what the
+// allocator really takes, as append reports it in the capacity it rounds up
+// to the size class.
+func TestAllocSizeBoundsTheAllocation(t *testing.T) {
+	for n := 1; n <= 1<<20; n += 1 + n/64 {
+		if got := cap(append([]byte(nil), make([]byte, n)...)); allocSize(n) < got {
+			t.Fatalf("allocSize(%d) = %d, but the allocation takes %d", n, allocSize(n), got)
+		}
+	}
+}

@@ -3,6 +3,7 @@ package mqtt_test
 import (
 	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"testing"
 	"time"
@@ -115,5 +116,78 @@ func TestMosquittoReplyFromReceiveLoop(t *testing.T) {
 				}
 			})
 		}
+	}
+}
+
+// TestMosquittoReplyFromReceiveLoopOverflow is the receive loop of
+// TestMosquittoReplyFromReceiveLoop with a memory limit far below what the
+// broker sends at once (mosquitto with an unlimited in-flight window sends
+// all 2,000 messages of 4 KiB; MemoryLimit is 256 KiB). While the loop
+// waits for its reply's PUBACK, the client keeps reading and defers what
+// does not fit (EventOverflow, Stats.Deferred); once the loop has caught
+// up, it reconnects, resuming the persistent session, and mosquitto sends
+// the deferred messages again. Every reply is acknowledged, and every
+// message arrives exactly once, in order.
+func TestMosquittoReplyFromReceiveLoopOverflow(t *testing.T) {
+	t.Parallel()
+	const (
+		n    = 2000
+		size = 4096
+	)
+	b := brokertest.Start(t, brokertest.Options{Extra: []string{"max_inflight_messages 0", "max_queued_messages 0"}})
+	for _, ver := range versions {
+		t.Run(ver.name, func(t *testing.T) {
+			t.Parallel()
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			defer cancel()
+			id := uniqueID(t)
+			sub := connect(t, mqtt.Config{Servers: []string{b.URL()}, ClientID: id + "-sub", Version: ver.v,
+				SessionExpiry: time.Hour, MemoryLimit: 256 << 10,
+				Reconnect: mqtt.ReconnectConfig{MinDelay: 10 * time.Millisecond}})
+			s, err := sub.Subscribe(ctx, id+"/flood", mqtt.AtLeastOnce)
+			if err != nil {
+				t.Fatal(err)
+			}
+			published := floodFrom(ctx, t, b.URL(), id+"/flood", ver.v, mqtt.AtLeastOnce, size, n)
+			for i := range n {
+				var m mqtt.Message
+				select {
+				case m = <-s.Messages():
+				case <-ctx.Done():
+					t.Fatalf("message %d of %d did not arrive; stats %+v", i, n, sub.Stats())
+				}
+				if seq := binary.BigEndian.Uint32(m.Payload); seq != uint32(i) {
+					t.Fatalf("message %d arrived when %d was expected", seq, i)
+				}
+				rctx, rcancel := context.WithTimeout(ctx, 10*time.Second)
+				err := sub.Publish(rctx, mqtt.Message{Topic: id + "/reply", Payload: m.Payload[:4], QoS: mqtt.AtLeastOnce})
+				rcancel()
+				if err != nil {
+					t.Fatalf("reply %d: %v; stats %+v", i, err, sub.Stats())
+				}
+			}
+			if err := <-published; err != nil {
+				t.Fatal(err)
+			}
+			select {
+			case m := <-s.Messages():
+				t.Fatalf("an extra message %d arrived", binary.BigEndian.Uint32(m.Payload))
+			case <-time.After(200 * time.Millisecond):
+			}
+			st := sub.Stats()
+			t.Logf("%d messages and replies; %d deferred, %d connections", n, st.Deferred, st.Connects)
+			if st.Deferred == 0 || st.Connects < 2 {
+				t.Errorf("Deferred = %d, Connects = %d: the memory limit was never reached", st.Deferred, st.Connects)
+			}
+			var overflow bool
+			for len(sub.Events()) > 0 {
+				if e := <-sub.Events(); e.Kind == mqtt.EventOverflow && errors.Is(e.Err, mqtt.ErrOverflow) {
+					overflow = true
+				}
+			}
+			if !overflow && st.EventsDropped == 0 {
+				t.Error("no EventOverflow")
+			}
+		})
 	}
 }

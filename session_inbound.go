@@ -247,9 +247,10 @@ func (s *session) checkCaughtUp() {
 		return
 	}
 	s.log.Info("mqtt: reconnecting to receive the messages left to the broker", "server", s.conn.server.url)
-	s.deferring = false
-	// A DISCONNECT keeps the broker from publishing the will; the session
-	// stays (3.1.1 without Clean Session, 5.0 with a Session Expiry).
+	// Messages still arriving on this connection are deferred too (the
+	// session is deferring until the connection has ended). A DISCONNECT
+	// keeps the broker from publishing the will; the session stays (3.1.1
+	// without Clean Session, 5.0 with a Session Expiry).
 	s.hangUp(errCaughtUp, &packet.Disconnect{})
 }
 
@@ -337,13 +338,19 @@ func (s *session) newRef(id uint16, qos byte) *inboundRef {
 }
 
 // freeRef keeps a finished record for reuse; nothing refers to it any more.
-// Up to ReceiveMaximum are kept: as many as can be in use at once, so a
-// steady stream of QoS 1/2 messages allocates no records.
+// Up to twice ReceiveMaximum are kept (at least freeRefsMin): as many as a
+// broker keeps in use at once, counting QoS 2 messages awaiting PUBREL and
+// brokers that overshoot (3.1.1 brokers are never told the maximum), so a
+// steady stream of QoS 1/2 messages allocates no records. An idle
+// connection lets them go (trimBuffers).
 func (s *session) freeRef(ref *inboundRef) {
-	if len(s.freeRefs) < int(s.cfg.ReceiveMaximum) {
+	if len(s.freeRefs) < max(2*int(s.cfg.ReceiveMaximum), freeRefsMin) {
 		s.freeRefs = append(s.freeRefs, ref)
 	}
 }
+
+// freeRefsMin is the fewest finished records freeRef keeps.
+const freeRefsMin = 1024
 
 // onTaken records that the application received a QoS 1/2 message from a
 // channel. Under ManualAck that acknowledges nothing: Message.Ack does.
@@ -390,7 +397,11 @@ func (r *ackReq) handle(s *session) {
 // a QoS 2 message is recorded before its PUBREC, so that it is not handed
 // to the application again after a crash.
 func (s *session) flushAcks() {
-	for s.conn != nil && s.ackOrder.len() > 0 && s.ackOrder.front().holders <= 0 {
+	// While a connection ends (s.ending), its writer is closed: an
+	// acknowledgement would be lost with its record, so it waits for the
+	// next connection, where the broker may meanwhile re-send the message
+	// (ignored as a duplicate while the record is held).
+	for s.conn != nil && !s.ending && s.ackOrder.len() > 0 && s.ackOrder.front().holders <= 0 {
 		ref := s.ackOrder.pop()
 		ref.acked = true
 		if ref.qos == 1 {

@@ -168,7 +168,6 @@ func (w *writer) signal() {
 // it writes what is still queued (such as a DISCONNECT) within
 // finalFlushTimeout, then closes the connection, which also ends the reader.
 func (w *writer) run(ctx context.Context) error {
-	defer w.nc.Close()
 	for {
 		select {
 		case <-w.kick:
