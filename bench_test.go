@@ -2,7 +2,9 @@ package mqtt_test
 
 import (
 	"context"
+	"fmt"
 	"testing"
+	"time"
 
 	"github.com/b4e21b16/mqtt"
 	"github.com/b4e21b16/mqtt/internal/sink"
@@ -100,5 +102,51 @@ func BenchmarkReceive(b *testing.B) {
 				<-sub.Messages()
 			}
 		})
+	}
+}
+
+// BenchmarkStalledConsumerMemory measures what a client holds while its
+// application takes nothing for half a second under a flood from the sink:
+// the peak growth of the live heap (sampled every 100 ms after a
+// collection) against Config.MemoryLimit (default 8 MiB). One operation is
+// one stall; the metrics are the largest over all operations.
+func BenchmarkStalledConsumerMemory(b *testing.B) {
+	for _, size := range []int{64, 1 << 20} {
+		for _, tc := range []struct {
+			name   string
+			qos    mqtt.QoS
+			policy mqtt.OverflowPolicy
+		}{{"qos0-drop", 0, mqtt.DropNewest}, {"qos0-block", 0, mqtt.Block}, {"qos1", 1, mqtt.DropNewest}} {
+			name := fmt.Sprintf("%dB/%s", size, tc.name)
+			if size >= 1<<20 {
+				name = fmt.Sprintf("%dMiB/%s", size>>20, tc.name)
+			}
+			b.Run(name, func(b *testing.B) {
+				var peak, held int64
+				for b.Loop() {
+					s, err := sink.Start(sink.Options{FloodCount: 64<<20/size + 1000, FloodQoS: byte(tc.qos), FloodPayload: size})
+					if err != nil {
+						b.Fatal(err)
+					}
+					before := liveHeap()
+					c, err := mqtt.Connect(context.Background(), mqtt.Config{Servers: []string{s.URL()}, Version: mqtt.Version5,
+						QoS0Overflow: tc.policy, MessageBuffer: 1 << 20})
+					if err != nil {
+						b.Fatal(err)
+					}
+					sampler := sampleHeap()
+					if _, err := c.Subscribe(context.Background(), "sink/#", tc.qos); err != nil {
+						b.Fatal(err)
+					}
+					<-time.After(500 * time.Millisecond)
+					peak = max(peak, sampler.stop()-before)
+					held = max(held, c.Stats().HeldBytes[0])
+					c.Close()
+					s.Close()
+				}
+				b.ReportMetric(float64(peak)/(1<<20), "peak-heap-MiB")
+				b.ReportMetric(float64(held)/(1<<20), "held-MiB")
+			})
+		}
 	}
 }
