@@ -49,7 +49,7 @@ type Client struct {
 	connectedOnce  atomic.Bool   // later connections resume the session instead of starting clean
 	dropped        atomic.Uint64 // QoS 0 messages dropped by DropNewest
 	counters       counters
-	pendings       pendingPool
+	replies        replyChans
 	mem            *memoryBudget
 	events         chan Event
 }
@@ -227,26 +227,26 @@ func (c *Client) Publish(ctx context.Context, m Message) error {
 	return c.publishAndWait(ctx, m)
 }
 
-// publishAndWait hands m to the session with a pooled completion and waits
-// for it, allocating nothing.
+// publishAndWait hands m to the session and waits for its outcome on a
+// recycled reply channel.
 func (c *Client) publishAndWait(ctx context.Context, m Message) error {
-	p := c.pendings.get(ctx, m)
-	if err := c.charge(ctx, p, c.cfg.Queue.Full == QueueWait); err != nil {
-		c.pendings.put(p)
+	r := newPublishReq(ctx, m)
+	if err := c.charge(ctx, r, c.cfg.Queue.Full == QueueWait); err != nil {
 		return err
 	}
-	if err := c.s.submit(ctx, p); err != nil {
-		p.uncharge()
-		c.pendings.put(p)
+	r.reply = c.replies.get()
+	if err := c.s.submit(ctx, r); err != nil {
+		r.uncharge()
+		c.replies.put(r.reply)
 		return err
 	}
 	select {
-	case <-p.signal:
-		err := p.err
-		c.pendings.put(p)
+	case err := <-r.reply:
+		c.replies.put(r.reply)
 		return err
 	case <-ctx.Done():
-		// The session still holds p: it is not recycled.
+		// The session still holds r and will answer on its channel, which
+		// is therefore not recycled.
 		return ctx.Err()
 	}
 }
@@ -266,39 +266,41 @@ func (c *Client) publishAndWait(ctx context.Context, m Message) error {
 // completes: do not modify them before.
 func (c *Client) PublishAsync(m Message) *Pending {
 	if m.QoS == AtMostOnce && c.conn.Load() != nil {
-		p := newPending(context.Background(), m)
+		p := new(Pending)
 		p.complete(c.publishQoS0(context.Background(), &m))
 		return p
 	}
-	p, err := c.startPublish(context.Background(), m)
+	r, err := c.startPublish(context.Background(), m)
 	if err != nil {
-		p = newPending(context.Background(), m)
+		p := new(Pending)
 		p.complete(err)
+		return p
 	}
-	return p
+	return &r.pending
 }
 
 // startPublish submits a QoS 1 or 2 publish, or a QoS 0 one made while the
-// client reconnects, to the session.
-func (c *Client) startPublish(ctx context.Context, m Message) (*Pending, error) {
+// client reconnects, to the session. The caller learns the outcome from
+// r.pending.
+func (c *Client) startPublish(ctx context.Context, m Message) (*publishReq, error) {
 	if err := validatePublish(&m); err != nil {
 		return nil, err
 	}
-	p := newPending(ctx, m)
-	if err := c.charge(ctx, p, c.cfg.Queue.Full == QueueWait); err != nil {
+	r := newPublishReq(ctx, m)
+	if err := c.charge(ctx, r, c.cfg.Queue.Full == QueueWait); err != nil {
 		return nil, err
 	}
-	if err := c.s.submit(ctx, p); err != nil {
-		p.uncharge()
+	if err := c.s.submit(ctx, r); err != nil {
+		r.uncharge()
 		return nil, err
 	}
-	return p, nil
+	return r, nil
 }
 
 // charge reserves p's bytes in the memory budget (Config.MemoryLimit) until
 // p completes. Without room it waits if wait is set, and otherwise fails
 // with ErrQueueFull.
-func (c *Client) charge(ctx context.Context, p *Pending, wait bool) error {
+func (c *Client) charge(ctx context.Context, p *publishReq, wait bool) error {
 	n := p.msg.footprint()
 	switch err := c.mem.acquireOutbound(ctx, n, wait, c.done); err {
 	case nil:

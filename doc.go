@@ -26,7 +26,7 @@
 //   - Connect dials, exchanges CONNECT/CONNACK (MQTT 5.0 by default, falling
 //     back to 3.1.1), and returns a running Client.
 //   - Publish waits until the message is done: written (QoS 0), PUBACK
-//     (QoS 1) or PUBCOMP (QoS 2). PublishAsync returns a *Pending at once,
+//     (QoS 1) or PUBCOMP (QoS 2). PublishAsync returns a *publishReq at once,
 //     whose Done channel fits in a select.
 //   - Subscribe and SubscribeFilters wait for SUBACK and return a
 //     *Subscription whose Messages channel yields the matching messages; a

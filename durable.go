@@ -27,7 +27,7 @@ func (c *Client) PublishDurable(ctx context.Context, m Message) (id uint64, err 
 	if err := validatePublish(&m); err != nil {
 		return 0, err
 	}
-	r := &durableReq{p: newPending(detachedCtx, m), accepted: make(chan error, 1)}
+	r := &durableReq{p: newPublishReq(detachedCtx, m), accepted: make(chan error, 1)}
 	r.p.durable = true
 	if err := c.charge(ctx, r.p, false); err != nil {
 		return 0, err
@@ -58,7 +58,7 @@ func (c *Client) DeliveryResults() <-chan DeliveryResult { return c.s.results.ou
 
 // durableReq asks the session to accept a durable publish.
 type durableReq struct {
-	p        *Pending
+	p        *publishReq
 	accepted chan error
 }
 

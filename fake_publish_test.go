@@ -451,3 +451,86 @@ func TestFakeReceiveMaximumFromBroker(t *testing.T) {
 		}
 	})
 }
+
+// TestFakePendingKeepsItsOutcome checks that a Pending is the caller's for
+// good: 500 asynchronous publishes, half refused by the broker (PUBACK
+// Not authorized), are held and read over and over, from another goroutine,
+// while 5,000 later publishes run through the client; each keeps the
+// outcome it completed with. Under -race, any write to a completed Pending
+// (a record reused for a later publish) is reported.
+func TestFakePendingKeepsItsOutcome(t *testing.T) {
+	fakeBubble(t, func(t *testing.T) {
+		c, fc, _ := fakeClient(t, mqtt.Config{ClientID: "pk", Version: mqtt.Version5, KeepAlive: -1}, &packet.Connack{})
+		stop := make(chan struct{})
+		acked := make(chan struct{})
+		go func() { // the broker: refuses publishes whose payload starts with an odd byte
+			defer close(acked)
+			for {
+				p, err := fc.tryNext()
+				if err != nil {
+					return
+				}
+				pub, ok := p.(*packet.Publish)
+				if !ok {
+					continue
+				}
+				code := packet.Success
+				if len(pub.Payload) > 0 && pub.Payload[0]%2 == 1 {
+					code = packet.NotAuthorized
+				}
+				if fc.bc.SendErr(&packet.Ack{PacketType: packet.PUBACK, PacketID: pub.PacketID, ReasonCode: code}) != nil {
+					return
+				}
+				select {
+				case <-stop:
+					return
+				default:
+				}
+			}
+		}()
+		const held = 500
+		pendings := make([]*mqtt.Pending, held)
+		for i := range held {
+			pendings[i] = c.PublishAsync(mqtt.Message{Topic: "held", QoS: mqtt.AtLeastOnce, Payload: []byte{byte(i)}})
+		}
+		check := func() {
+			for i, p := range pendings {
+				select {
+				case <-p.Done():
+				default:
+					t.Fatalf("pending %d not done", i)
+				}
+				re, refused := errors.AsType[*mqtt.ReasonError](p.Err())
+				if refused != (i%2 == 1) || (refused && re.Code != packet.NotAuthorized) || (!refused && p.Err() != nil) {
+					t.Fatalf("pending %d: Err = %v", i, p.Err())
+				}
+			}
+		}
+		for _, p := range pendings {
+			<-p.Done()
+		}
+		reads := make(chan struct{})
+		go func() {
+			defer close(reads)
+			for range 50 {
+				check()
+				<-time.After(time.Millisecond)
+			}
+		}()
+		for i := range 5000 {
+			m := mqtt.Message{Topic: "later", QoS: mqtt.AtLeastOnce, Payload: []byte{byte(2 * i)}}
+			var err error
+			if i%2 == 0 {
+				err = c.Publish(context.Background(), m)
+			} else {
+				err = c.PublishAsync(m).Wait(context.Background())
+			}
+			if err != nil {
+				t.Fatalf("later publish %d: %v", i, err)
+			}
+		}
+		<-reads
+		check()
+		close(stop)
+	})
+}

@@ -16,8 +16,8 @@ const (
 	// inboundOverhead: a delivery in a queue's array, which may be half
 	// empty after growing, and the QoS 1/2 acknowledgement record.
 	inboundOverhead = 2*unsafe.Sizeof(delivery{}) + unsafe.Sizeof(inboundRef{})
-	// outboundOverhead: the Pending that carries a publish.
-	outboundOverhead = unsafe.Sizeof(Pending{})
+	// outboundOverhead: the record that carries a publish.
+	outboundOverhead = unsafe.Sizeof(publishReq{})
 )
 
 // memoryBudget bounds, in bytes, the messages a Client holds on the
@@ -66,7 +66,7 @@ func (cfg *Config) qos0Limit() int {
 var errNoRoom = errors.New("no room")
 
 // footprint is what holding the outbound message m counts against the
-// budget: the buffers it refers to and the Pending that carries it.
+// budget: the buffers it refers to and the record that carries it.
 func (m *Message) footprint() int64 {
 	n := len(m.Topic) + len(m.Payload) + len(m.ContentType) + len(m.ResponseTopic) + len(m.CorrelationData) +
 		int(outboundOverhead) + userPropsSize(m.UserProperties)

@@ -7,68 +7,15 @@ import (
 	"github.com/b4e21b16/mqtt/packet"
 )
 
-// Pending is the completion of a publish started with PublishAsync (and,
-// inside Publish, of every QoS 1 and 2 publish). Done is closed when the
-// publish completed; Err then reports its outcome.
+// Pending is the completion of a publish started with PublishAsync. Done is
+// closed when the publish has completed; Err then reports its outcome. A
+// Pending is the caller's: once completed it never changes, and the client
+// never reuses it.
 type Pending struct {
-	msg Message
-	ctx context.Context // the caller's: a publish still waiting for a packet ID is dropped when it ends
-
 	mu       sync.Mutex
 	done     chan struct{} // made on first use by Done; closed on completion; guarded by mu
 	finished bool          // guarded by mu
 	err      error         // guarded by mu
-	// signal, when set, receives one value on completion. Publish uses it
-	// with pooled Pendings so that a synchronous publish allocates nothing.
-	signal chan struct{}
-
-	// Owned by the session goroutine while the publish is in flight. The
-	// PUBLISH itself is encoded from msg whenever it is (re-)sent.
-	id      uint16      // packet identifier, 0 until sent (QoS 1 and 2)
-	dup     bool        // re-sent: DUP set
-	phase   packet.Type // the acknowledgement awaited next
-	seq     uint64      // order of publishing
-	relSeq  uint64      // QoS 2: order in which its PUBREC arrived
-	durable bool        // the outcome goes to Client.DeliveryResults
-	stored  bool        // a record of it is in the Store
-	// rejections counts connections that ended with this the oldest publish
-	// in flight, before the broker sent anything (Reconnect.RejectAfter).
-	rejections int
-
-	// mem and charge are the memory budget and the bytes this publish holds
-	// in it until it completes; set before it is submitted.
-	mem    *memoryBudget
-	charge int64
-}
-
-// detachedCtx is the context of publishes no caller waits for.
-var detachedCtx = context.Background()
-
-var closedChan = func() chan struct{} { c := make(chan struct{}); close(c); return c }()
-
-func newPending(ctx context.Context, m Message) *Pending {
-	return &Pending{msg: m, ctx: ctx}
-}
-
-// pendingPool recycles the completions of synchronous publishes. Each Client
-// has its own, so that channels never cross between testing/synctest bubbles.
-type pendingPool struct{ pool sync.Pool }
-
-// get returns a pooled Pending for a synchronous publish.
-func (pp *pendingPool) get(ctx context.Context, m Message) *Pending {
-	p, _ := pp.pool.Get().(*Pending)
-	if p == nil {
-		p = &Pending{signal: make(chan struct{}, 1)}
-	}
-	p.msg, p.ctx = m, ctx
-	return p
-}
-
-// put recycles p after its completion was received from p.signal.
-func (pp *pendingPool) put(p *Pending) {
-	sig := p.signal
-	*p = Pending{signal: sig}
-	pp.pool.Put(p)
 }
 
 // Done returns a channel that is closed when the publish has completed.
@@ -102,19 +49,11 @@ func (p *Pending) Wait(ctx context.Context) error {
 	}
 }
 
-// uncharge gives p's memory back when p was never handed to the session.
-func (p *Pending) uncharge() {
-	if p.mem != nil {
-		p.mem.releaseOutbound(p.charge)
-		p.mem, p.charge = nil, 0
-	}
-}
-
 // complete records the outcome; only the first call counts.
 func (p *Pending) complete(err error) {
 	p.mu.Lock()
+	defer p.mu.Unlock()
 	if p.finished {
-		p.mu.Unlock()
 		return
 	}
 	p.finished = true
@@ -122,14 +61,89 @@ func (p *Pending) complete(err error) {
 	if p.done != nil {
 		close(p.done)
 	}
-	sig := p.signal
-	mem, charge := p.mem, p.charge
-	p.mem, p.charge = nil, 0
-	p.mu.Unlock()
-	if mem != nil {
-		mem.releaseOutbound(charge)
-	}
-	if sig != nil {
-		sig <- struct{}{}
+}
+
+var closedChan = func() chan struct{} { c := make(chan struct{}); close(c); return c }()
+
+// publishReq is one publish from the API call that made it until it
+// completes: the request the session receives, then its record while it
+// waits to be sent and while it is in flight. The session goroutine owns
+// every field but those set before submission; the caller learns the
+// outcome through pending (PublishAsync, PublishDurable) or reply
+// (Publish), never through the record, which the caller does not see.
+type publishReq struct {
+	msg Message
+	ctx context.Context // the caller's: a publish still waiting for a packet ID is dropped when it ends
+
+	// The caller's view: pending (returned to the caller, who may keep it
+	// for ever; it lives in the record so that an asynchronous publish costs
+	// one allocation), or reply, a 1-buffered channel a synchronous Publish
+	// waits on.
+	pending Pending
+	reply   chan error
+
+	// mem and charge are the memory budget and the bytes this publish holds
+	// in it until it completes; set before it is submitted.
+	mem    *memoryBudget
+	charge int64
+
+	// Owned by the session goroutine while the publish is queued or in
+	// flight. The PUBLISH itself is encoded from msg whenever it is
+	// (re-)sent.
+	id        uint16      // packet identifier, 0 until sent (QoS 1 and 2)
+	dup       bool        // re-sent: DUP set
+	phase     packet.Type // the acknowledgement awaited next
+	seq       uint64      // order of publishing
+	relSeq    uint64      // QoS 2: order in which its PUBREC arrived
+	durable   bool        // the outcome goes to Client.DeliveryResults
+	stored    bool        // a record of it is in the Store
+	completed bool        // complete was called
+	// rejections counts connections that ended with this the oldest publish
+	// in flight, before the broker sent anything (Reconnect.RejectAfter).
+	rejections int
+}
+
+// detachedCtx is the context of publishes no caller waits for.
+var detachedCtx = context.Background()
+
+func newPublishReq(ctx context.Context, m Message) *publishReq {
+	return &publishReq{msg: m, ctx: ctx}
+}
+
+// uncharge gives r's memory back when r was never handed to the session.
+func (r *publishReq) uncharge() {
+	if r.mem != nil {
+		r.mem.releaseOutbound(r.charge)
+		r.mem, r.charge = nil, 0
 	}
 }
+
+// complete ends the publish with err: its memory is given back and the
+// caller is told. Only the first call counts; nothing in r may be used for
+// the publish afterwards.
+func (r *publishReq) complete(err error) {
+	if r.completed {
+		return
+	}
+	r.completed = true
+	r.uncharge()
+	if r.reply != nil {
+		r.reply <- err
+		return
+	}
+	r.pending.complete(err)
+}
+
+// replyChans recycles the channels synchronous publishes wait on. Each
+// Client has its own, so that channels never cross between testing/synctest
+// bubbles. A channel goes back only once its one value was received.
+type replyChans struct{ pool sync.Pool }
+
+func (rc *replyChans) get() chan error {
+	if ch, ok := rc.pool.Get().(chan error); ok {
+		return ch
+	}
+	return make(chan error, 1)
+}
+
+func (rc *replyChans) put(ch chan error) { rc.pool.Put(ch) }

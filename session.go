@@ -19,7 +19,7 @@ type request interface {
 }
 
 // outstanding is a packet awaiting its acknowledgement, keyed by packet ID:
-// a *Pending (PUBLISH), *subscribeReq or *unsubscribeReq.
+// a *publishReq (PUBLISH), *subscribeReq or *unsubscribeReq.
 type outstanding interface {
 	fail(err error)
 	// seqNo orders outstanding packets for re-sending after a reconnect.
@@ -78,11 +78,11 @@ type session struct {
 	lastID      uint16
 	seq         uint64     // numbers publishes and control packets in the order they were made
 	sendQuota   int        // the broker's Receive Maximum minus QoS 1/2 publishes in flight
-	resend      []*Pending // in-flight publishes to re-send after a reconnect, waiting for quota
+	resend      []*publishReq // in-flight publishes to re-send after a reconnect, waiting for quota
 	waiting     []request  // work waiting for a connection, a packet ID or send quota, in order
 	queuedMsgs  int        // publishes in waiting (Config.Queue.MaxMessages)
 	queuedBytes int        // their payload bytes (Config.Queue.MaxBytes)
-	overflow    []*Pending // publishes waiting for room in the queue (QueueWait)
+	overflow    []*publishReq // publishes waiting for room in the queue (QueueWait)
 	store       Store      // nil: state lives only in this session
 	results     resultQueue
 
@@ -467,9 +467,9 @@ func (s *session) startRedial(plan redialPlan) {
 // Reconnect.RejectAfter such connections in a row it fails with
 // ErrPublishRejected rather than being re-sent forever.
 func (s *session) noteStability(conn *connection) {
-	var oldest *Pending
+	var oldest *publishReq
 	for _, o := range s.out {
-		if p, ok := o.(*Pending); ok && p.phase != packet.PUBCOMP && (oldest == nil || p.seq < oldest.seq) {
+		if p, ok := o.(*publishReq); ok && p.phase != packet.PUBCOMP && (oldest == nil || p.seq < oldest.seq) {
 			oldest = p
 		}
 	}

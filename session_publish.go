@@ -7,18 +7,18 @@ import (
 	"github.com/b4e21b16/mqtt/packet"
 )
 
-func (p *Pending) fail(err error) { p.complete(err) }
+func (p *publishReq) fail(err error) { p.complete(err) }
 
 // seqNo orders re-sends: a PUBLISH by when it was published, a PUBREL by
 // when its PUBREC arrived [MQTT-4.6.0-4].
-func (p *Pending) seqNo() uint64 {
+func (p *publishReq) seqNo() uint64 {
 	if p.phase == packet.PUBCOMP {
 		return p.relSeq
 	}
 	return p.seq
 }
 
-func (p *Pending) handle(s *session) {
+func (p *publishReq) handle(s *session) {
 	if err := s.refusing(); err != nil {
 		p.complete(err)
 		return
@@ -38,7 +38,7 @@ func (p *Pending) handle(s *session) {
 }
 
 // enqueue adds a publish to the offline queue, within Config.Queue's bounds.
-func (s *session) enqueue(p *Pending) {
+func (s *session) enqueue(p *publishReq) {
 	if len(p.msg.Payload) > s.cfg.Queue.MaxBytes {
 		p.complete(fmt.Errorf("%w: a %d-byte payload can never fit in Queue.MaxBytes (%d)", ErrQueueFull, len(p.msg.Payload), s.cfg.Queue.MaxBytes))
 		return
@@ -89,7 +89,7 @@ func (s *session) admitOverflow() bool {
 }
 
 // sendQoS0 writes a queued QoS 0 publish.
-func (s *session) sendQoS0(p *Pending) {
+func (s *session) sendQoS0(p *publishReq) {
 	if err := s.conn.checkOutbound(&p.msg); err != nil {
 		p.complete(err)
 		return
@@ -106,7 +106,7 @@ func (s *session) sendQoS0(p *Pending) {
 // (the broker's Receive Maximum) are available [MQTT-4.9.0-2]. It reports
 // false when the publish must wait; a publish the broker's limits refuse is
 // completed with the error and counts as handled.
-func (s *session) trySendPublish(p *Pending) bool {
+func (s *session) trySendPublish(p *publishReq) bool {
 	if s.sendQuota <= 0 {
 		return false
 	}
@@ -140,7 +140,7 @@ func (s *session) trySendPublish(p *Pending) bool {
 // abandonPublish ends an in-flight publish whose PUBLISH cannot be encoded:
 // it frees the packet ID and the send quota and completes the publish with
 // err, rather than leave it in flight for good.
-func (s *session) abandonPublish(p *Pending, err error) {
+func (s *session) abandonPublish(p *publishReq, err error) {
 	delete(s.out, p.id)
 	s.sendQuota++
 	s.finishPublish(p, err)
@@ -179,7 +179,7 @@ func (s *session) sendWaiting() {
 // whether the request left the queue.
 func (s *session) trySendWaiting(r request, pubBlocked *bool) bool {
 	switch r := r.(type) {
-	case *Pending:
+	case *publishReq:
 		size := len(r.msg.Payload) // r may be recycled once completed
 		sent := false
 		if err := r.ctx.Err(); err != nil && !r.durable {
@@ -222,11 +222,11 @@ func (s *session) trySendWaiting(r request, pubBlocked *bool) bool {
 // publishAcked handles PUBACK, PUBREC and PUBCOMP for an outbound publish.
 func (s *session) publishAcked(a *packet.Ack) {
 	o, ok := s.out[a.PacketID]
-	p, isPub := o.(*Pending)
+	p, isPub := o.(*publishReq)
 	if !ok || !isPub || p.phase != a.PacketType {
 		want := "nothing"
 		switch o := o.(type) {
-		case *Pending:
+		case *publishReq:
 			want = o.phase.String()
 		case *subscribeReq:
 			want = "SUBACK"
@@ -260,22 +260,19 @@ func (s *session) publishAcked(a *packet.Ack) {
 }
 
 // finishPublish completes an outbound publish for good.
-//
-// p must not be touched after complete: a synchronous Publish recycles it.
-func (s *session) finishPublish(p *Pending, err error) {
-	durable, seq := p.durable, p.seq
+func (s *session) finishPublish(p *publishReq, err error) {
 	s.unstore(p)
 	s.publishGauges() // so that Stats no longer counts p once its caller returns
 	p.complete(err)
-	if durable {
-		s.results.push(DeliveryResult{ID: seq, Err: err})
+	if p.durable {
+		s.results.push(DeliveryResult{ID: p.seq, Err: err})
 	}
 }
 
 // storePublish persists p (with its packet ID once it has one) before it is
 // sent. A store failure fails the publish: its delivery could not be
 // guaranteed.
-func (s *session) storePublish(p *Pending) bool {
+func (s *session) storePublish(p *publishReq) bool {
 	if s.store == nil {
 		return true
 	}
@@ -290,7 +287,7 @@ func (s *session) storePublish(p *Pending) bool {
 	return true
 }
 
-func (s *session) saveStored(p *Pending, released bool) error {
+func (s *session) saveStored(p *publishReq, released bool) error {
 	p.stored = true
 	err := s.store.SavePublish(StoredPublish{Seq: p.seq, PacketID: p.id, Released: released, Message: p.msg})
 	if err != nil {
@@ -300,7 +297,7 @@ func (s *session) saveStored(p *Pending, released bool) error {
 	return nil
 }
 
-func (s *session) unstore(p *Pending) {
+func (s *session) unstore(p *publishReq) {
 	if s.store == nil || !p.stored {
 		return
 	}
@@ -312,10 +309,10 @@ func (s *session) unstore(p *Pending) {
 
 // sendPublish encodes p's PUBLISH, with its packet identifier and DUP flag,
 // through the session's scratch packet: the writer encodes it before send
-// returns, so the packet need not live in the Pending. It fails only when
+// returns, so the packet need not live in the record. It fails only when
 // the PUBLISH cannot be encoded, and then nothing was queued; a connection
 // that is ending is no error here (the publish stays in flight).
-func (s *session) sendPublish(p *Pending) error {
+func (s *session) sendPublish(p *publishReq) error {
 	p.msg.toPublish(&s.pubScratch)
 	s.pubScratch.PacketID = p.id
 	s.pubScratch.Dup = p.dup

@@ -48,7 +48,7 @@ func (s *session) resume(present bool) {
 	slices.SortFunc(outs, func(a, b outstanding) int { return cmp.Compare(a.seqNo(), b.seqNo()) })
 	for _, o := range outs {
 		switch o := o.(type) {
-		case *Pending:
+		case *publishReq:
 			if o.phase == packet.PUBCOMP && !present {
 				delete(s.out, o.id)
 				s.finishPublish(o, nil)
@@ -153,7 +153,7 @@ func (s *session) loadStore() error {
 		s.log.Warn("mqtt: store: damaged data skipped", "err", err)
 	}
 	for _, r := range out {
-		p := &Pending{msg: r.Message, ctx: detachedCtx, seq: r.Seq, durable: true, stored: true}
+		p := &publishReq{msg: r.Message, ctx: detachedCtx, seq: r.Seq, durable: true, stored: true}
 		s.seq = max(s.seq, r.Seq)
 		if r.PacketID == 0 {
 			s.queuedMsgs++
