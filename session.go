@@ -76,14 +76,14 @@ type session struct {
 	// Outbound state.
 	out         map[uint16]outstanding // by packet ID
 	lastID      uint16
-	seq         uint64     // numbers publishes and control packets in the order they were made
-	sendQuota   int        // the broker's Receive Maximum minus QoS 1/2 publishes in flight
+	seq         uint64        // numbers publishes and control packets in the order they were made
+	sendQuota   int           // the broker's Receive Maximum minus QoS 1/2 publishes in flight
 	resend      []*publishReq // in-flight publishes to re-send after a reconnect, waiting for quota
-	waiting     []request  // work waiting for a connection, a packet ID or send quota, in order
-	queuedMsgs  int        // publishes in waiting (Config.Queue.MaxMessages)
-	queuedBytes int        // their payload bytes (Config.Queue.MaxBytes)
+	waiting     []request     // work waiting for a connection, a packet ID or send quota, in order
+	queuedMsgs  int           // publishes in waiting (Config.Queue.MaxMessages)
+	queuedBytes int           // their payload bytes (Config.Queue.MaxBytes)
 	overflow    []*publishReq // publishes waiting for room in the queue (QueueWait)
-	store       Store      // nil: state lives only in this session
+	store       Store         // nil: state lives only in this session
 	results     resultQueue
 
 	// Reconnection.
