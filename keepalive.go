@@ -21,6 +21,12 @@ func (r *pingReq) handle(s *session) {
 	s.ping(r.reply)
 }
 
+// trySend sends a Ping that waited for a connection; see queued.
+func (r *pingReq) trySend(s *session, _ *bool) bool {
+	s.ping(r.reply)
+	return true
+}
+
 func (s *session) ping(reply chan time.Duration) {
 	now := time.Now()
 	if len(s.pings) == 0 {

@@ -10,7 +10,18 @@ import (
 	"github.com/b4e21b16/mqtt/packet"
 )
 
-// request is work submitted to the session goroutine by an API call.
+// request is work submitted to the session goroutine through its request
+// queue, by an API call or a delivery pump. The set is closed; each kind
+// says in its own methods how the session handles it, so a new kind cannot
+// be added without saying so:
+//
+//	publishReq, durableReq      Publish, PublishAsync, PublishDurable
+//	subscribeReq, unsubscribeReq Subscribe, Unsubscribe
+//	pingReq                     Ping
+//	disconnectReq               Disconnect
+//	reauthSend, reauthAbort     Reauthenticate
+//	ackReq                      Message.Ack (ManualAck)
+//	*inboundRef, roomNotice     a delivery pump: a message taken, memory freed
 type request interface {
 	// handle runs on the session goroutine.
 	handle(s *session)
@@ -18,13 +29,49 @@ type request interface {
 	fail(err error)
 }
 
+// queued is a request waiting in session.waiting for a connection, a packet
+// identifier or the broker's Receive Maximum: a publishReq, subscribeReq,
+// unsubscribeReq or pingReq.
+type queued interface {
+	request
+	// trySend sends the work if it can go now and reports whether it left
+	// the queue (sent, or failed because its caller gave up). pubBlocked
+	// is set while an earlier publish still waits, so that publishes keep
+	// their order; a publish that must wait sets it.
+	trySend(s *session, pubBlocked *bool) bool
+}
+
 // outstanding is a packet awaiting its acknowledgement, keyed by packet ID:
-// a *publishReq (PUBLISH), *subscribeReq or *unsubscribeReq.
+// a publishReq (PUBLISH), subscribeReq or unsubscribeReq.
 type outstanding interface {
 	fail(err error)
 	// seqNo orders outstanding packets for re-sending after a reconnect.
 	seqNo() uint64
+	// resend brings the packet onto a new connection; present says whether
+	// the broker kept the session.
+	resend(s *session, present bool)
+	// awaits names the acknowledgement awaited next.
+	awaits() string
 }
+
+// The closed sets, checked by the compiler.
+var (
+	_ request     = (*publishReq)(nil)
+	_ request     = (*durableReq)(nil)
+	_ request     = (*disconnectReq)(nil)
+	_ request     = (*reauthSend)(nil)
+	_ request     = (*reauthAbort)(nil)
+	_ request     = (*ackReq)(nil)
+	_ request     = (*inboundRef)(nil)
+	_ request     = roomNotice{}
+	_ queued      = (*publishReq)(nil)
+	_ queued      = (*subscribeReq)(nil)
+	_ queued      = (*unsubscribeReq)(nil)
+	_ queued      = (*pingReq)(nil)
+	_ outstanding = (*publishReq)(nil)
+	_ outstanding = (*subscribeReq)(nil)
+	_ outstanding = (*unsubscribeReq)(nil)
+)
 
 // inboundRef tracks one received QoS 1 or 2 message until it is fully
 // acknowledged. A message is acknowledged only after every delivery queue it
@@ -79,7 +126,7 @@ type session struct {
 	seq         uint64        // numbers publishes and control packets in the order they were made
 	sendQuota   int           // the broker's Receive Maximum minus QoS 1/2 publishes in flight
 	resend      []*publishReq // in-flight publishes to re-send after a reconnect, waiting for quota
-	waiting     []request     // work waiting for a connection, a packet ID or send quota, in order
+	waiting     []queued      // work waiting for a connection, a packet ID or send quota, in order
 	queuedMsgs  int           // publishes in waiting (Config.Queue.MaxMessages)
 	queuedBytes int           // their payload bytes (Config.Queue.MaxBytes)
 	overflow    []*publishReq // publishes waiting for room in the queue (QueueWait)

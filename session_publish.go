@@ -167,7 +167,7 @@ func (s *session) sendWaiting() {
 	kept := s.waiting[:0]
 	pubBlocked := len(s.resend) > 0
 	for _, r := range s.waiting {
-		if !s.trySendWaiting(r, &pubBlocked) {
+		if !r.trySend(s, &pubBlocked) {
 			kept = append(kept, r)
 		}
 	}
@@ -175,48 +175,32 @@ func (s *session) sendWaiting() {
 	s.waiting = kept
 }
 
-// trySendWaiting sends one waiting request if it can go now; it reports
-// whether the request left the queue.
-func (s *session) trySendWaiting(r request, pubBlocked *bool) bool {
-	switch r := r.(type) {
-	case *publishReq:
-		size := len(r.msg.Payload) // r may be recycled once completed
-		sent := false
-		if err := r.ctx.Err(); err != nil && !r.durable {
-			s.unstore(r)
-			r.complete(err)
+// awaits names the acknowledgement p waits for.
+func (p *publishReq) awaits() string { return p.phase.String() }
+
+// trySend sends a waiting publish if it can go now; see queued. A QoS 1 or
+// 2 publish waits behind an earlier one that waits for send quota, so that
+// publishes keep their order.
+func (r *publishReq) trySend(s *session, pubBlocked *bool) bool {
+	sent := false
+	if err := r.ctx.Err(); err != nil && !r.durable {
+		s.unstore(r)
+		r.complete(err)
+		sent = true
+	} else if !*pubBlocked {
+		if r.msg.QoS == AtMostOnce {
+			s.sendQoS0(r)
 			sent = true
-		} else if !*pubBlocked {
-			if r.msg.QoS == AtMostOnce {
-				s.sendQoS0(r)
-				sent = true
-			} else {
-				sent = s.trySendPublish(r)
-			}
-			*pubBlocked = !sent
+		} else {
+			sent = s.trySendPublish(r)
 		}
-		if sent {
-			s.queuedMsgs--
-			s.queuedBytes -= size
-		}
-		return sent
-	case *subscribeReq:
-		if !r.internal && r.ctx.Err() != nil {
-			r.fail(r.ctx.Err())
-			return true
-		}
-		return s.trySubscribe(r)
-	case *unsubscribeReq:
-		if r.ctx.Err() != nil {
-			r.fail(r.ctx.Err())
-			return true
-		}
-		return s.tryUnsubscribe(r)
-	case *pingReq:
-		s.ping(r.reply)
-		return true
+		*pubBlocked = !sent
 	}
-	return false
+	if sent {
+		s.queuedMsgs--
+		s.queuedBytes -= len(r.msg.Payload)
+	}
+	return sent
 }
 
 // publishAcked handles PUBACK, PUBREC and PUBCOMP for an outbound publish.
@@ -225,13 +209,8 @@ func (s *session) publishAcked(a *packet.Ack) {
 	p, isPub := o.(*publishReq)
 	if !ok || !isPub || p.phase != a.PacketType {
 		want := "nothing"
-		switch o := o.(type) {
-		case *publishReq:
-			want = o.phase.String()
-		case *subscribeReq:
-			want = "SUBACK"
-		case *unsubscribeReq:
-			want = "UNSUBACK"
+		if ok {
+			want = o.awaits()
 		}
 		s.protocolFail(fmt.Errorf("%w: %v for packet ID %d, which awaits %s", ErrProtocolViolation, a.PacketType, a.PacketID, want))
 		return

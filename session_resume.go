@@ -47,24 +47,25 @@ func (s *session) resume(present bool) {
 	}
 	slices.SortFunc(outs, func(a, b outstanding) int { return cmp.Compare(a.seqNo(), b.seqNo()) })
 	for _, o := range outs {
-		switch o := o.(type) {
-		case *publishReq:
-			if o.phase == packet.PUBCOMP && !present {
-				delete(s.out, o.id)
-				s.finishPublish(o, nil)
-				continue
-			}
-			o.dup = present && o.phase != packet.PUBCOMP
-			s.resend = append(s.resend, o)
-		case *subscribeReq:
-			s.send(o.packet)
-		case *unsubscribeReq:
-			s.send(&packet.Unsubscribe{PacketID: o.id, Filters: o.filters})
-		}
+		o.resend(s, present)
 	}
 	s.resendInFlight()
 	// Acknowledgements held while reconnecting.
 	s.flushAcks()
+}
+
+// resend brings an in-flight publish onto a new connection: it waits in
+// resend for send quota (see resendInFlight), with DUP set when the broker
+// kept the session; a QoS 2 message past PUBREC counts as delivered when it
+// did not.
+func (p *publishReq) resend(s *session, present bool) {
+	if p.phase == packet.PUBCOMP && !present {
+		delete(s.out, p.id)
+		s.finishPublish(p, nil)
+		return
+	}
+	p.dup = present && p.phase != packet.PUBCOMP
+	s.resend = append(s.resend, p)
 }
 
 // resendInFlight re-sends in-flight publishes (PUBLISH with DUP, or PUBREL)

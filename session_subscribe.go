@@ -48,6 +48,22 @@ func (r *subscribeReq) handle(s *session) {
 	}
 }
 
+// trySend sends a waiting SUBSCRIBE if a connection and a packet identifier
+// are available; see queued. One whose caller gave up is dropped.
+func (r *subscribeReq) trySend(s *session, _ *bool) bool {
+	if !r.internal && r.ctx.Err() != nil {
+		r.fail(r.ctx.Err())
+		return true
+	}
+	return s.trySubscribe(r)
+}
+
+// resend sends the SUBSCRIBE again on a new connection (see resume).
+func (r *subscribeReq) resend(s *session, _ bool) { s.send(r.packet) }
+
+// awaits names the acknowledgement r waits for.
+func (r *subscribeReq) awaits() string { return "SUBACK" }
+
 // trySubscribe creates the subscription and sends its SUBSCRIBE.
 func (s *session) trySubscribe(r *subscribeReq) bool {
 	if r.internal {
@@ -196,6 +212,24 @@ func (r *unsubscribeReq) handle(s *session) {
 		s.waiting = append(s.waiting, r)
 	}
 }
+
+// trySend sends a waiting UNSUBSCRIBE if a connection and a packet
+// identifier are available; see queued. One whose caller gave up is dropped.
+func (r *unsubscribeReq) trySend(s *session, _ *bool) bool {
+	if r.ctx.Err() != nil {
+		r.fail(r.ctx.Err())
+		return true
+	}
+	return s.tryUnsubscribe(r)
+}
+
+// resend sends the UNSUBSCRIBE again on a new connection (see resume).
+func (r *unsubscribeReq) resend(s *session, _ bool) {
+	s.send(&packet.Unsubscribe{PacketID: r.id, Filters: r.filters})
+}
+
+// awaits names the acknowledgement r waits for.
+func (r *unsubscribeReq) awaits() string { return "UNSUBACK" }
 
 func (s *session) tryUnsubscribe(r *unsubscribeReq) bool {
 	if s.conn == nil {
