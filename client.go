@@ -45,9 +45,8 @@ type Client struct {
 	sessionPresent atomic.Bool
 	clientID       atomic.Pointer[string]
 	responseInfo   atomic.Pointer[string]
-	requests       requester     // Request's shared reply subscription
-	connectedOnce  atomic.Bool   // later connections resume the session instead of starting clean
-	dropped        atomic.Uint64 // QoS 0 messages dropped by DropNewest
+	requests       requester   // Request's shared reply subscription
+	connectedOnce  atomic.Bool // later connections resume the session instead of starting clean
 	counters       counters
 	replies        replyChans
 	mem            *memoryBudget
@@ -207,10 +206,6 @@ func (c *Client) ProtocolVersion() ProtocolVersion {
 // such as those a resumed session delivers before Subscribe is called again.
 // The channel is closed when the client stops.
 func (c *Client) Messages() <-chan Message { return c.s.defaultQ.out }
-
-// Dropped returns how many QoS 0 messages were discarded because a receiving
-// channel's buffer was full (OverflowPolicy DropNewest).
-func (c *Client) Dropped() uint64 { return c.dropped.Load() }
 
 // Publish sends m and waits for it to complete: for QoS 0 until it is queued
 // on the connection (or, while the client reconnects, sent after it), for QoS 1 until PUBACK, for QoS 2 until PUBCOMP. A

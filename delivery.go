@@ -32,7 +32,6 @@ type deliveryQueue struct {
 	qos0    int            // QoS 0 entries in items; guarded by mu
 	closed  bool           // guarded by mu
 	started bool           // the pump runs; guarded by mu
-	dropped uint64         // QoS 0 messages refused for lack of room; guarded by mu
 }
 
 func newDeliveryQueue(limit int) *deliveryQueue {
@@ -93,13 +92,6 @@ func (q *deliveryQueue) trim() {
 	if q.items.len() == 0 && q.items.cap() > queueKeepCap {
 		q.items.reset()
 	}
-	q.mu.Unlock()
-}
-
-// countDrop records a QoS 0 message dropped for lack of room.
-func (q *deliveryQueue) countDrop() {
-	q.mu.Lock()
-	q.dropped++
 	q.mu.Unlock()
 }
 

@@ -46,7 +46,7 @@
 //
 //   - QoS 0: at most once. Received QoS 0 messages are buffered per channel
 //     (Config.MessageBuffer); when a buffer is full the Config.QoS0Overflow
-//     policy applies: DropNewest (counted by Client.Dropped) or Block.
+//     policy applies: DropNewest (counted in Stats().Dropped) or Block.
 //   - QoS 1: at least once. A received message is acknowledged (PUBACK) only
 //     after the application has received it from its channel, and
 //     acknowledgements go out in arrival order as the specification requires.

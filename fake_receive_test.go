@@ -236,7 +236,7 @@ func TestFakeSlowConsumerDropNewest(t *testing.T) {
 			fc.send(&packet.Publish{Topic: fmt.Sprintf("f/%d", i)})
 		}
 		synctest.Wait()
-		if got := c.Dropped(); got != 16 {
+		if got := c.Stats().Dropped; got != 16 {
 			t.Errorf("Dropped = %d, want 16", got)
 		}
 		for _, at := range []time.Duration{10 * time.Second, 20 * time.Second, 30 * time.Second} {
@@ -257,7 +257,7 @@ func TestFakeSlowConsumerDropNewest(t *testing.T) {
 		if m := fakeRecv(t, sub.Messages()); m.Topic != "f/new" {
 			t.Errorf("message after the drops is %s, want f/new", m.Topic)
 		}
-		if got := c.Dropped(); got != 16 {
+		if got := c.Stats().Dropped; got != 16 {
 			t.Errorf("Dropped = %d, want 16", got)
 		}
 	})
@@ -288,7 +288,7 @@ func TestFakeSlowConsumerBlock(t *testing.T) {
 		if err := c.Err(); err != nil {
 			t.Fatalf("Err = %v while the client held reading back", err)
 		}
-		if got := c.Dropped(); got != 0 {
+		if got := c.Stats().Dropped; got != 0 {
 			t.Errorf("Dropped = %d, want 0", got)
 		}
 		for i := range n {
@@ -312,7 +312,7 @@ func TestFakeSlowConsumerBlock(t *testing.T) {
 		if err := c.Err(); err != nil {
 			t.Fatalf("Err = %v", err)
 		}
-		if got := c.Dropped(); got != 0 {
+		if got := c.Stats().Dropped; got != 0 {
 			t.Errorf("Dropped = %d, want 0", got)
 		}
 	})

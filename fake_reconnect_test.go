@@ -244,8 +244,8 @@ func TestFakeEventsReconnect(t *testing.T) {
 		if err := pub.Wait(context.Background()); err != nil {
 			t.Fatalf("publish after reconnect: %v", err)
 		}
-		if c.EventsDropped() != 0 {
-			t.Errorf("EventsDropped = %d", c.EventsDropped())
+		if c.Stats().EventsDropped != 0 {
+			t.Errorf("EventsDropped = %d", c.Stats().EventsDropped)
 		}
 		st := c.Stats()
 		if st.ConnectionLosses != 1 || st.ReconnectAttempts != 1 || st.Connects != 2 {

@@ -536,7 +536,7 @@ func TestFakeBlockBeforeSuback(t *testing.T) {
 		pubs = append(pubs, &packet.Suback{PacketID: sub.PacketID, ReasonCodes: []packet.ReasonCode{0}})
 		<-fc.sendAsync(pubs...)
 		s := <-res
-		if got := c.Dropped(); got != 4 {
+		if got := c.Stats().Dropped; got != 4 {
 			t.Errorf("Dropped = %d before SUBACK, want 4 (room for 1 of 5 messages)", got)
 		}
 		if m := fakeRecv(t, s.Messages()); m.Payload[0] != 0 {
@@ -553,7 +553,7 @@ func TestFakeBlockBeforeSuback(t *testing.T) {
 			}
 		}
 		<-sent
-		if got := c.Dropped(); got != 4 {
+		if got := c.Stats().Dropped; got != 4 {
 			t.Errorf("Dropped = %d after SUBACK, want still 4", got)
 		}
 	})

@@ -22,9 +22,9 @@ func (r *pingReq) handle(s *session) {
 }
 
 // trySend sends a Ping that waited for a connection; see queued.
-func (r *pingReq) trySend(s *session, _ *bool) bool {
+func (r *pingReq) trySend(s *session, pubBlocked bool) (left, blocked bool) {
 	s.ping(r.reply)
-	return true
+	return true, pubBlocked
 }
 
 func (s *session) ping(reply chan time.Duration) {
@@ -45,10 +45,10 @@ func (s *session) pong() {
 	}
 	p := s.pings[0]
 	s.pings = s.pings[1:]
-	s.lastRTT = time.Since(p.sent)
-	s.c.counters.lastRTT.Store(int64(s.lastRTT))
+	rtt := time.Since(p.sent)
+	s.c.counters.lastRTT.Store(int64(rtt))
 	if p.reply != nil {
-		p.reply <- s.lastRTT
+		p.reply <- rtt
 	}
 	if len(s.pings) > 0 {
 		s.pingSeen = s.conn.r.packetsIn.Load()

@@ -78,7 +78,6 @@ type reader struct {
 	scratch [readerScratch]byte
 
 	packetsIn atomic.Uint64 // packets read, for keepalive liveness
-	bytesIn   atomic.Uint64
 
 	// A large PUBLISH (body over publishStep) is read only once the session
 	// has handled the previous one, so that the packets between the reader
@@ -241,7 +240,6 @@ func (r *reader) next(ctx context.Context, ev *inbound) error {
 		}
 	}
 	r.packetsIn.Add(1)
-	r.bytesIn.Add(uint64(h.Size()))
 	return nil
 }
 

@@ -174,7 +174,8 @@ type Event struct {
 const eventBuffer = 8
 
 // emit publishes e on the events channel without ever blocking; when the
-// application does not keep up, the event is counted in EventsDropped.
+// application does not keep up, the event is counted in
+// Stats().EventsDropped.
 func (c *Client) emit(e Event) {
 	e.Time = time.Now()
 	select {
@@ -185,12 +186,10 @@ func (c *Client) emit(e Event) {
 }
 
 // Events returns the channel of connection state changes. It is buffered;
-// events that find it full are dropped and counted by EventsDropped, so a
-// client never waits for the application to read them.
+// events that find it full are dropped and counted in Stats().EventsDropped,
+// so a client never waits for the application to read them. It is closed
+// once the client has stopped, after the last event.
 func (c *Client) Events() <-chan Event { return c.events }
-
-// EventsDropped returns how many events found the Events channel full.
-func (c *Client) EventsDropped() uint64 { return c.counters.eventsDropped.Load() }
 
 // dialResult is what the reconnecting goroutine reports to the session.
 type dialResult struct {

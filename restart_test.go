@@ -487,7 +487,7 @@ func watchEvents(t *testing.T, c *mqtt.Client) *eventLog {
 	t.Cleanup(func() {
 		c.Close()
 		<-l.done
-		if n := c.EventsDropped(); n > 0 {
+		if n := c.Stats().EventsDropped; n > 0 {
 			t.Errorf("%d events dropped", n)
 		}
 	})

@@ -36,9 +36,9 @@ type queued interface {
 	request
 	// trySend sends the work if it can go now and reports whether it left
 	// the queue (sent, or failed because its caller gave up). pubBlocked
-	// is set while an earlier publish still waits, so that publishes keep
-	// their order; a publish that must wait sets it.
-	trySend(s *session, pubBlocked *bool) bool
+	// says an earlier publish still waits, so that publishes keep their
+	// order; blocked reports the new state of it after this work.
+	trySend(s *session, pubBlocked bool) (left, blocked bool)
 }
 
 // outstanding is a packet awaiting its acknowledgement, keyed by packet ID:
@@ -169,7 +169,6 @@ type session struct {
 	pingDeadline time.Time // when the connection counts as dead if nothing is read before
 	lastPing     time.Time // when the latest PINGREQ was queued
 	kaTimer      *time.Timer
-	lastRTT      time.Duration
 
 	ackScratch packet.Ack     // reused to send acknowledgements without allocating
 	pubScratch packet.Publish // reused to encode publishes (see sendPublish)

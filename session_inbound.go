@@ -223,7 +223,7 @@ func (s *session) awaitingBroker() bool {
 func (s *session) refuse(p *packet.Publish) {
 	if p.QoS == 0 {
 		s.c.counters.received(0, len(p.Payload))
-		s.c.dropped.Add(1)
+		s.c.counters.dropped.Add(1)
 		return
 	}
 	s.c.counters.deferred.Add(1)
@@ -272,7 +272,7 @@ func (s *session) dropStalled() {
 	}
 	if s.stalledPub.QoS == 0 {
 		s.c.counters.received(0, len(s.stalledPub.Payload))
-		s.c.dropped.Add(1)
+		s.c.counters.dropped.Add(1)
 	} else {
 		s.c.counters.deferred.Add(1)
 	}
@@ -314,8 +314,7 @@ func (s *session) deliver(q *deliveryQueue, msg Message, ref *inboundRef, size i
 	}
 	if !ok {
 		s.mem.releaseInbound(size)
-		q.countDrop()
-		s.c.dropped.Add(1)
+		s.c.counters.dropped.Add(1)
 	}
 }
 

@@ -167,7 +167,8 @@ func (s *session) sendWaiting() {
 	kept := s.waiting[:0]
 	pubBlocked := len(s.resend) > 0
 	for _, r := range s.waiting {
-		if !r.trySend(s, &pubBlocked) {
+		var left bool
+		if left, pubBlocked = r.trySend(s, pubBlocked); !left {
 			kept = append(kept, r)
 		}
 	}
@@ -181,26 +182,26 @@ func (p *publishReq) awaits() string { return p.phase.String() }
 // trySend sends a waiting publish if it can go now; see queued. A QoS 1 or
 // 2 publish waits behind an earlier one that waits for send quota, so that
 // publishes keep their order.
-func (r *publishReq) trySend(s *session, pubBlocked *bool) bool {
+func (r *publishReq) trySend(s *session, pubBlocked bool) (left, blocked bool) {
 	sent := false
 	if err := r.ctx.Err(); err != nil && !r.durable {
 		s.unstore(r)
 		r.complete(err)
 		sent = true
-	} else if !*pubBlocked {
+	} else if !pubBlocked {
 		if r.msg.QoS == AtMostOnce {
 			s.sendQoS0(r)
 			sent = true
 		} else {
 			sent = s.trySendPublish(r)
 		}
-		*pubBlocked = !sent
+		pubBlocked = !sent
 	}
 	if sent {
 		s.queuedMsgs--
 		s.queuedBytes -= len(r.msg.Payload)
 	}
-	return sent
+	return sent, pubBlocked
 }
 
 // publishAcked handles PUBACK, PUBREC and PUBCOMP for an outbound publish.

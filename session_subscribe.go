@@ -50,12 +50,12 @@ func (r *subscribeReq) handle(s *session) {
 
 // trySend sends a waiting SUBSCRIBE if a connection and a packet identifier
 // are available; see queued. One whose caller gave up is dropped.
-func (r *subscribeReq) trySend(s *session, _ *bool) bool {
+func (r *subscribeReq) trySend(s *session, pubBlocked bool) (left, blocked bool) {
 	if !r.internal && r.ctx.Err() != nil {
 		r.fail(r.ctx.Err())
-		return true
+		return true, pubBlocked
 	}
-	return s.trySubscribe(r)
+	return s.trySubscribe(r), pubBlocked
 }
 
 // resend sends the SUBSCRIBE again on a new connection (see resume).
@@ -215,12 +215,12 @@ func (r *unsubscribeReq) handle(s *session) {
 
 // trySend sends a waiting UNSUBSCRIBE if a connection and a packet
 // identifier are available; see queued. One whose caller gave up is dropped.
-func (r *unsubscribeReq) trySend(s *session, _ *bool) bool {
+func (r *unsubscribeReq) trySend(s *session, pubBlocked bool) (left, blocked bool) {
 	if r.ctx.Err() != nil {
 		r.fail(r.ctx.Err())
-		return true
+		return true, pubBlocked
 	}
-	return s.tryUnsubscribe(r)
+	return s.tryUnsubscribe(r), pubBlocked
 }
 
 // resend sends the UNSUBSCRIBE again on a new connection (see resume).

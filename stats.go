@@ -71,6 +71,7 @@ type counters struct {
 	connects            atomic.Uint64
 	losses              atomic.Uint64
 	attempts            atomic.Uint64
+	dropped             atomic.Uint64
 	deferred            atomic.Uint64
 	rmExceeded          atomic.Uint64
 	eventsDropped       atomic.Uint64
@@ -99,7 +100,7 @@ func (c *Client) Stats() Stats {
 		Inflight:  int(k.inflight.Load()),
 		Queued:    int(k.queued.Load()),
 		Unacked:   int(k.unacked.Load()),
-		Dropped:   c.dropped.Load(),
+		Dropped:   k.dropped.Load(),
 		Deferred:  k.deferred.Load(),
 		HeldBytes: [2]int64{c.mem.in.Load(), c.mem.out.Load()},
 		Connects:  k.connects.Load(),

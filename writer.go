@@ -56,7 +56,6 @@ type writer struct {
 	aliases *topicAliases // outbound topic aliases (nil: none); guarded by mu
 
 	lastWrite atomic.Int64 // unix nanoseconds of the last completed Write
-	bytesOut  atomic.Uint64
 }
 
 func newWriter(nc net.Conn, v packet.Version) *writer {
@@ -203,7 +202,6 @@ func (w *writer) flush() error {
 		w.fail(err)
 		return err
 	}
-	w.bytesOut.Add(uint64(len(buf)))
 	w.lastWrite.Store(time.Now().UnixNano())
 	w.keep(buf)
 	return nil
