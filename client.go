@@ -42,9 +42,7 @@ type Client struct {
 	exited    chan struct{}  // closed when the session goroutine and pumps have exited
 	pumps     sync.WaitGroup // delivery goroutines
 
-	sessionPresent atomic.Bool
-	clientID       atomic.Pointer[string]
-	responseInfo   atomic.Pointer[string]
+	connInfo       atomic.Pointer[Connection] // the latest connection's; set before Connect returns
 	requests       requester   // Request's shared reply subscription
 	connectedOnce  atomic.Bool // later connections resume the session instead of starting clean
 	counters       counters
@@ -169,37 +167,6 @@ func (c *Client) Disconnect(ctx context.Context) error {
 	err := <-req.settled
 	<-c.exited
 	return err
-}
-
-// SessionPresent reports the CONNACK session-present flag of the current
-// connection: whether the broker resumed a stored session.
-func (c *Client) SessionPresent() bool { return c.sessionPresent.Load() }
-
-// ClientID returns the client identifier in use: Config.ClientID, or the one
-// the broker assigned (MQTT 5.0).
-func (c *Client) ClientID() string {
-	if p := c.clientID.Load(); p != nil {
-		return *p
-	}
-	return c.cfg.ClientID
-}
-
-// ResponseInformation returns the Response Information the broker sent in
-// its latest CONNACK when Config.RequestResponseInfo is set: a topic prefix
-// it reserves for this client's replies. Empty when none.
-func (c *Client) ResponseInformation() string {
-	if p := c.responseInfo.Load(); p != nil {
-		return *p
-	}
-	return ""
-}
-
-// ProtocolVersion returns the protocol version of the current connection.
-func (c *Client) ProtocolVersion() ProtocolVersion {
-	if conn := c.conn.Load(); conn != nil {
-		return ProtocolVersion(conn.version)
-	}
-	return c.cfg.Version
 }
 
 // Messages returns the channel of messages that match no live subscription,

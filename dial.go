@@ -240,7 +240,7 @@ func (c *Client) exchange(ctx context.Context, nc net.Conn, srv server, v packet
 		Version:    v,
 		CleanStart: cfg.CleanStart && !c.connectedOnce.Load(),
 		KeepAlive:  uint16(cfg.KeepAlive / time.Second),
-		ClientID:   c.ClientID(),
+		ClientID:   c.sessionClientID(),
 	}
 	if cfg.Username != "" {
 		cp.UsernameFlag, cp.Username = true, cfg.Username

@@ -239,7 +239,7 @@ func TestFakeVersionFallback(t *testing.T) {
 				if err != nil {
 					t.Fatalf("Connect: %v", err)
 				}
-				if got := c.ProtocolVersion(); got != mqtt.Version311 {
+				if got := c.Connection().Version; got != mqtt.Version311 {
 					t.Errorf("ProtocolVersion = %v, want Version311", got)
 				}
 				// The connection speaks 3.1.1: the fake broker decodes
@@ -460,8 +460,57 @@ func TestFakeAssignedClientID(t *testing.T) {
 		if got := c.ClientID(); got != "auto-9f2c" {
 			t.Errorf("ClientID = %q, want the assigned %q", got, "auto-9f2c")
 		}
-		if got := c.ProtocolVersion(); got != mqtt.Version5 {
+		if got := c.Connection().Version; got != mqtt.Version5 {
 			t.Errorf("ProtocolVersion = %v, want Version5", got)
+		}
+	})
+}
+
+// TestFakeConnectionDescribesWhatWasAgreed checks Client.Connection: what
+// an MQTT 5.0 CONNACK announced (Server Keep Alive, Receive Maximum,
+// Maximum Packet Size, Topic Alias Maximum, Maximum QoS, the features, an
+// assigned Client ID, Response Information) next to what the client
+// announced; and that a reconnection replaces it with what the new CONNACK
+// says.
+func TestFakeConnectionDescribesWhatWasAgreed(t *testing.T) {
+	fakeBubble(t, func(t *testing.T) {
+		ack := &packet.Connack{}
+		pr := &ack.Props
+		pr.ServerKeepAlive, pr.ReceiveMaximum, pr.MaximumPacketSize, pr.TopicAliasMaximum = 20, 7, 4096, 3
+		pr.MaximumQoS, pr.RetainAvailable, pr.SharedSubAvail = 1, 0, 0
+		pr.AssignedClientID, pr.ResponseInfo = "assigned-1", "resp/1"
+		for _, id := range []packet.PropID{packet.PropServerKeepAlive, packet.PropReceiveMaximum, packet.PropMaximumPacketSize,
+			packet.PropTopicAliasMaximum, packet.PropMaximumQoS, packet.PropRetainAvailable, packet.PropSharedSubAvailable,
+			packet.PropAssignedClientID, packet.PropResponseInfo} {
+			pr.Set(id)
+		}
+		cfg := mqtt.Config{Version: mqtt.Version5, KeepAlive: time.Minute, ReceiveMaximum: 9, MaxPacketSize: 1 << 20,
+			TopicAliasMaximum: 5, RequestResponseInfo: true, SessionExpiry: time.Hour}
+		c, b, fc := fakeRcClient(t, cfg, ack)
+		start := time.Now()
+		want := mqtt.Connection{Server: b.URL(), Version: mqtt.Version5, ClientID: "assigned-1", KeepAlive: 20 * time.Second,
+			ReceiveMaximum: 7, ClientReceiveMaximum: 9, MaxPacketSize: 4096, ClientMaxPacketSize: 1 << 20,
+			TopicAliasMaximum: 3, ClientTopicAliasMaximum: 5, MaximumQoS: mqtt.AtLeastOnce,
+			WildcardSubscriptions: true, SubscriptionIdentifiers: true, ResponseInformation: "resp/1", Since: start}
+		if diff := cmp.Diff(want, c.Connection()); diff != "" {
+			t.Errorf("Connection (-want +got):\n%s", diff)
+		}
+		if c.ClientID() != "assigned-1" {
+			t.Errorf("ClientID = %q", c.ClientID())
+		}
+
+		fakeRcDrop(t, c, fc)
+		_, cp := fakeRcAccept(t, b, &packet.Connack{SessionPresent: true})
+		if cp.ClientID != "assigned-1" {
+			t.Errorf("the reconnection's CONNECT has Client ID %q, want the assigned one", cp.ClientID)
+		}
+		fakeRcExpectEvent(t, c, mqtt.EventConnected)
+		want = mqtt.Connection{Server: b.URL(), Version: mqtt.Version5, SessionPresent: true, ClientID: "assigned-1",
+			KeepAlive: time.Minute, ReceiveMaximum: 65535, ClientReceiveMaximum: 9, MaxPacketSize: 268435460,
+			ClientMaxPacketSize: 1 << 20, ClientTopicAliasMaximum: 5, MaximumQoS: mqtt.ExactlyOnce, RetainAvailable: true,
+			WildcardSubscriptions: true, SharedSubscriptions: true, SubscriptionIdentifiers: true, Since: time.Now()}
+		if diff := cmp.Diff(want, c.Connection()); diff != "" {
+			t.Errorf("Connection after reconnecting (-want +got):\n%s", diff)
 		}
 	})
 }

@@ -29,7 +29,7 @@ func TestMosquittoPublishSubscribeEachQoS(t *testing.T) {
 				id := uniqueID(t)
 				sub := connect(t, mqtt.Config{Servers: []string{b.URL()}, ClientID: id + "-sub", Version: ver.v})
 				pub := connect(t, mqtt.Config{Servers: []string{b.URL()}, ClientID: id + "-pub", Version: ver.v})
-				if got := sub.ProtocolVersion(); got != ver.v {
+				if got := sub.Connection().Version; got != ver.v {
 					t.Fatalf("ProtocolVersion = %v, want %v", got, ver.v)
 				}
 				s, err := sub.Subscribe(ctx, id+"/+/temp", qos)

@@ -27,7 +27,7 @@ import (
 // Request needs an MQTT 5.0 connection: 3.1.1 has no response topic or
 // correlation data.
 func (c *Client) Request(ctx context.Context, m Message) (Message, error) {
-	if c.ProtocolVersion() != Version5 {
+	if c.Connection().Version != Version5 {
 		return Message{}, &ArgumentError{What: "protocol version", Value: "3.1.1", Err: errors.New("request/response needs MQTT 5.0")}
 	}
 	rq := &c.requests
@@ -119,7 +119,7 @@ func replySubscribe(ctx context.Context, c *Client) (string, *Subscription, erro
 		var b [8]byte
 		_, _ = rand.Read(b[:])
 		topic = "reply/" + hex.EncodeToString(b[:])
-		if info := c.ResponseInformation(); info != "" {
+		if info := c.Connection().ResponseInformation; info != "" {
 			topic = info + "/" + hex.EncodeToString(b[:])
 		}
 		if err := packet.ValidTopicName(topic); err != nil {

@@ -239,14 +239,13 @@ func (s *session) attach(conn *connection) {
 	}
 	s.resend = nil
 	s.inAliases = nil
-	s.c.responseInfo.Store(&conn.responseInfo)
-	s.c.sessionPresent.Store(conn.sessionPresent)
 	s.c.connectedOnce.Store(true)
 	s.c.counters.connects.Add(1)
+	id := s.c.sessionClientID()
 	if conn.assignedID != "" {
-		id := conn.assignedID
-		s.c.clientID.Store(&id)
+		id = conn.assignedID
 	}
+	s.c.connInfo.Store(conn.describe(s.cfg, id))
 	conn.start(s.in)
 	s.pings = s.pings[:0]
 	if conn.keepAlive > 0 {

@@ -101,7 +101,7 @@ func pubSubSuite(t *testing.T, cfg mqtt.Config, qos mqtt.QoS) {
 	subCfg.ClientID, pubCfg.ClientID = id+"-sub", id+"-pub"
 	sub := connect(t, subCfg)
 	pub := connect(t, pubCfg)
-	if got := sub.ProtocolVersion(); got != cfg.Version {
+	if got := sub.Connection().Version; got != cfg.Version {
 		t.Fatalf("ProtocolVersion = %v, want %v", got, cfg.Version)
 	}
 	s, err := sub.Subscribe(ctx, id+"/+/temp", qos)

@@ -74,7 +74,7 @@ func tail(s string, n int) string {
 func testConnect(t *testing.T, tg *target, b *broker) {
 	ctx := testContext(t)
 	c := connect(t, b, tg.config(t, b, ""))
-	if got := c.ProtocolVersion(); got != tg.version {
+	if got := c.Connection().Version; got != tg.version {
 		t.Errorf("ProtocolVersion = %v, want %v", got, tg.version)
 	}
 	if _, err := c.Ping(ctx); err != nil {
@@ -90,7 +90,7 @@ func testConnect(t *testing.T, tg *target, b *broker) {
 			t.Fatalf("Connect with VersionAuto: %v", err)
 		}
 		defer auto.Close()
-		if got := auto.ProtocolVersion(); got != tg.autoVersion {
+		if got := auto.Connection().Version; got != tg.autoVersion {
 			t.Errorf("VersionAuto negotiated %v, want %v", got, tg.autoVersion)
 		}
 	default:

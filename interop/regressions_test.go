@@ -138,7 +138,7 @@ func TestRegressionVersionAutoWithBrokerThatCloses(t *testing.T) {
 		t.Fatalf("Connect with VersionAuto: %v", err)
 	}
 	defer c.Close()
-	if v := c.ProtocolVersion(); v != mqtt.Version311 {
+	if v := c.Connection().Version; v != mqtt.Version311 {
 		t.Errorf("ProtocolVersion = %v, want 3.1.1", v)
 	}
 }

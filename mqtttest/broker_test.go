@@ -50,8 +50,8 @@ func TestBrokerTCP(t *testing.T) {
 	}
 	for _, v := range []mqtt.ProtocolVersion{mqtt.Version311, mqtt.Version5} {
 		c := Connect(t, b.URL(), mqtt.Config{Version: v})
-		if c.ProtocolVersion() != v {
-			t.Fatalf("connected with %v, want %v", c.ProtocolVersion(), v)
+		if c.Connection().Version != v {
+			t.Fatalf("connected with %v, want %v", c.Connection().Version, v)
 		}
 		roundTrip(t, c, c, "tcp/"+c.ClientID())
 	}
@@ -92,7 +92,7 @@ func connectErr(t *testing.T, url string, cfg mqtt.Config) (mqtt.ProtocolVersion
 	if err != nil {
 		return 0, err
 	}
-	v := c.ProtocolVersion()
+	v := c.Connection().Version
 	return v, c.Close()
 }
 

@@ -107,7 +107,7 @@ func ExampleWithVersion() {
 		log.Fatal(err)
 	}
 	defer c.Close()
-	fmt.Println("VersionAuto connected with 3.1.1:", c.ProtocolVersion() == mqtt.Version311)
+	fmt.Println("VersionAuto connected with 3.1.1:", c.Connection().Version == mqtt.Version311)
 	// Output:
 	// 5.0 refused: true
 	// VersionAuto connected with 3.1.1: true

@@ -18,7 +18,7 @@ func dial(ctx context.Context, cfg mqtt.Config, debug bool, stderr io.Writer) (*
 	}
 	if debug {
 		fmt.Fprintf(stderr, "connected to %s as %s (%s, session present: %t)\n",
-			displayAddr(cfg.Servers[0]), c.ClientID(), versionName(c.ProtocolVersion()), c.SessionPresent())
+			displayAddr(cfg.Servers[0]), c.ClientID(), versionName(c.Connection().Version), c.SessionPresent())
 	}
 	return c, nil
 }

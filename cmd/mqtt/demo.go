@@ -98,7 +98,7 @@ func converse(ctx context.Context, server string, v mqtt.ProtocolVersion, out io
 		}
 		defer c.Close()
 		p.client = c
-		fmt.Fprintf(out, "[%s] connected as %s (%s)\n", p.name, c.ClientID(), versionName(c.ProtocolVersion()))
+		fmt.Fprintf(out, "[%s] connected as %s (%s)\n", p.name, c.ClientID(), versionName(c.Connection().Version))
 	}
 	for _, p := range []*demoPeer{alice, bob} {
 		// QoS 2 so that every message arrives at the QoS it was sent with.

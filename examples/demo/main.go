@@ -222,7 +222,7 @@ func connect(ctx context.Context, url, name string, out io.Writer) (*mqtt.Client
 	if err != nil {
 		return nil, fmt.Errorf("%s: connect to %s: %w (is a broker listening there? without -server the demo starts its own)", name, url, err)
 	}
-	fmt.Fprintf(out, "[%s] connected as %s (%s)\n", name, c.ClientID(), versionName(c.ProtocolVersion()))
+	fmt.Fprintf(out, "[%s] connected as %s (%s)\n", name, c.ClientID(), versionName(c.Connection().Version))
 	return c, nil
 }
 

@@ -75,7 +75,7 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 		return fmt.Errorf("connect: %w", err)
 	}
 	defer c.Close()
-	fmt.Fprintf(out, "connected to %s with MQTT %v\n", *server, c.ProtocolVersion())
+	fmt.Fprintf(out, "connected to %s with MQTT %v\n", *server, c.Connection().Version)
 
 	sub, err := c.Subscribe(ctx, *topic, mqtt.AtLeastOnce)
 	if err != nil {
