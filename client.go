@@ -42,13 +42,13 @@ type Client struct {
 	exited    chan struct{}  // closed when the session goroutine and pumps have exited
 	pumps     sync.WaitGroup // delivery goroutines
 
-	connInfo       atomic.Pointer[Connection] // the latest connection's; set before Connect returns
-	requests       requester   // Request's shared reply subscription
-	connectedOnce  atomic.Bool // later connections resume the session instead of starting clean
-	counters       counters
-	replies        replyChans
-	mem            *memoryBudget
-	events         chan Event
+	connInfo      atomic.Pointer[Connection] // the latest connection's; set before Connect returns
+	requests      requester                  // Request's shared reply subscription
+	connectedOnce atomic.Bool                // later connections resume the session instead of starting clean
+	counters      counters
+	replies       replyChans
+	mem           *memoryBudget
+	events        chan Event
 }
 
 // Connect dials the first server in cfg.Servers that accepts the connection,

@@ -362,7 +362,8 @@ func (c *Client) exchange(ctx context.Context, nc net.Conn, srv server, v packet
 	if v == packet.V5 {
 		conn.negotiate(&ack.Props, cfg)
 	}
-	conn.r = &reader{br: br, version: v, maxSize: cfg.MaxPacketSize, bigHandled: make(chan struct{}, 1)}
+	conn.r = &reader{br: br, version: v, maxSize: cfg.MaxPacketSize, bigHandled: make(chan struct{}, 1),
+		dropUnfit: cfg.QoS0Overflow == DropNewest && cfg.TopicAliasMaximum == 0, mem: c.mem, counters: &c.counters}
 	conn.w = newWriter(nc, v)
 	if !cfg.DisableTopicAliases && conn.aliasMax > 0 {
 		conn.w.aliases = newTopicAliases(conn.aliasMax, conn.maxPacket)

@@ -99,6 +99,14 @@ func (b *memoryBudget) tryInbound(n int64) bool {
 	return true
 }
 
+// full reports whether n more inbound bytes would not fit: what tryInbound
+// would refuse. Any goroutine may ask; the answer may be stale by the time
+// it is used.
+func (b *memoryBudget) full(n int64) bool {
+	in := b.in.Load()
+	return in > 0 && in+b.out.Load()+n > b.limit
+}
+
 // releaseInbound gives back n inbound bytes. It reports whether the session
 // was waiting for room and must be told (only one releaser sees true).
 func (b *memoryBudget) releaseInbound(n int64) (wake bool) {

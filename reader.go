@@ -87,6 +87,14 @@ type reader struct {
 	bigUnhandled atomic.Int32
 	bigWaiting   atomic.Bool
 	bigHandled   chan struct{}
+
+	// dropUnfit, when set, lets the reader drop a QoS 0 PUBLISH that does
+	// not fit in mem without reading it into memory, counting it in
+	// counters as the session would (OverflowPolicy DropNewest, and no
+	// inbound topic aliases, whose definitions only the session may see).
+	dropUnfit bool
+	mem       *memoryBudget
+	counters  *counters
 }
 
 // run reads until the connection fails or ctx ends. A packet that fails to
@@ -101,6 +109,8 @@ func (r *reader) run(ctx context.Context) error {
 			if err = failed(ev, err); err != nil {
 				return err
 			}
+		} else if ev.typ == 0 {
+			continue // dropped by the reader: nothing for the session
 		}
 		select {
 		case r.out <- ev: // the common case, without a full select
@@ -177,6 +187,79 @@ func (r *reader) handled(ev *inbound) {
 	ev.pub = packet.Publish{}
 }
 
+// dropPublish reads a QoS 0 PUBLISH that does not fit in memory through to
+// its end without keeping it, and counts it as received and dropped. Only
+// its topic and property lengths are read, to count its payload.
+func (r *reader) dropPublish(h packet.Header) error {
+	malformed := &packet.Error{Type: packet.PUBLISH, Code: packet.MalformedPacket, Reason: "topic and properties longer than the packet"}
+	left := h.Remaining - 2
+	var n [2]byte
+	if left < 0 {
+		return malformed
+	}
+	if err := r.fill(n[:]); err != nil {
+		return err
+	}
+	topic := int(n[0])<<8 | int(n[1])
+	if topic > left {
+		return malformed
+	}
+	if err := r.skip(topic); err != nil {
+		return err
+	}
+	left -= topic
+	if r.version == packet.V5 {
+		props, width, err := r.varint()
+		if err != nil {
+			return err
+		}
+		if left -= width; props > left {
+			return malformed
+		}
+		if err := r.skip(props); err != nil {
+			return err
+		}
+		left -= props
+	}
+	if err := r.skip(left); err != nil { // the payload
+		return err
+	}
+	r.packetsIn.Add(1)
+	r.counters.received(0, left)
+	r.counters.dropped.Add(1)
+	return nil
+}
+
+// skip reads n bytes and discards them.
+func (r *reader) skip(n int) error {
+	if _, err := io.CopyN(io.Discard, r.br, int64(n)); err != nil {
+		if err == io.EOF {
+			err = io.ErrUnexpectedEOF
+		}
+		return err
+	}
+	return nil
+}
+
+// varint reads a Variable Byte Integer and returns it with its width.
+func (r *reader) varint() (v, width int, err error) {
+	for shift := 0; width < 4; shift += 7 {
+		b, err := r.br.ReadByte()
+		if err != nil {
+			if err == io.EOF {
+				err = io.ErrUnexpectedEOF
+			}
+			return 0, width, err
+		}
+		width++
+		v |= int(b&0x7f) << shift
+		if b&0x80 == 0 {
+			return v, width, nil
+		}
+	}
+	return 0, width, &packet.Error{Type: packet.PUBLISH, Code: packet.MalformedPacket, Reason: "property length longer than four bytes"}
+}
+
 // allocSize bounds from above what the allocator takes for an n-byte
 // buffer: small sizes are rounded up to a size class, which wastes less
 // than a quarter plus 16 bytes (4,097 bytes take 4,864), and large ones to
@@ -205,6 +288,10 @@ func (r *reader) next(ctx context.Context, ev *inbound) error {
 	case packet.CONNECT, packet.SUBSCRIBE, packet.UNSUBSCRIBE, packet.PINGREQ:
 		return &packet.Error{Type: h.Type, Code: packet.ProtocolError, Reason: "a server must not send " + h.Type.String()}
 	case packet.PUBLISH:
+		if r.dropUnfit && h.Flags&0x06 == 0 && r.mem.full(int64(allocSize(h.Remaining))+int64(inboundOverhead)) {
+			ev.typ = 0 // nothing for the session
+			return r.dropPublish(h)
+		}
 		if h.Remaining > publishStep && !r.waitBigHandled(ctx) {
 			return errReaderStopped
 		}

@@ -108,3 +108,39 @@ func TestAllocSizeBoundsTheAllocation(t *testing.T) {
 		}
 	}
 }
+
+// TestReaderDropsWhatCannotFit checks that with the memory budget full a
+// QoS 0 PUBLISH (here over MQTT 5.0, with properties) is read through
+// without being kept: no allocation for its body, counted as received
+// (its payload bytes) and dropped, and the packet after it is decoded as
+// usual. A QoS 1 PUBLISH is always handed to the session.
+func TestReaderDropsWhatCannotFit(t *testing.T) {
+	var stream []byte
+	big := packet.Publish{Topic: "a/b", Payload: make([]byte, 256<<10)}
+	big.Props.ContentType = "x"
+	big.Props.Set(packet.PropContentType)
+	stream, _ = big.Append(stream, packet.V5)
+	one := packet.Publish{Topic: "q", QoS: 1, PacketID: 7, Payload: []byte("kept")}
+	stream, _ = one.Append(stream, packet.V5)
+
+	mem := newMemoryBudget(1 << 20)
+	mem.in.Store(1 << 20) // full
+	var k counters
+	r := &reader{br: newConnReader(bytes.NewReader(stream)), version: packet.V5, maxSize: 1 << 20,
+		bigHandled: make(chan struct{}, 1), dropUnfit: true, mem: mem, counters: &k}
+	var ev inbound
+	var err error
+	n := allocated(func() { err = r.next(context.Background(), &ev) })
+	if err != nil || ev.typ != 0 {
+		t.Fatalf("next = %v with event type %v, want the PUBLISH dropped", err, ev.typ)
+	}
+	if n > 64<<10 {
+		t.Errorf("dropping a 256 KiB PUBLISH allocated %d bytes", n)
+	}
+	if got, want := k.recvBytes[0].Load(), uint64(len(big.Payload)); got != want || k.dropped.Load() != 1 || k.recvMsgs[0].Load() != 1 {
+		t.Errorf("counted %d messages, %d payload bytes, %d dropped; want 1, %d, 1", k.recvMsgs[0].Load(), got, k.dropped.Load(), want)
+	}
+	if err := r.next(context.Background(), &ev); err != nil || ev.typ != packet.PUBLISH || string(ev.pub.Payload) != "kept" {
+		t.Fatalf("the next packet: %v, type %v, payload %q", err, ev.typ, ev.pub.Payload)
+	}
+}

@@ -64,8 +64,11 @@ func TestMosquittoStalledConsumerMemory(t *testing.T) {
 			defer cancel()
 			id := uniqueID(t)
 			// MessageBuffer does not bound QoS 0 here: MemoryLimit does.
+			// A generous PingTimeout: what is tested is that the stall costs
+			// neither memory nor the connection, not how fast a loaded
+			// machine answers pings.
 			sub := connect(t, mqtt.Config{Servers: []string{b.URL()}, ClientID: id + "-sub", Version: tc.v,
-				KeepAlive: keepAlive, QoS0Overflow: tc.policy, MessageBuffer: 1 << 20})
+				KeepAlive: keepAlive, PingTimeout: 5 * time.Second, QoS0Overflow: tc.policy, MessageBuffer: 1 << 20})
 			s, err := sub.Subscribe(ctx, id+"/flood", tc.qos)
 			if err != nil {
 				t.Fatal(err)
@@ -111,7 +114,7 @@ func TestMosquittoStalledConsumerMemory(t *testing.T) {
 					published = nil // it finished; messages may still be on their way
 					continue
 				case <-ctx.Done():
-					t.Fatalf("%d of %d messages arrived (dropped %d); client error %v, stats %+v", got, tc.n, sub.Stats().Dropped, sub.Err(), sub.Stats())
+					t.Fatalf("%d of %d messages arrived (dropped %d); client error %v, stats %+v, events %s", got, tc.n, sub.Stats().Dropped, sub.Err(), sub.Stats(), drainEvents(sub))
 				}
 				seq := binary.BigEndian.Uint32(m.Payload)
 				if seq < next || (seq != next && (tc.qos > 0 || tc.policy == mqtt.Block)) {
@@ -210,8 +213,11 @@ func TestMosquittoKeepAliveWhileStalled(t *testing.T) {
 				ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 				defer cancel()
 				id := uniqueID(t)
+				// The broker must hear from the client every interval; a
+				// generous PingTimeout keeps a loaded machine's slow answers
+				// from ending the connection on the client's side.
 				sub := connect(t, mqtt.Config{Servers: []string{b.URL()}, ClientID: id + "-sub", Version: ver.v,
-					KeepAlive: keepAlive, QoS0Overflow: tc.policy, MemoryLimit: 64 << 10})
+					KeepAlive: keepAlive, PingTimeout: 5 * time.Second, QoS0Overflow: tc.policy, MemoryLimit: 64 << 10})
 				s, err := sub.Subscribe(ctx, id+"/flood", tc.qos)
 				if err != nil {
 					t.Fatal(err)
@@ -235,14 +241,14 @@ func TestMosquittoKeepAliveWhileStalled(t *testing.T) {
 				case <-time.After(10 * keepAlive):
 				}
 				if st := sub.Stats(); st.ConnectionLosses != 0 {
-					t.Fatalf("the subscriber lost its connection %d times while stalled", st.ConnectionLosses)
+					t.Fatalf("the subscriber lost its connection %d times while stalled: %s", st.ConnectionLosses, drainEvents(sub))
 				}
 				for i := range n {
 					var m mqtt.Message
 					select {
 					case m = <-s.Messages():
 					case <-ctx.Done():
-						t.Fatalf("message %d of %d did not arrive; stats %+v", i, n, sub.Stats())
+						t.Fatalf("message %d of %d did not arrive; stats %+v, events %s", i, n, sub.Stats(), drainEvents(sub))
 					}
 					if got := binary.BigEndian.Uint32(m.Payload); got != uint32(i) {
 						t.Fatalf("message %d arrived when %d was expected", got, i)
@@ -322,4 +328,14 @@ func floodChild() bool {
 		os.Exit(1)
 	}
 	return true
+}
+
+// drainEvents returns the client's buffered events, for a failure message.
+func drainEvents(c *mqtt.Client) string {
+	var out []string
+	for len(c.Events()) > 0 {
+		e := <-c.Events()
+		out = append(out, fmt.Sprintf("%v %v", e.Kind, e.Err))
+	}
+	return fmt.Sprintf("%q", out)
 }
