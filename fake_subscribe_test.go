@@ -3,6 +3,7 @@ package mqtt_test
 import (
 	"context"
 	"errors"
+	"slices"
 	"testing"
 	"testing/synctest"
 
@@ -396,5 +397,47 @@ func TestFakeRoutingBySubscriptionID(t *testing.T) {
 				t.Errorf("subscription %s got %q", f, m.Payload)
 			}
 		}
+	})
+}
+
+// TestFakeSubscriptionIDChosen checks a Subscription Identifier the caller
+// chooses (MQTT 5.0): the SUBSCRIBE carries it, Subscription.ID returns it,
+// messages the broker tags with it reach that subscription, and the
+// identifier the client chooses for the next subscription is not it. Over
+// 3.1.1 a chosen identifier is refused before anything is sent, and so are
+// filters of one call that disagree.
+func TestFakeSubscriptionIDChosen(t *testing.T) {
+	t.Run("v5", func(t *testing.T) {
+		fakeBubble(t, func(t *testing.T) {
+			c, fc, _ := fakeClient(t, mqtt.Config{ClientID: "sid", Version: mqtt.Version5, KeepAlive: -1}, &packet.Connack{})
+			chosen := fakeSubscribe(t, c, fc, mqtt.Filter{Topic: "a/#", QoS: 1, SubscriptionID: 1})
+			if chosen.ID() != 1 {
+				t.Errorf("ID = %d, want 1", chosen.ID())
+			}
+			auto := fakeSubscribe(t, c, fc, mqtt.Filter{Topic: "a/#", QoS: 1})
+			if auto.ID() == 0 || auto.ID() == 1 {
+				t.Errorf("the client chose identifier %d, which is taken or none", auto.ID())
+			}
+			p := &packet.Publish{Topic: "a/b", Payload: []byte("x")}
+			p.Props.SubscriptionIDs = []uint32{1}
+			fc.send(p)
+			if m := fakeRecv(t, chosen.Messages()); !slices.Equal(m.SubscriptionIDs, []uint32{1}) {
+				t.Errorf("SubscriptionIDs = %v", m.SubscriptionIDs)
+			}
+			fakeNoMsg(t, auto.Messages())
+			if _, err := c.SubscribeFilters(context.Background(), mqtt.Filter{Topic: "x", SubscriptionID: 2}, mqtt.Filter{Topic: "y", SubscriptionID: 3}); !errors.Is(err, mqtt.ErrInvalidArgument) {
+				t.Errorf("filters with different identifiers: %v, want ErrInvalidArgument", err)
+			}
+			fc.expectNothing()
+		})
+	})
+	t.Run("v311", func(t *testing.T) {
+		fakeBubble(t, func(t *testing.T) {
+			c, fc, _ := fakeClient(t, mqtt.Config{ClientID: "sid", Version: mqtt.Version311, KeepAlive: -1}, &packet.Connack{})
+			if _, err := c.SubscribeFilters(context.Background(), mqtt.Filter{Topic: "a", SubscriptionID: 5}); !errors.Is(err, mqtt.ErrInvalidArgument) {
+				t.Errorf("a chosen identifier over 3.1.1: %v, want ErrInvalidArgument", err)
+			}
+			fc.expectNothing()
+		})
 	})
 }

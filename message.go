@@ -21,9 +21,6 @@ const (
 // String returns "QoS 0", "QoS 1" or "QoS 2".
 func (q QoS) String() string { return fmt.Sprintf("QoS %d", byte(q)) }
 
-// ReasonCode is an MQTT 5.0 reason code, or a 3.1.1 return code.
-type ReasonCode = packet.ReasonCode
-
 // UserProperty is an MQTT 5.0 user property: a name/value pair. A message
 // keeps the order of its user properties and may repeat a name.
 type UserProperty = packet.UserProperty

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/b4e21b16/mqtt/packet"
@@ -17,6 +18,7 @@ type subscribeReq struct {
 	reply    chan subscribeResult // nil for internal requests
 	sub      *Subscription
 	internal bool
+	id       uint32 // the Subscription Identifier the caller chose; 0: the client chooses
 
 	// Set when sent.
 	packet *packet.Subscribe
@@ -80,14 +82,31 @@ func (s *session) trySubscribe(r *subscribeReq) bool {
 	for _, f := range r.filters {
 		sub.filters = append(sub.filters, f.Filter)
 	}
-	if s.conn.subIDs {
-		s.lastSubID = s.lastSubID%(1<<28-1) + 1
-		sub.id = s.lastSubID
+	switch {
+	case r.id != 0 && !s.conn.subIDs:
+		r.fail(&ArgumentError{What: "subscription identifier", Value: fmt.Sprint(r.id),
+			Err: errors.New("the broker does not support Subscription Identifiers (or the connection is MQTT 3.1.1)")})
+		return true
+	case r.id != 0:
+		sub.id = r.id
+	case s.conn.subIDs:
+		sub.id = s.nextSubID()
 	}
 	r.sub = sub
 	// Route from now on: the broker may send matching messages before SUBACK.
 	s.subs = append(s.subs, sub)
 	return s.sendSubscribe(r)
+}
+
+// nextSubID chooses a Subscription Identifier for a subscription the caller
+// did not choose one for: the next in turn that no live subscription uses.
+func (s *session) nextSubID() uint32 {
+	for {
+		s.lastSubID = s.lastSubID%maxSubscriptionID + 1
+		if !slices.ContainsFunc(s.subs, func(sub *Subscription) bool { return sub.id == s.lastSubID }) {
+			return s.lastSubID
+		}
+	}
 }
 
 // sendSubscribe sends r's SUBSCRIBE with r.sub's identifier.
