@@ -79,7 +79,7 @@
 // Config.DisableTopicAliases), subscription options (Filter), shared
 // subscriptions ("$share/group/filter"), subscription identifiers (used to
 // route each delivery), server redirection (Config.FollowRedirects),
-// enhanced authentication (Config.Authenticator, NewSCRAMSHA256,
+// enhanced authentication (Config.Authenticator, SCRAM in package scram,
 // Client.Reauthenticate) and will properties (Config.Will, WillDelay).
 // Client.Request, Client.Reply and Serve implement request/response over
 // response topics and correlation data.

@@ -313,3 +313,26 @@ func TestFakeAuthNeedsAuthenticator(t *testing.T) {
 		fc.expectNothing()
 	})
 }
+
+// TestAuthErrorText checks the text of an *AuthError: the method, the step
+// and the reason, with a nested AuthError of the same method folded in
+// rather than repeating the prefix, and what it wraps.
+func TestAuthErrorText(t *testing.T) {
+	t.Parallel()
+	inner := &mqtt.AuthError{Method: "SCRAM-SHA-256", Reason: "server rejected the exchange", Server: "invalid-proof"}
+	outer := &mqtt.AuthError{Method: "SCRAM-SHA-256", Step: "finish", Err: inner}
+	want := `mqtt: SCRAM-SHA-256 authentication failed in finish: server rejected the exchange: server says "invalid-proof"`
+	if got := outer.Error(); got != want {
+		t.Errorf("Error() = %q\nwant %q", got, want)
+	}
+	if ae, ok := errors.AsType[*mqtt.AuthError](outer); !ok || ae != outer || !errors.Is(outer, mqtt.ErrAuthFailed) {
+		t.Errorf("errors.As/Is on %v", outer)
+	}
+	cause := &mqtt.AuthError{Method: testAuthMethod, Step: "start", Err: context.DeadlineExceeded}
+	if !errors.Is(cause, context.DeadlineExceeded) || !errors.Is(cause, mqtt.ErrAuthFailed) {
+		t.Errorf("%v does not wrap its cause and ErrAuthFailed", cause)
+	}
+	if got, want := cause.Error(), "mqtt: TEST-HMAC authentication failed in start: context deadline exceeded"; got != want {
+		t.Errorf("Error() = %q\nwant %q", got, want)
+	}
+}
