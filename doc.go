@@ -86,8 +86,8 @@
 //
 // # Iterators, JSON and observability
 //
-// Subscription.All returns an iterator for range loops; PublishJSON,
-// DecodeJSON and AllJSON are typed helpers over the same channels.
+// Subscription.All returns an iterator for range loops; package mqttjson
+// has typed JSON helpers over the same channels.
 // Config.Logger takes a *slog.Logger: connection lifecycle at Info, each
 // packet at Debug, never credentials. Client.Stats returns counters (messages
 // and bytes per QoS, in flight, queued, reconnections, last round trip)
