@@ -3,12 +3,15 @@ package mqtt
 import (
 	"context"
 	"errors"
+	"fmt"
 )
 
 // Authenticator runs MQTT 5.0 enhanced authentication: a challenge and
 // response exchange carried by CONNECT, AUTH and CONNACK packets under an
 // Authentication Method both sides know, such as "SCRAM-SHA-256". Set one in
-// Config.Authenticator; NewSCRAMSHA256 is a ready implementation.
+// Config.Authenticator. Package github.com/b4e21b16/mqtt/scram provides
+// SCRAM-SHA-256 and SCRAM-SHA-512, in a module of its own so that importing
+// this package does not pull in what SCRAM needs.
 //
 // The client calls Start when it connects (and when Client.Reauthenticate is
 // called), Continue for each AUTH packet from the server with reason code
@@ -19,14 +22,17 @@ import (
 // client's reconnecting goroutine), during a re-authentication from
 // Reauthenticate's caller; never from the goroutines that run the protocol.
 // A reconnection and a re-authentication may overlap, so an Authenticator
-// must be safe for concurrent use (NewSCRAMSHA256's fails the later exchange
-// cleanly). It should watch ctx, which ends with the connect timeout, the
+// must be safe for concurrent use (failing the later exchange cleanly is
+// enough). It should watch ctx, which ends with the connect timeout, the
 // caller's context or the client.
 //
 // An error from any method ends the exchange: during a connect the client
 // closes the network connection and the error is returned (wrapped) from
 // Connect or reported as the cause of a failed reconnection; during a
 // re-authentication the client sends DISCONNECT and the connection is lost.
+// An error may be an *AuthError of the Authenticator's method, with the
+// details; the client fills in its Step. Errors, and the Authenticator
+// printed with fmt or logged with log/slog, should never show a password.
 type Authenticator interface {
 	// Method is the Authentication Method name sent to the server.
 	Method() string
@@ -41,8 +47,64 @@ type Authenticator interface {
 	Finish(ctx context.Context, data []byte) error
 }
 
+// ErrAuthFailed is wrapped by every *AuthError: an enhanced authentication
+// exchange failed on the client's side or the server reported a failure.
+var ErrAuthFailed = errors.New("mqtt: authentication failed")
+
+// AuthError reports a failed enhanced authentication exchange: an
+// Authenticator refused the server's data, or the server reported a
+// failure. The client wraps an error from an Authenticator in an AuthError
+// naming the Step; an Authenticator may return AuthError values itself,
+// saying why in Reason. An AuthError never holds the password or anything
+// derived from it.
+type AuthError struct {
+	Method string // the Authentication Method, such as "SCRAM-SHA-256"
+	Step   string // the Authenticator call that failed: "start", "continue" or "finish"
+	Reason string // what went wrong, in words
+	// Server is the error the server reported in its authentication data,
+	// if it sent one: for SCRAM, the "e=" attribute of the
+	// server-final-message, such as "invalid-proof".
+	Server string
+	Err    error // the cause, if any
+}
+
+// Error says which method failed, in which step and why.
+func (e *AuthError) Error() string {
+	return fmt.Sprintf("mqtt: %s authentication failed%s", e.Method, e.detail())
+}
+
+// detail is the text after "authentication failed", folding in a nested
+// AuthError of the same method instead of repeating its prefix.
+func (e *AuthError) detail() string {
+	var s string
+	if e.Step != "" {
+		s += " in " + e.Step
+	}
+	if e.Reason != "" {
+		s += ": " + e.Reason
+	}
+	if e.Server != "" {
+		s += fmt.Sprintf(": server says %q", e.Server)
+	}
+	if e.Err == nil {
+		return s
+	}
+	if inner, ok := e.Err.(*AuthError); ok && inner.Method == e.Method {
+		return s + inner.detail()
+	}
+	return s + ": " + e.Err.Error()
+}
+
+// Unwrap returns ErrAuthFailed and the cause, if any.
+func (e *AuthError) Unwrap() []error {
+	if e.Err == nil {
+		return []error{ErrAuthFailed}
+	}
+	return []error{ErrAuthFailed, e.Err}
+}
+
 // authFailure wraps an error from a's step in an *AuthError, unless it is
-// one already (NewSCRAMSHA256 returns its own, with the details).
+// one already of a's method, whose Step it then fills in.
 func authFailure(a Authenticator, step string, err error) error {
 	if ae, ok := errors.AsType[*AuthError](err); ok && ae.Method == a.Method() {
 		if ae.Step == "" {

@@ -228,7 +228,7 @@ type Config struct {
 	// default, since the reference comes from the network.
 	FollowRedirects bool
 	// Authenticator runs MQTT 5.0 enhanced authentication (AUTH packets);
-	// see NewSCRAMSHA256. Nil uses Username and Password only.
+	// see github.com/b4e21b16/mqtt/scram. Nil uses Username and Password only.
 	Authenticator Authenticator
 }
 

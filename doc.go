@@ -79,15 +79,15 @@
 // Config.DisableTopicAliases), subscription options (Filter), shared
 // subscriptions ("$share/group/filter"), subscription identifiers (used to
 // route each delivery), server redirection (Config.FollowRedirects),
-// enhanced authentication (Config.Authenticator, NewSCRAMSHA256,
+// enhanced authentication (Config.Authenticator, SCRAM in package scram,
 // Client.Reauthenticate) and will properties (Config.Will, WillDelay).
 // Client.Request, Client.Reply and Serve implement request/response over
 // response topics and correlation data.
 //
 // # Iterators, JSON and observability
 //
-// Subscription.All returns an iterator for range loops; PublishJSON,
-// DecodeJSON and AllJSON are typed helpers over the same channels.
+// Subscription.All returns an iterator for range loops; package mqttjson
+// has typed JSON helpers over the same channels.
 // Config.Logger takes a *slog.Logger: connection lifecycle at Info, each
 // packet at Debug, never credentials. Client.Stats returns counters (messages
 // and bytes per QoS, in flight, queued, reconnections, last round trip)

@@ -84,40 +84,6 @@ func ExampleSubscription_All() {
 	// sent 3 received 3
 }
 
-// PublishJSON and AllJSON encode and decode typed payloads.
-func ExampleAllJSON() {
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	c, err := mqtt.Connect(ctx, mqtt.Config{Servers: []string{exampleServer}, ClientID: "example-json"})
-	if err != nil {
-		fmt.Println(err)
-		return
-	}
-	defer c.Disconnect(ctx)
-	type reading struct {
-		Sensor  string
-		Celsius float64
-	}
-	sub, err := c.Subscribe(ctx, "example/json", mqtt.AtLeastOnce)
-	if err != nil {
-		fmt.Println(err)
-		return
-	}
-	if err := mqtt.PublishJSON(ctx, c, mqtt.Message{Topic: "example/json", QoS: mqtt.AtLeastOnce}, reading{"kitchen", 21.5}); err != nil {
-		fmt.Println(err)
-		return
-	}
-	for d, err := range mqtt.AllJSON[reading](ctx, sub) {
-		if err != nil {
-			fmt.Println(err)
-			continue
-		}
-		fmt.Printf("%s: %.1f °C (%s)\n", d.Value.Sensor, d.Value.Celsius, d.Message.ContentType)
-		break
-	}
-	// Output: kitchen: 21.5 °C (application/json)
-}
-
 // Publish waits until the broker has the message: for QoS 1 the PUBACK,
 // for QoS 2 the PUBCOMP. A refusal is a *ReasonError naming the code.
 func ExampleClient_Publish() {

@@ -71,6 +71,7 @@ func (c *Client) Reauthenticate(ctx context.Context) error {
 type reauthReq struct {
 	method  string
 	replies chan reauthReply // 1-buffered: the broker waits for each answer
+	conn    *connection      // the connection the exchange runs on; session goroutine only
 }
 
 type reauthReply struct {
@@ -116,6 +117,7 @@ func (m *reauthSend) handle(s *session) {
 		return
 	}
 	s.reauth = m.r
+	m.r.conn = s.conn
 	a := &packet.Auth{ReasonCode: m.code}
 	a.Props.AuthMethod = m.r.method
 	a.Props.Set(packet.PropAuthMethod)
@@ -126,7 +128,11 @@ func (m *reauthSend) handle(s *session) {
 	s.send(a)
 }
 
-// reauthAbort ends the connection after the Authenticator failed.
+// reauthAbort ends the connection after the Authenticator failed, also
+// when it refused the data of the broker's final AUTH (Success), which
+// already ended the exchange for the session: the client does not go on
+// with a broker that did not prove itself. A connection that has ended
+// since is left alone.
 type reauthAbort struct {
 	r   *reauthReq
 	err error
@@ -135,10 +141,12 @@ type reauthAbort struct {
 func (m *reauthAbort) fail(error) {}
 
 func (m *reauthAbort) handle(s *session) {
-	if s.reauth != m.r || s.conn == nil {
+	if s.conn == nil || s.conn != m.r.conn {
 		return
 	}
-	s.reauth = nil
+	if s.reauth == m.r {
+		s.reauth = nil
+	}
 	s.protocolFailCode(packet.UnspecifiedError, m.err)
 }
 

@@ -26,6 +26,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/b4e21b16/mqtt/internal/sink"
 )
 
 // runConfig describes one measured run, or a comparison of runs.
@@ -174,11 +176,12 @@ func runOne(w io.Writer, wl workload, cfg runConfig) error {
 	e := env{client: cfg.client, cfg: cfg}
 	switch cfg.target {
 	case "sink":
-		flood := floodConfig{}
+		var opts sink.Options
 		if strings.HasPrefix(wl.name, "recv-") {
-			flood = floodConfig{n: cfg.n, window: cfg.window, topic: cfg.topic, payload: cfg.payload}
+			// Delivered at the QoS the workload subscribes with, 0 or 1.
+			opts = sink.Options{FloodCount: cfg.n, FloodQoS: 1, FloodWindow: cfg.window, FloodTopic: cfg.topic, FloodPayload: len(cfg.payload)}
 		}
-		s, err := startSink(flood)
+		s, err := sink.Start(opts)
 		if err != nil {
 			return err
 		}

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"fmt"
+	"io"
 	"net"
 	"sync"
 	"time"
@@ -38,6 +39,34 @@ func mustAppend(out []byte, err error) []byte {
 		panic(err) // fixed, valid input
 	}
 	return out
+}
+
+// readPacket reads one packet's fixed header and body into body.
+func readPacket(br *bufio.Reader, body []byte) (typ, flags byte, out []byte, err error) {
+	b, err := br.ReadByte()
+	if err != nil {
+		return 0, 0, body, err
+	}
+	n, shift := 0, 0
+	for i := 0; i < 4; i++ {
+		c, err := br.ReadByte()
+		if err != nil {
+			return 0, 0, body, err
+		}
+		n |= int(c&0x7f) << shift
+		if c&0x80 == 0 {
+			break
+		}
+		shift += 7
+	}
+	if cap(body) < n {
+		body = make([]byte, n)
+	}
+	body = body[:n]
+	if _, err := io.ReadFull(br, body); err != nil {
+		return 0, 0, body, err
+	}
+	return b >> 4, b & 0x0f, body, nil
 }
 
 // rawClient is a plain TCP connection that has completed CONNECT/CONNACK.

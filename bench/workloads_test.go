@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/b4e21b16/mqtt/internal/sink"
 )
 
 // TestWorkloadsOnSink runs the sink workloads with a few messages for this
@@ -50,7 +52,7 @@ func TestSinkCountsPublishes(t *testing.T) {
 		for qos := byte(0); qos <= 2; qos++ {
 			t.Run(fmt.Sprintf("%s/qos%d", client, qos), func(t *testing.T) {
 				t.Parallel()
-				s, err := startSink(floodConfig{})
+				s, err := sink.Start(sink.Options{})
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -72,7 +74,7 @@ func TestSinkCountsPublishes(t *testing.T) {
 				if qos == 0 {
 					want++ // the closing QoS 1 publish
 				}
-				if got := s.received.Load(); got != want {
+				if got := s.Received(); got != want {
 					t.Errorf("sink received %d publishes, want %d", got, want)
 				}
 			})

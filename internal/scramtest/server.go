@@ -1,7 +1,7 @@
 // Package scramtest is the server side of SCRAM-SHA-256 (RFC 5802, RFC
-// 7677) for tests of the client: pure functions over the exchanged
-// messages, no network. Its knobs make it misbehave in the ways a client must
-// catch.
+// 7677) and SCRAM-SHA-512 for tests of the client: pure functions over the
+// exchanged messages, no network. Its knobs make it misbehave in the ways a
+// client must catch.
 package scramtest
 
 import (
@@ -9,14 +9,20 @@ import (
 	"crypto/pbkdf2"
 	"crypto/rand"
 	"crypto/sha256"
+	"crypto/sha512"
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"hash"
 	"io"
 )
 
-// Method is the Authentication Method name of the mechanism.
-const Method = "SCRAM-SHA-256"
+// Authentication Method names of the servers of NewServer and
+// NewServerSHA512.
+const (
+	Method       = "SCRAM-SHA-256"
+	MethodSHA512 = "SCRAM-SHA-512"
+)
 
 // ErrInvalidProof is returned by Final when the client's proof does not
 // match the password: the wrong password, or a tampered message.
@@ -25,7 +31,7 @@ var ErrInvalidProof = errors.New("scramtest: client proof does not verify")
 // ErrOutOfOrder is returned by Final when no First started the exchange.
 var ErrOutOfOrder = errors.New("scramtest: client-final-message before client-first-message")
 
-// Server runs the server side of one SCRAM-SHA-256 exchange at a time for
+// Server runs the server side of one SCRAM exchange at a time for
 // one user. First starts an exchange (dropping any earlier one) and Final
 // ends it. A Server is not safe for concurrent use.
 //
@@ -51,6 +57,8 @@ type Server struct {
 	// instead of checking the proof.
 	FinalError string
 
+	method   string
+	hash     func() hash.Hash
 	username string
 	password []byte
 
@@ -62,10 +70,19 @@ type Server struct {
 	nonce       string // client nonce followed by the server's part
 }
 
-// NewServer returns a server that knows username (compared after
-// unescaping "=2C" and "=3D", without SASLprep) with password, announcing
-// iterations. The password is copied.
+// NewServer returns a SCRAM-SHA-256 server that knows username (compared
+// after unescaping "=2C" and "=3D", without SASLprep) with password,
+// announcing iterations. The password is copied.
 func NewServer(username string, password []byte, iterations int) *Server {
+	return newServer(Method, sha256.New, username, password, iterations)
+}
+
+// NewServerSHA512 is NewServer for SCRAM-SHA-512.
+func NewServerSHA512(username string, password []byte, iterations int) *Server {
+	return newServer(MethodSHA512, sha512.New, username, password, iterations)
+}
+
+func newServer(method string, h func() hash.Hash, username string, password []byte, iterations int) *Server {
 	salt := make([]byte, 16)
 	if _, err := io.ReadFull(rand.Reader, salt); err != nil {
 		panic(fmt.Sprintf("scramtest: read random salt: %v", err))
@@ -73,13 +90,16 @@ func NewServer(username string, password []byte, iterations int) *Server {
 	return &Server{
 		Salt:       salt,
 		Iterations: iterations,
+		method:     method,
+		hash:       h,
 		username:   username,
 		password:   append([]byte(nil), password...),
 	}
 }
 
-// Method returns "SCRAM-SHA-256".
-func (s *Server) Method() string { return Method }
+// Method returns the Authentication Method: "SCRAM-SHA-256" or
+// "SCRAM-SHA-512".
+func (s *Server) Method() string { return s.method }
 
 // First checks a client-first-message and returns the server-first-message
 // "r=<nonce>,s=<salt>,i=<iterations>". An unknown user, channel binding
@@ -136,36 +156,43 @@ func (s *Server) Final(clientFinal []byte) (serverFinal []byte, err error) {
 		return nil, fmt.Errorf("scramtest: nonce %q is not the exchange's %q", cf.nonce, s.nonce)
 	}
 
-	salted, err := pbkdf2.Key(sha256.New, string(s.password), s.Salt, s.Iterations, sha256.Size)
+	salted, err := pbkdf2.Key(s.hash, string(s.password), s.Salt, s.Iterations, s.hash().Size())
 	if err != nil {
 		return nil, fmt.Errorf("scramtest: key derivation: %w", err)
 	}
-	storedKey := sha256.Sum256(mac(salted, "Client Key"))
-	serverKey := mac(salted, "Server Key")
+	storedKey := s.sum(s.mac(salted, "Client Key"))
+	serverKey := s.mac(salted, "Server Key")
 	authMessage := s.clientFirst + "," + s.serverFirst + "," + cf.withoutProof
 
 	// ClientKey = ClientProof XOR ClientSignature; it must hash to StoredKey.
-	clientKey := mac(storedKey[:], authMessage)
+	clientKey := s.mac(storedKey, authMessage)
 	if len(cf.proof) != len(clientKey) {
 		return []byte("e=invalid-proof"), ErrInvalidProof
 	}
 	for i := range clientKey {
 		clientKey[i] ^= cf.proof[i]
 	}
-	if got := sha256.Sum256(clientKey); !hmac.Equal(got[:], storedKey[:]) {
+	if !hmac.Equal(s.sum(clientKey), storedKey) {
 		return []byte("e=invalid-proof"), ErrInvalidProof
 	}
 
-	sig := mac(serverKey, authMessage)
+	sig := s.mac(serverKey, authMessage)
 	if s.BadSignature {
 		sig[0] ^= 1
 	}
 	return []byte("v=" + base64.StdEncoding.EncodeToString(sig)), nil
 }
 
-// mac returns HMAC-SHA-256(key, msg).
-func mac(key []byte, msg string) []byte {
-	m := hmac.New(sha256.New, key)
+// mac returns HMAC(key, msg) with the server's hash function.
+func (s *Server) mac(key []byte, msg string) []byte {
+	m := hmac.New(s.hash, key)
 	m.Write([]byte(msg))
 	return m.Sum(nil)
+}
+
+// sum returns the hash of b.
+func (s *Server) sum(b []byte) []byte {
+	h := s.hash()
+	h.Write(b)
+	return h.Sum(nil)
 }

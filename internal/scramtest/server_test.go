@@ -58,6 +58,47 @@ func TestSCRAMServerRFC7677Exchange(t *testing.T) {
 	}
 }
 
+// The SHA-512 example of github.com/xdg-go/scram's test data
+// (testdata/good/sha-512-ascii.json): user "user", password "pencil",
+// 10000 iterations.
+const (
+	sha512ClientFirst = "n,,n=user,r=/uAp+YhRXyuq+1zS3YWsUsZHpxLfGkcQ"
+	sha512ServerPart  = "4FHzBxBhPzykjGStpoxdfs4Nyp1mtC9B"
+	sha512ServerFirst = "r=/uAp+YhRXyuq+1zS3YWsUsZHpxLfGkcQ4FHzBxBhPzykjGStpoxdfs4Nyp1mtC9B,s=W22ZaJ0SNY7soEsUEjb6gQ==,i=10000"
+	sha512ClientFinal = "c=biws,r=/uAp+YhRXyuq+1zS3YWsUsZHpxLfGkcQ4FHzBxBhPzykjGStpoxdfs4Nyp1mtC9B,p=E2tqtuwJz5ShFuck1/KeqZKCmGZe/Lxjyr6fTZio21wZtlpgyeYLNxxQXrLuK/FfMSCanyDRmI1q5KL1Tj54nQ=="
+	sha512ServerFinal = "v=qKOkLNGdt0VrlVkoL3kXjhWmI4SjEfqw8ogXgikzbPOMh6gloo8Mrboq/q3cz0/7hIvcQ1N9VL4m7iiSTTyolQ=="
+)
+
+func TestSCRAMServerSHA512Exchange(t *testing.T) {
+	t.Parallel()
+	salt, err := base64.StdEncoding.DecodeString(rfcSalt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		password, want string
+		err            error
+	}{{"pencil", sha512ServerFinal, nil}, {"pencils", "e=invalid-proof", ErrInvalidProof}} {
+		s := NewServerSHA512("user", []byte(tc.password), 10000)
+		s.Salt = salt
+		s.NonceSuffix = sha512ServerPart
+		if s.Method() != "SCRAM-SHA-512" {
+			t.Errorf("Method() = %q", s.Method())
+		}
+		first, err := s.First([]byte(sha512ClientFirst))
+		if err != nil {
+			t.Fatalf("First: %v", err)
+		}
+		if string(first) != sha512ServerFirst {
+			t.Errorf("server-first-message\n got %s\nwant %s", first, sha512ServerFirst)
+		}
+		final, err := s.Final([]byte(sha512ClientFinal))
+		if !errors.Is(err, tc.err) || string(final) != tc.want {
+			t.Errorf("password %q: Final = %q, %v; want %q, %v", tc.password, final, err, tc.want, tc.err)
+		}
+	}
+}
+
 func TestSCRAMServerWrongPasswordRejected(t *testing.T) {
 	t.Parallel()
 	s := rfcServer(t, "pencils")
