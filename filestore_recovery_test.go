@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/b4e21b16/mqtt"
+	"github.com/b4e21b16/mqtt/internal/storetest"
 	"github.com/google/go-cmp/cmp"
 )
 
@@ -147,7 +148,7 @@ func recoveryOps() []storeOp {
 	}
 	return []storeOp{
 		{kind: "save", r: msg(1, 0, false)},
-		{kind: "save", r: mqtt.StoredPublish{Seq: 2, Message: fullMessage(2)}},
+		{kind: "save", r: mqtt.StoredPublish{Seq: 2, Message: storetest.FullMessage(2)}},
 		{kind: "saveInbound", id: 7},
 		{kind: "save", r: msg(1, 1, false)}, // sent
 		{kind: "saveInbound", id: 9},
@@ -282,7 +283,7 @@ func (rc *recoveryCase) check(t *testing.T, damaged []byte) error {
 		return err
 	}
 	if !samePublishes(wantOut, out) || !slices.Equal(wantIn, in) {
-		return fmt.Errorf("Load: (-want +got):\n%s\ninbound IDs: got %v, want %v", cmp.Diff(wantOut, out, storeCmp), in, wantIn)
+		return fmt.Errorf("Load: (-want +got):\n%s\ninbound IDs: got %v, want %v", cmp.Diff(wantOut, out, storetest.Cmp), in, wantIn)
 	}
 	if wantErr {
 		// Nothing was removed before Load reported it.
@@ -315,15 +316,15 @@ func (rc *recoveryCase) check(t *testing.T, damaged []byte) error {
 	}
 	wantIn = append(wantIn, newID)
 	if !samePublishes(wantOut, out) || !slices.Equal(wantIn, in) {
-		return fmt.Errorf("Load after a write and a reopen: (-want +got):\n%s\ninbound IDs: got %v, want %v", cmp.Diff(wantOut, out, storeCmp), in, wantIn)
+		return fmt.Errorf("Load after a write and a reopen: (-want +got):\n%s\ninbound IDs: got %v, want %v", cmp.Diff(wantOut, out, storetest.Cmp), in, wantIn)
 	}
 	return nil
 }
 
-// samePublishes is cmp.Equal(a, b, storeCmp), checked first with the much
+// samePublishes is cmp.Equal(a, b, storetest.Cmp), checked first with the much
 // cheaper reflect.DeepEqual: the recovery test compares thousands of times.
 func samePublishes(a, b []mqtt.StoredPublish) bool {
-	return reflect.DeepEqual(a, b) || cmp.Equal(a, b, storeCmp)
+	return reflect.DeepEqual(a, b) || cmp.Equal(a, b, storetest.Cmp)
 }
 
 // wantLoadErr checks the error of Load: nil, or else matching
@@ -431,7 +432,7 @@ func buildLog(t *testing.T, path string, n int) (want []mqtt.StoredPublish, offs
 	s := openFileStore(t, path, &mqtt.FileStoreOptions{Sync: mqtt.SyncNever})
 	for i := range n {
 		seq := uint64(i + 1)
-		r := mqtt.StoredPublish{Seq: seq, PacketID: uint16(seq), Message: fullMessage(seq)}
+		r := mqtt.StoredPublish{Seq: seq, PacketID: uint16(seq), Message: storetest.FullMessage(seq)}
 		offs = append(offs, fileSize(t, path))
 		must(t, s.SavePublish(r))
 		want = append(want, r)
@@ -457,17 +458,17 @@ func TestFileStoreTornTail(t *testing.T) {
 			out, in, err := s.Load()
 			wantCorrupt(t, err, path, fmt.Sprintf("1 damaged region, %s: offset %d: ", nBytes(last-cut), offs[3]),
 				fmt.Sprintf("ignored the last %s of the log", nBytes(last-cut)))
-			if d := cmp.Diff(want[:3], out, storeCmp); d != "" || len(in) != 0 {
+			if d := cmp.Diff(want[:3], out, storetest.Cmp); d != "" || len(in) != 0 {
 				t.Fatalf("Load after a torn tail (-want +got):\n%s\ninbound: %v", d, in)
 			}
 			// Nothing was removed before Load reported it.
 			wantFile(t, path, torn)
 			// The next write cuts the damaged end off, and the damage is
 			// gone for good.
-			r := mqtt.StoredPublish{Seq: 99, Message: fullMessage(99)}
+			r := mqtt.StoredPublish{Seq: 99, Message: storetest.FullMessage(99)}
 			must(t, s.SavePublish(r))
 			s = reopen(t, s, path)
-			wantLoad(t, s, append(slices.Clip(want[:3]), r), nil)
+			storetest.WantLoad(t, s, append(slices.Clip(want[:3]), r), nil)
 			if got, err := os.ReadFile(path); err != nil || !bytes.Equal(got[:offs[3]], full[:offs[3]]) {
 				t.Errorf("the log before the damage changed (%v)", err)
 			}
@@ -477,7 +478,7 @@ func TestFileStoreTornTail(t *testing.T) {
 	// earlier.
 	path = filepath.Join(t.TempDir(), "store")
 	must(t, os.WriteFile(path, full[:offs[3]], 0o600))
-	wantLoad(t, openFileStore(t, path, nil), want[:3], nil)
+	storetest.WantLoad(t, openFileStore(t, path, nil), want[:3], nil)
 }
 
 func TestFileStoreZeroedTail(t *testing.T) {
@@ -494,7 +495,7 @@ func TestFileStoreZeroedTail(t *testing.T) {
 	s := openFileStore(t, path, nil)
 	out, _, err := s.Load()
 	wantCorrupt(t, err, fmt.Sprintf("offset %d: no sync marker; ignored the last 4096 bytes of the log", size))
-	if d := cmp.Diff(want, out, storeCmp); d != "" {
+	if d := cmp.Diff(want, out, storetest.Cmp); d != "" {
 		t.Fatalf("Load (-want +got):\n%s", d)
 	}
 	if got := fileSize(t, path); got != size+4096 {
@@ -502,7 +503,7 @@ func TestFileStoreZeroedTail(t *testing.T) {
 	}
 	must(t, s.SaveInbound(1))
 	s = reopen(t, s, path)
-	wantLoad(t, s, want, []uint16{1})
+	storetest.WantLoad(t, s, want, []uint16{1})
 }
 
 func TestFileStoreDamagedMiddle(t *testing.T) {
@@ -535,7 +536,7 @@ func TestFileStoreDamagedMiddle(t *testing.T) {
 				fmt.Sprintf("skipped %d bytes", offs[2]-offs[1]))
 			// Every record after the damaged one is recovered.
 			wantOut := []mqtt.StoredPublish{want[0], want[2], want[3]}
-			if d := cmp.Diff(wantOut, out, storeCmp); d != "" {
+			if d := cmp.Diff(wantOut, out, storetest.Cmp); d != "" {
 				t.Fatalf("Load (-want +got):\n%s", d)
 			}
 			// The damaged record stays until a compaction, and is reported
@@ -544,7 +545,7 @@ func TestFileStoreDamagedMiddle(t *testing.T) {
 			s = reopen(t, s, path)
 			out, in, err := s.Load()
 			wantCorrupt(t, err, fmt.Sprintf("offset %d: %s", offs[1], tc.message))
-			if d := cmp.Diff(wantOut, out, storeCmp); d != "" || !slices.Equal(in, []uint16{4}) {
+			if d := cmp.Diff(wantOut, out, storetest.Cmp); d != "" || !slices.Equal(in, []uint16{4}) {
 				t.Fatalf("Load after reopening (-want +got):\n%s\ninbound: %v", d, in)
 			}
 			if got, err := os.ReadFile(path); err != nil || !bytes.Equal(got[:len(damaged)], damaged) {
@@ -570,7 +571,7 @@ func TestFileStoreDamageKeptUntilReported(t *testing.T) {
 	opts := &mqtt.FileStoreOptions{Sync: mqtt.SyncNever, CompactBytes: 1 << 10}
 	s := openFileStore(t, path, opts)
 	for seq := uint64(100); seq < 120; seq++ { // enough to compact many times over
-		must(t, s.SavePublish(mqtt.StoredPublish{Seq: seq, Message: fullMessage(seq)}))
+		must(t, s.SavePublish(mqtt.StoredPublish{Seq: seq, Message: storetest.FullMessage(seq)}))
 		must(t, s.DeletePublish(seq))
 	}
 	if got, err := os.ReadFile(path); err != nil || !bytes.Equal(got[:len(damaged)], damaged) {
@@ -583,12 +584,12 @@ func TestFileStoreDamageKeptUntilReported(t *testing.T) {
 	out, _, err := s.Load()
 	wantCorrupt(t, err, "2 damaged regions", fmt.Sprintf("offset %d: checksum mismatch; skipped", offs[0]),
 		fmt.Sprintf("offset %d: ", offs[2]))
-	if d := cmp.Diff(want[1:2], out, storeCmp); d != "" {
+	if d := cmp.Diff(want[1:2], out, storetest.Cmp); d != "" {
 		t.Fatalf("Load (-want +got):\n%s", d)
 	}
 	compact(t, s, path)
 	s = reopen(t, s, path)
-	wantLoad(t, s, want[1:2], nil)
+	storetest.WantLoad(t, s, want[1:2], nil)
 }
 
 // TestFileStoreForgetsInboundBeforeDamage: an inbound packet ID whose
@@ -633,7 +634,7 @@ func TestFileStoreVersion1(t *testing.T) {
 		path := filepath.Join(t.TempDir(), "store")
 		must(t, os.WriteFile(path, v1, 0o600))
 		s := openFileStore(t, path, nil)
-		wantLoad(t, s, wantOut, wantIn)
+		storetest.WantLoad(t, s, wantOut, wantIn)
 		got, err := os.ReadFile(path)
 		must(t, err)
 		if !bytes.HasPrefix(got, []byte("MQTTSTOR\x02\x00\x00\x00")) {
@@ -641,7 +642,7 @@ func TestFileStoreVersion1(t *testing.T) {
 		}
 		must(t, s.SaveInbound(100))
 		s = reopen(t, s, path)
-		wantLoad(t, s, wantOut, append(slices.Clip(wantIn), 100))
+		storetest.WantLoad(t, s, wantOut, append(slices.Clip(wantIn), 100))
 	})
 
 	t.Run("Damaged", func(t *testing.T) {
@@ -659,13 +660,13 @@ func TestFileStoreVersion1(t *testing.T) {
 		wantOut, wantIn, forgotten, _ := replayIntact(t, ops, len(ops), bad)
 		out, in, err := s.Load()
 		wantCorrupt(t, err, fmt.Sprintf("offset %d: incomplete record", recs[1].off), fmt.Sprintf("skipped %d bytes", recs[1].n))
-		if len(forgotten) != 0 || !cmp.Equal(wantOut, out, storeCmp) || !slices.Equal(wantIn, in) {
-			t.Fatalf("Load (-want +got):\n%s\ninbound: got %v, want %v", cmp.Diff(wantOut, out, storeCmp), in, wantIn)
+		if len(forgotten) != 0 || !cmp.Equal(wantOut, out, storetest.Cmp) || !slices.Equal(wantIn, in) {
+			t.Fatalf("Load (-want +got):\n%s\ninbound: got %v, want %v", cmp.Diff(wantOut, out, storetest.Cmp), in, wantIn)
 		}
 		wantFile(t, path, damaged)
 		must(t, s.SaveInbound(100))
 		s = reopen(t, s, path)
-		wantLoad(t, s, wantOut, append(slices.Clip(wantIn), 100))
+		storetest.WantLoad(t, s, wantOut, append(slices.Clip(wantIn), 100))
 		if got, err := os.ReadFile(path); err != nil || got[8] != 2 {
 			t.Errorf("log after a write: version %d (%v), want 2", got[8], err)
 		}
@@ -690,7 +691,7 @@ func TestFileStoreDamagedHeader(t *testing.T) {
 	wantOut, wantIn, _, _ := replayIntact(t, ops, len(ops), bad)
 	out, in, err := s.Load()
 	wantCorrupt(t, err, "offset 0: damaged file header (its sync marker)", fmt.Sprintf("offset %d: no sync marker; skipped %d bytes", recs[0].off, recs[0].n))
-	if !cmp.Equal(wantOut, out, storeCmp) || !slices.Equal(wantIn, in) {
-		t.Fatalf("Load (-want +got):\n%s\ninbound: got %v, want %v", cmp.Diff(wantOut, out, storeCmp), in, wantIn)
+	if !cmp.Equal(wantOut, out, storetest.Cmp) || !slices.Equal(wantIn, in) {
+		t.Fatalf("Load (-want +got):\n%s\ninbound: got %v, want %v", cmp.Diff(wantOut, out, storetest.Cmp), in, wantIn)
 	}
 }

@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/b4e21b16/mqtt"
+	"github.com/b4e21b16/mqtt/internal/storetest"
 	"github.com/google/go-cmp/cmp"
 )
 
@@ -28,7 +29,7 @@ func TestFileStoreContract(t *testing.T) {
 	for _, sync := range []mqtt.SyncPolicy{mqtt.SyncAlways, mqtt.SyncNever} {
 		t.Run(sync.String(), func(t *testing.T) {
 			t.Parallel()
-			testStoreContract(t, func(t *testing.T) mqtt.Store {
+			storetest.Contract(t, func(t *testing.T) mqtt.Store {
 				return openFileStore(t, filepath.Join(t.TempDir(), "store"), &mqtt.FileStoreOptions{Sync: sync})
 			})
 		})
@@ -82,7 +83,7 @@ func TestFileStoreReopen(t *testing.T) {
 	s := openFileStore(t, path, nil)
 	var want []mqtt.StoredPublish
 	for seq := uint64(10); seq > 0; seq-- { // saved out of Seq order
-		r := mqtt.StoredPublish{Seq: seq, PacketID: uint16(seq * 3), Released: seq%2 == 0, Message: fullMessage(seq)}
+		r := mqtt.StoredPublish{Seq: seq, PacketID: uint16(seq * 3), Released: seq%2 == 0, Message: storetest.FullMessage(seq)}
 		must(t, s.SavePublish(r))
 		if seq != 4 {
 			want = append(want, r)
@@ -95,14 +96,14 @@ func TestFileStoreReopen(t *testing.T) {
 	must(t, s.SaveInbound(5))
 	must(t, s.DeleteInbound(9))
 	s = reopen(t, s, path)
-	wantLoad(t, s, want, []uint16{2, 5})
+	storetest.WantLoad(t, s, want, []uint16{2, 5})
 
 	// The reopened store goes on appending to the same log.
-	r := mqtt.StoredPublish{Seq: 1, PacketID: 77, Message: fullMessage(100)}
+	r := mqtt.StoredPublish{Seq: 1, PacketID: 77, Message: storetest.FullMessage(100)}
 	must(t, s.SavePublish(r))
 	want[0] = r
 	s = reopen(t, s, path)
-	wantLoad(t, s, want, []uint16{2, 5})
+	storetest.WantLoad(t, s, want, []uint16{2, 5})
 }
 
 func TestFileStoreLocked(t *testing.T) {
@@ -117,7 +118,7 @@ func TestFileStoreLocked(t *testing.T) {
 	// The refused open left the store alone.
 	must(t, s.SaveInbound(2))
 	s = reopen(t, s, path)
-	wantLoad(t, s, nil, []uint16{1, 2})
+	storetest.WantLoad(t, s, nil, []uint16{1, 2})
 }
 
 func TestFileStoreLockedAfterCompaction(t *testing.T) {
@@ -134,7 +135,7 @@ func TestFileStoreLockedAfterCompaction(t *testing.T) {
 		if seq == 100 {
 			t.Fatal("the log was never compacted")
 		}
-		must(t, s.SavePublish(mqtt.StoredPublish{Seq: seq, Message: fullMessage(seq)}))
+		must(t, s.SavePublish(mqtt.StoredPublish{Seq: seq, Message: storetest.FullMessage(seq)}))
 		must(t, s.DeletePublish(seq))
 	}
 	// The file that took the log's place is locked as well.
@@ -173,7 +174,7 @@ func TestFileStoreCloseReleasesLock(t *testing.T) {
 	defer syscall.Close(dup)
 	must(t, s.Close())
 	s = openFileStore(t, path, nil)
-	wantLoad(t, s, nil, []uint16{1})
+	storetest.WantLoad(t, s, nil, []uint16{1})
 }
 
 func TestFileStoreNotAStore(t *testing.T) {
@@ -210,7 +211,7 @@ func TestFileStoreTornHeader(t *testing.T) {
 	s := openFileStore(t, path, nil)
 	must(t, s.SaveInbound(3))
 	s = reopen(t, s, path)
-	wantLoad(t, s, nil, []uint16{3})
+	storetest.WantLoad(t, s, nil, []uint16{3})
 }
 
 func TestFileStoreLeftoverTemp(t *testing.T) {
@@ -222,7 +223,7 @@ func TestFileStoreLeftoverTemp(t *testing.T) {
 	must(t, s.Close())
 	must(t, os.WriteFile(path+".tmp", []byte("half a compaction"), 0o600))
 	s = openFileStore(t, path, nil)
-	wantLoad(t, s, nil, []uint16{3})
+	storetest.WantLoad(t, s, nil, []uint16{3})
 	if _, err := os.Stat(path + ".tmp"); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("leftover temporary file: %v", err)
 	}
@@ -245,7 +246,7 @@ func compact(t *testing.T, s *mqtt.FileStore, path string) {
 		if seq == 1100 {
 			t.Fatal("the log was never compacted")
 		}
-		must(t, s.SavePublish(mqtt.StoredPublish{Seq: seq, Message: fullMessage(seq)}))
+		must(t, s.SavePublish(mqtt.StoredPublish{Seq: seq, Message: storetest.FullMessage(seq)}))
 		must(t, s.DeletePublish(seq))
 	}
 }
@@ -298,7 +299,7 @@ func TestFileStoreSymlinkAtTempPath(t *testing.T) {
 	// Planted before the store opens: removed as a leftover.
 	must(t, os.Symlink(target, path+".tmp"))
 	s := openFileStore(t, path, opts)
-	r := mqtt.StoredPublish{Seq: 1, PacketID: 7, Message: fullMessage(1)}
+	r := mqtt.StoredPublish{Seq: 1, PacketID: 7, Message: storetest.FullMessage(1)}
 	must(t, s.SavePublish(r))
 	must(t, s.SaveInbound(3))
 	if _, err := os.Lstat(path + ".tmp"); !errors.Is(err, os.ErrNotExist) {
@@ -316,7 +317,7 @@ func TestFileStoreSymlinkAtTempPath(t *testing.T) {
 		wantFile(t, dangling, nil)
 	}
 	s = reopen(t, s, path)
-	wantLoad(t, s, []mqtt.StoredPublish{r}, []uint16{3})
+	storetest.WantLoad(t, s, []mqtt.StoredPublish{r}, []uint16{3})
 }
 
 // TestFileStoreFileModes runs alone (no t.Parallel): it changes the
@@ -346,7 +347,7 @@ func TestFileStoreFileModes(t *testing.T) {
 	wantMode("log after compaction")
 	must(t, s.SaveInbound(1))
 	s = reopen(t, s, path) // and the owner can open it again
-	wantLoad(t, s, nil, []uint16{1})
+	storetest.WantLoad(t, s, nil, []uint16{1})
 
 	// A log that exists keeps its mode until compaction replaces it.
 	must(t, s.Close())
@@ -399,10 +400,10 @@ func TestFileStoreCompaction(t *testing.T) {
 		wantIn = append(wantIn, uint16(seq))
 	}
 	slices.Sort(wantIn)
-	wantLoad(t, s, want, wantIn)
+	storetest.WantLoad(t, s, want, wantIn)
 	must(t, s.Close())
 	s = openFileStore(t, path, opts)
-	wantLoad(t, s, want, wantIn)
+	storetest.WantLoad(t, s, want, wantIn)
 }
 
 // The crash test: a child process (this test binary, running
@@ -525,10 +526,10 @@ func TestFileStoreCrash(t *testing.T) {
 		must(t, applyCrashOp(model, last+1))
 		nextOut, nextIn, err := model.Load()
 		must(t, err)
-		if cmp.Diff(wantOut, out, storeCmp) != "" || !slices.Equal(wantIn, in) {
-			if d := cmp.Diff(nextOut, out, storeCmp); d != "" || !slices.Equal(nextIn, in) {
+		if cmp.Diff(wantOut, out, storetest.Cmp) != "" || !slices.Equal(wantIn, in) {
+			if d := cmp.Diff(nextOut, out, storetest.Cmp); d != "" || !slices.Equal(nextIn, in) {
 				t.Fatalf("run %d: store after a crash following operation %d (-want +got):\n%s\ninbound: got %v, want %v",
-					run, last, cmp.Diff(wantOut, out, storeCmp), in, wantIn)
+					run, last, cmp.Diff(wantOut, out, storetest.Cmp), in, wantIn)
 			}
 		}
 		// The model now includes operation last+1; the next child repeats it.
@@ -652,7 +653,7 @@ const maxFuzzLog = 128
 func FuzzFileStoreLoad(f *testing.F) {
 	log := fuzzLog(f)
 	header, records := log[:headerLen2], log[headerLen2:]
-	full := parseLog(buildOpsLog(f, []storeOp{{kind: "save", r: mqtt.StoredPublish{Seq: 1, Message: fullMessage(1)}}}))[0].body
+	full := parseLog(buildOpsLog(f, []storeOp{{kind: "save", r: mqtt.StoredPublish{Seq: 1, Message: storetest.FullMessage(1)}}}))[0].body
 	f.Add(byte(0), records)
 	f.Add(byte(0), records[:len(records)-3])
 	f.Add(byte(0), records[20:])
@@ -705,7 +706,7 @@ func FuzzFileStoreLoad(f *testing.F) {
 		}
 
 		// The store goes on from what it recovered.
-		r := mqtt.StoredPublish{Seq: 0, PacketID: 1, Message: fullMessage(1)}
+		r := mqtt.StoredPublish{Seq: 0, PacketID: 1, Message: storetest.FullMessage(1)}
 		for slices.ContainsFunc(out, func(o mqtt.StoredPublish) bool { return o.Seq == r.Seq }) {
 			r.Seq++
 		}
@@ -731,7 +732,7 @@ func FuzzFileStoreLoad(f *testing.F) {
 		if err != nil && !errors.Is(err, mqtt.ErrStoreCorrupt) {
 			t.Fatalf("Load after reopening: %v", err)
 		}
-		if d := cmp.Diff(wantOut, out, storeCmp); d != "" || !slices.Equal(wantIn, in) {
+		if d := cmp.Diff(wantOut, out, storetest.Cmp); d != "" || !slices.Equal(wantIn, in) {
 			t.Fatalf("after a write and a reopen (-want +got):\n%s\ninbound: got %v, want %v", d, in, wantIn)
 		}
 	})
