@@ -9,10 +9,11 @@ import (
 	"time"
 
 	"github.com/b4e21b16/mqtt"
+	"github.com/b4e21b16/mqtt/filestore"
 	"github.com/b4e21b16/mqtt/packet"
 )
 
-// TestFakeStoreInboundQoS2AcrossRestart: with a FileStore, a QoS 2 message
+// TestFakeStoreInboundQoS2AcrossRestart: with a file store, a QoS 2 message
 // the application received before the process ended (its PUBREC sent, no
 // PUBREL yet) is recorded before the PUBREC goes out, so when the broker
 // re-sends it to the next process (DUP, same packet ID) it is answered with
@@ -25,7 +26,7 @@ func TestFakeStoreInboundQoS2AcrossRestart(t *testing.T) {
 			path := filepath.Join(t.TempDir(), "store")
 			synctest.Test(t, func(t *testing.T) {
 				open := func() mqtt.Store {
-					st, err := mqtt.OpenFileStore(path, &mqtt.FileStoreOptions{Sync: mqtt.SyncNever})
+					st, err := filestore.Open(path, &filestore.Options{Sync: filestore.SyncNever})
 					if err != nil {
 						t.Fatal(err)
 					}

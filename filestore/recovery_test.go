@@ -1,6 +1,6 @@
 //go:build unix
 
-package mqtt_test
+package filestore_test
 
 import (
 	"bytes"
@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/b4e21b16/mqtt"
+	"github.com/b4e21b16/mqtt/filestore"
 	"github.com/b4e21b16/mqtt/internal/storetest"
 	"github.com/google/go-cmp/cmp"
 )
@@ -170,7 +171,7 @@ func recoveryOps() []storeOp {
 func buildOpsLog(t testing.TB, ops []storeOp) []byte {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "store")
-	s := openFileStore(t, path, &mqtt.FileStoreOptions{Sync: mqtt.SyncNever})
+	s := openStore(t, path, &filestore.Options{Sync: filestore.SyncNever})
 	for _, op := range ops {
 		if err := op.apply(s); err != nil {
 			t.Fatal(err)
@@ -273,9 +274,9 @@ func (rc *recoveryCase) check(t *testing.T, damaged []byte) error {
 	wantErr := !fresh && (hdrDamaged || firstBad >= 0)
 
 	writeLog(t, rc.path, damaged)
-	s, err := mqtt.OpenFileStore(rc.path, nil)
+	s, err := filestore.Open(rc.path, nil)
 	if err != nil {
-		return fmt.Errorf("OpenFileStore: %v", err)
+		return fmt.Errorf("Open: %v", err)
 	}
 	defer func() { s.Close() }()
 	out, in, err := s.Load()
@@ -305,9 +306,9 @@ func (rc *recoveryCase) check(t *testing.T, damaged []byte) error {
 	if err := s.Close(); err != nil {
 		return err
 	}
-	s2, err := mqtt.OpenFileStore(rc.path, nil)
+	s2, err := filestore.Open(rc.path, nil)
 	if err != nil {
-		return fmt.Errorf("OpenFileStore after a write: %v", err)
+		return fmt.Errorf("Open after a write: %v", err)
 	}
 	s = s2
 	out, in, err = s.Load()
@@ -429,7 +430,7 @@ func TestFileStoreRecoversEveryIntactRecord(t *testing.T) {
 // the log offset at which each record starts.
 func buildLog(t *testing.T, path string, n int) (want []mqtt.StoredPublish, offs []int64) {
 	t.Helper()
-	s := openFileStore(t, path, &mqtt.FileStoreOptions{Sync: mqtt.SyncNever})
+	s := openStore(t, path, &filestore.Options{Sync: filestore.SyncNever})
 	for i := range n {
 		seq := uint64(i + 1)
 		r := mqtt.StoredPublish{Seq: seq, PacketID: uint16(seq), Message: storetest.FullMessage(seq)}
@@ -454,7 +455,7 @@ func TestFileStoreTornTail(t *testing.T) {
 			path := filepath.Join(t.TempDir(), "store")
 			torn := full[:int64(len(full))-cut]
 			must(t, os.WriteFile(path, torn, 0o600))
-			s := openFileStore(t, path, nil)
+			s := openStore(t, path, nil)
 			out, in, err := s.Load()
 			wantCorrupt(t, err, path, fmt.Sprintf("1 damaged region, %s: offset %d: ", nBytes(last-cut), offs[3]),
 				fmt.Sprintf("ignored the last %s of the log", nBytes(last-cut)))
@@ -478,7 +479,7 @@ func TestFileStoreTornTail(t *testing.T) {
 	// earlier.
 	path = filepath.Join(t.TempDir(), "store")
 	must(t, os.WriteFile(path, full[:offs[3]], 0o600))
-	storetest.WantLoad(t, openFileStore(t, path, nil), want[:3], nil)
+	storetest.WantLoad(t, openStore(t, path, nil), want[:3], nil)
 }
 
 func TestFileStoreZeroedTail(t *testing.T) {
@@ -492,7 +493,7 @@ func TestFileStoreZeroedTail(t *testing.T) {
 	must(t, err)
 	_, err = f.Write(make([]byte, 4096))
 	must(t, errors.Join(err, f.Close()))
-	s := openFileStore(t, path, nil)
+	s := openStore(t, path, nil)
 	out, _, err := s.Load()
 	wantCorrupt(t, err, fmt.Sprintf("offset %d: no sync marker; ignored the last 4096 bytes of the log", size))
 	if d := cmp.Diff(want, out, storetest.Cmp); d != "" {
@@ -530,7 +531,7 @@ func TestFileStoreDamagedMiddle(t *testing.T) {
 			damaged[offs[1]+tc.at] ^= tc.bits
 			path := filepath.Join(t.TempDir(), "store")
 			must(t, os.WriteFile(path, damaged, 0o600))
-			s := openFileStore(t, path, nil)
+			s := openStore(t, path, nil)
 			out, _, err := s.Load()
 			wantCorrupt(t, err, fmt.Sprintf("1 damaged region, %d bytes: offset %d: %s", offs[2]-offs[1], offs[1], tc.message),
 				fmt.Sprintf("skipped %d bytes", offs[2]-offs[1]))
@@ -568,8 +569,8 @@ func TestFileStoreDamageKeptUntilReported(t *testing.T) {
 	damaged = damaged[:len(damaged)-5] // and a torn end
 	must(t, os.WriteFile(path, damaged, 0o600))
 
-	opts := &mqtt.FileStoreOptions{Sync: mqtt.SyncNever, CompactBytes: 1 << 10}
-	s := openFileStore(t, path, opts)
+	opts := &filestore.Options{Sync: filestore.SyncNever, CompactBytes: 1 << 10}
+	s := openStore(t, path, opts)
 	for seq := uint64(100); seq < 120; seq++ { // enough to compact many times over
 		must(t, s.SavePublish(mqtt.StoredPublish{Seq: seq, Message: storetest.FullMessage(seq)}))
 		must(t, s.DeletePublish(seq))
@@ -580,7 +581,7 @@ func TestFileStoreDamageKeptUntilReported(t *testing.T) {
 	must(t, s.Close())
 
 	// The torn end is now followed by records: damage in the middle.
-	s = openFileStore(t, path, opts)
+	s = openStore(t, path, opts)
 	out, _, err := s.Load()
 	wantCorrupt(t, err, "2 damaged regions", fmt.Sprintf("offset %d: checksum mismatch; skipped", offs[0]),
 		fmt.Sprintf("offset %d: ", offs[2]))
@@ -598,7 +599,7 @@ func TestFileStoreDamageKeptUntilReported(t *testing.T) {
 func TestFileStoreForgetsInboundBeforeDamage(t *testing.T) {
 	t.Parallel()
 	path := filepath.Join(t.TempDir(), "store")
-	s := openFileStore(t, path, nil)
+	s := openStore(t, path, nil)
 	must(t, s.SaveInbound(1))
 	must(t, s.SaveInbound(2))
 	must(t, s.SaveInbound(3))
@@ -613,7 +614,7 @@ func TestFileStoreForgetsInboundBeforeDamage(t *testing.T) {
 	damaged[off+recHeaderLen2] ^= 0x80
 	must(t, os.WriteFile(path, damaged, 0o600))
 
-	s = openFileStore(t, path, nil)
+	s = openStore(t, path, nil)
 	_, in, err := s.Load()
 	wantCorrupt(t, err, fmt.Sprintf("offset %d: checksum mismatch", off), "forgot inbound packet IDs [1 2]")
 	if !slices.Equal(in, []uint16{3, 4}) {
@@ -633,7 +634,7 @@ func TestFileStoreVersion1(t *testing.T) {
 		// An undamaged log is rewritten in the current format when opened.
 		path := filepath.Join(t.TempDir(), "store")
 		must(t, os.WriteFile(path, v1, 0o600))
-		s := openFileStore(t, path, nil)
+		s := openStore(t, path, nil)
 		storetest.WantLoad(t, s, wantOut, wantIn)
 		got, err := os.ReadFile(path)
 		must(t, err)
@@ -654,7 +655,7 @@ func TestFileStoreVersion1(t *testing.T) {
 		damaged[recs[1].off+2] ^= 0x20 // the length of a publish record
 		path := filepath.Join(t.TempDir(), "store")
 		must(t, os.WriteFile(path, damaged, 0o600))
-		s := openFileStore(t, path, nil)
+		s := openStore(t, path, nil)
 		bad := make([]bool, len(ops))
 		bad[1] = true
 		wantOut, wantIn, forgotten, _ := replayIntact(t, ops, len(ops), bad)
@@ -685,7 +686,7 @@ func TestFileStoreDamagedHeader(t *testing.T) {
 	clear(damaged[headerLen1 : headerLen2+recHeaderLen2]) // the header's marker and checksum, the first record's header
 	path := filepath.Join(t.TempDir(), "store")
 	must(t, os.WriteFile(path, damaged, 0o600))
-	s := openFileStore(t, path, nil)
+	s := openStore(t, path, nil)
 	bad := make([]bool, len(ops))
 	bad[0] = true
 	wantOut, wantIn, _, _ := replayIntact(t, ops, len(ops), bad)

@@ -1,6 +1,6 @@
 //go:build unix
 
-package mqtt
+package filestore
 
 import (
 	"bytes"
@@ -10,6 +10,8 @@ import (
 	"io"
 	"path/filepath"
 	"strings"
+
+	"github.com/b4e21b16/mqtt"
 )
 
 // damage is a damaged region of the log found by replay.
@@ -22,26 +24,26 @@ type damage struct {
 // replay identifies the format of the log (writing a header to a new
 // file), then replays the log to build the index, recovering every intact
 // record. It changes nothing in a log that has a header: damage stays in
-// place until Load has reported it (see FileStore). It sets s.damage to
+// place until Load has reported it (see Store). It sets s.damage to
 // what it found, and returns an error only when the file cannot be used.
-func (s *FileStore) replay() error {
+func (s *Store) replay() error {
 	fi, err := s.f.Stat()
 	if err != nil {
-		return fmt.Errorf("mqtt: store: failed to open %s: %w", s.path, err)
+		return fmt.Errorf("filestore: failed to open %s: %w", s.path, err)
 	}
 	sc := &scanner{r: logReader{f: s.f, size: fi.Size()}}
 	lf, hdrDamage, err := sc.identify()
 	if err != nil {
-		return fmt.Errorf("mqtt: store: failed to read %s: %w", s.path, err)
+		return fmt.Errorf("filestore: failed to read %s: %w", s.path, err)
 	}
 	switch hdrDamage {
 	case notStoreLog:
 		h, _ := sc.r.at(0, min(sc.r.size, headerLen1))
 		if sc.r.size >= headerLen1 && string(h[:len(fileMagic)]) == fileMagic {
-			return fmt.Errorf("mqtt: store: %s has format version %d, this version of the library reads versions %d and %d",
+			return fmt.Errorf("filestore: %s has format version %d, this version of the library reads versions %d and %d",
 				s.path, binary.LittleEndian.Uint32(h[len(fileMagic):]), fileVersion1, fileVersion2)
 		}
-		return fmt.Errorf("mqtt: store: %s is not a store log: it starts with %q", s.path, h)
+		return fmt.Errorf("filestore: %s is not a store log: it starts with %q", s.path, h)
 	case newLog:
 		return s.writeHeader()
 	}
@@ -49,7 +51,7 @@ func (s *FileStore) replay() error {
 	s.rewrite = lf.version != fileVersion2 || hdrDamage != ""
 	found, dropped, err := s.replayRecords(sc)
 	if err != nil {
-		return fmt.Errorf("mqtt: store: failed to read %s: %w", s.path, err)
+		return fmt.Errorf("filestore: failed to read %s: %w", s.path, err)
 	}
 	if hdrDamage != "" {
 		found = append([]damage{{0, lf.headerLen(), hdrDamage}}, found...)
@@ -61,7 +63,7 @@ func (s *FileStore) replay() error {
 // replayRecords indexes every intact record of the log, in format s.lf. It
 // returns the damaged regions it skipped, and the inbound IDs it dropped
 // because damage after their last save may have held their deletion.
-func (s *FileStore) replayRecords(sc *scanner) (found []damage, dropped []uint16, err error) {
+func (s *Store) replayRecords(sc *scanner) (found []damage, dropped []uint16, err error) {
 	var (
 		off       = s.lf.headerLen()
 		damaged   = false     // damage since the last good record
@@ -154,7 +156,7 @@ func damageReport(path string, found []damage, tail int64, dropped []uint16) err
 	if len(found) > 1 {
 		regions = fmt.Sprintf("%d damaged regions", len(found))
 	}
-	return fmt.Errorf("%w: %s: %s, %s: %s", ErrStoreCorrupt, path, regions, nBytes(total), strings.Join(msgs, "; "))
+	return fmt.Errorf("%w: %s: %s, %s: %s", mqtt.ErrStoreCorrupt, path, regions, nBytes(total), strings.Join(msgs, "; "))
 }
 
 // nBytes says "1 byte" or "n bytes".
@@ -166,22 +168,22 @@ func nBytes(n int64) string {
 }
 
 // writeHeader makes the log a new, empty one: a version 2 header.
-func (s *FileStore) writeHeader() error {
+func (s *Store) writeHeader() error {
 	s.lf = newLogFormat()
 	hdr := header2(s.lf.marker[:])
 	if _, err := s.f.WriteAt(hdr, 0); err != nil {
-		return fmt.Errorf("mqtt: store: failed to write %s: %w", s.path, err)
+		return fmt.Errorf("filestore: failed to write %s: %w", s.path, err)
 	}
 	if err := s.f.Truncate(int64(len(hdr))); err != nil {
-		return fmt.Errorf("mqtt: store: failed to write %s: %w", s.path, err)
+		return fmt.Errorf("filestore: failed to write %s: %w", s.path, err)
 	}
 	s.size, s.live = int64(len(hdr)), int64(len(hdr))
 	if s.opts.Sync == SyncAlways {
 		if err := s.f.Sync(); err != nil {
-			return fmt.Errorf("mqtt: store: failed to sync %s: %w", s.path, err)
+			return fmt.Errorf("filestore: failed to sync %s: %w", s.path, err)
 		}
 		if err := syncDir(filepath.Dir(s.path)); err != nil {
-			return fmt.Errorf("mqtt: store: failed to sync the directory of %s: %w", s.path, err)
+			return fmt.Errorf("filestore: failed to sync the directory of %s: %w", s.path, err)
 		}
 	}
 	return nil
