@@ -35,17 +35,7 @@ func (s *Store) tmpPath() string { return s.path + ".tmp" }
 // sticky (s.err).
 func (s *Store) compactLocked() error {
 	tmp := s.tmpPath()
-	f, err := createExclusive(tmp)
-	if errors.Is(err, fs.ErrExist) {
-		// Open removed any leftover, and no other Store compacts this
-		// log while we hold its lock: something else put this here (a
-		// symbolic link, say). Remove the name, never what it may point
-		// to, and try once more.
-		if err := os.Remove(tmp); err != nil && !errors.Is(err, fs.ErrNotExist) {
-			return err
-		}
-		f, err = createExclusive(tmp)
-	}
+	f, err := createTemp(tmp)
 	if err != nil {
 		return err
 	}
@@ -65,16 +55,59 @@ func (s *Store) compactLocked() error {
 	if lf.version != fileVersion2 {
 		lf = newLogFormat()
 	}
+	size, out, err := s.writeLiveLocked(f, lf)
+	if err != nil {
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, s.path); err != nil {
+		return err
+	}
+	renamed = true
+	s.f.Close() // releases the lock on the old file, which is gone
+	s.f, s.lf, s.size, s.live, s.out = f, lf, size, size, out
+	s.nextCompact, s.tailOff, s.rewrite = 0, 0, false
+	if err := syncDir(filepath.Dir(s.path)); err != nil {
+		s.err = fmt.Errorf("filestore: failed to sync the directory of %s after compaction: %w", s.path, err)
+		return s.err
+	}
+	return nil
+}
+
+// createTemp creates the temporary file of a compaction at tmp (see
+// createExclusive).
+func createTemp(tmp string) (*os.File, error) {
+	f, err := createExclusive(tmp)
+	if errors.Is(err, fs.ErrExist) {
+		// Open removed any leftover, and no other Store compacts this
+		// log while we hold its lock: something else put this here (a
+		// symbolic link, say). Remove the name, never what it may point
+		// to, and try once more.
+		if err := os.Remove(tmp); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return nil, err
+		}
+		f, err = createExclusive(tmp)
+	}
+	return f, err
+}
+
+// writeLiveLocked writes to f, a new empty file, a log in format lf that
+// holds the live records: the publishes in Seq order, then the inbound
+// IDs. It returns the length of the new log and the index of its
+// publishes.
+func (s *Store) writeLiveLocked(f *os.File, lf logFormat) (size int64, out map[uint64]recordLoc, err error) {
 	hl := lf.recHeaderLen()
 	w := bufio.NewWriterSize(f, 64<<10)
 	w.Write(header2(lf.marker[:]))
 	off := int64(headerLen2)
-	out := make(map[uint64]recordLoc, len(s.out))
+	out = make(map[uint64]recordLoc, len(s.out))
 	var rec []byte
 	hdr := make([]byte, hl)
 	for _, seq := range s.seqsLocked() {
 		if rec, err = s.readRecordLocked(rec, s.out[seq]); err != nil {
-			return err
+			return 0, nil, err
 		}
 		body := rec[s.lf.recHeaderLen():]
 		lf.putRecordHeader(hdr, off, body)
@@ -91,21 +124,7 @@ func (s *Store) compactLocked() error {
 		off += int64(len(b))
 	}
 	if err := w.Flush(); err != nil {
-		return err
+		return 0, nil, err
 	}
-	if err := f.Sync(); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp, s.path); err != nil {
-		return err
-	}
-	renamed = true
-	s.f.Close() // releases the lock on the old file, which is gone
-	s.f, s.lf, s.size, s.live, s.out = f, lf, off, off, out
-	s.nextCompact, s.tailOff, s.rewrite = 0, 0, false
-	if err := syncDir(filepath.Dir(s.path)); err != nil {
-		s.err = fmt.Errorf("filestore: failed to sync the directory of %s after compaction: %w", s.path, err)
-		return s.err
-	}
-	return nil
+	return off, out, nil
 }

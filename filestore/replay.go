@@ -211,66 +211,101 @@ func (sc *scanner) identify() (lf logFormat, what string, err error) {
 		return lf, "", err
 	}
 	h = bytes.Clone(h)
-	prefix := header2(make([]byte, markerLen))[:headerLen1]
-	if size < headerLen2 {
-		k := min(size, headerLen1)
-		v1 := binary.LittleEndian.AppendUint32([]byte(fileMagic), fileVersion1)
-		if bytes.Equal(h[:k], prefix[:k]) || size < headerLen1 && bytes.Equal(h, v1[:k]) {
-			return lf, newLog, nil
-		}
+	if size < headerLen2 && isHeaderPrefix(h) {
+		return lf, newLog, nil
 	}
 	magicOK := size >= int64(len(fileMagic)) && string(h[:len(fileMagic)]) == fileMagic
 	var version uint32
 	if size >= headerLen1 {
 		version = binary.LittleEndian.Uint32(h[len(fileMagic):])
 	}
-
 	if size >= headerLen2 {
-		lf = logFormat{version: fileVersion2, marker: [markerLen]byte(h[headerLen1:])}
-		// The checksum, as it would be if the magic and version were intact.
-		sumOK := bytes.Equal(header2(lf.marker[:])[headerLen2-4:], h[headerLen2-4:])
-		switch {
-		case magicOK && version == fileVersion2 && sumOK:
-			return lf, "", nil
-		case version == fileVersion1:
-			// Version 1, unless the checksum of a version 2 header and the
-			// first record both say otherwise.
-			if ok, err := sc.valid(&lf, headerLen2); err != nil || sumOK && (ok || size == headerLen2) {
-				return lf, "damaged file header (its version)", err
-			}
-		case sumOK && (magicOK || version == fileVersion2):
-			return lf, "damaged file header (its magic string or version)", nil
-		case magicOK || version == fileVersion2:
-			if ok, err := sc.valid(&lf, headerLen2); err != nil || ok {
-				return lf, "damaged file header (its checksum)", err
-			}
-			if size >= headerLen2+markerLen {
-				m, err := sc.r.at(headerLen2, markerLen)
-				if err != nil {
-					return lf, "", err
-				}
-				lf2 := logFormat{version: fileVersion2, marker: [markerLen]byte(m)}
-				if ok, err := sc.valid(&lf2, headerLen2); err != nil || ok {
-					return lf2, "damaged file header (its sync marker)", err
-				}
-			}
-			if magicOK && version == fileVersion2 {
-				// Both the header's marker and the first record may be
-				// damaged: look for any record to learn the marker from.
-				lf2, found, err := sc.findMarker(headerLen2)
-				if err != nil || found {
-					return lf2, "damaged file header (its sync marker)", err
-				}
-				return lf, "damaged file header (no record confirms its sync marker)", nil
-			}
+		if lf, what, ok, err := sc.identify2(h, magicOK, version); err != nil || ok {
+			return lf, what, err
 		}
 	}
+	return sc.identify1(magicOK, version)
+}
 
-	lf = logFormat{version: fileVersion1}
-	if size >= headerLen1 && magicOK && version == fileVersion1 {
+// isHeaderPrefix reports whether h, the whole of a file shorter than a
+// version 2 header, is the start of a header of either version: one that
+// a crash cut short while the file was being created.
+func isHeaderPrefix(h []byte) bool {
+	k := min(len(h), headerLen1)
+	v2 := header2(make([]byte, markerLen))[:headerLen1]
+	v1 := binary.LittleEndian.AppendUint32([]byte(fileMagic), fileVersion1)
+	return bytes.Equal(h[:k], v2[:k]) || len(h) < headerLen1 && bytes.Equal(h, v1[:k])
+}
+
+// identify2 reads h, the first headerLen2 bytes of the file, as a version 2
+// header, intact or damaged, given whether its magic string is intact and
+// the version it holds. ok says whether the file is a version 2 log (or
+// err says why that could not be told); if not, it may be a version 1 log.
+func (sc *scanner) identify2(h []byte, magicOK bool, version uint32) (lf logFormat, what string, ok bool, err error) {
+	lf = logFormat{version: fileVersion2, marker: [markerLen]byte(h[headerLen1:])}
+	// The checksum, as it would be if the magic and version were intact.
+	sumOK := bytes.Equal(header2(lf.marker[:])[headerLen2-4:], h[headerLen2-4:])
+	switch {
+	case magicOK && version == fileVersion2 && sumOK:
+		return lf, "", true, nil
+	case version == fileVersion1:
+		// Version 1, unless the checksum of a version 2 header and the
+		// first record both say otherwise.
+		valid, err := sc.valid(&lf, headerLen2)
+		return lf, "damaged file header (its version)", err != nil || sumOK && (valid || sc.r.size == headerLen2), err
+	case sumOK && (magicOK || version == fileVersion2):
+		return lf, "damaged file header (its magic string or version)", true, nil
+	case magicOK || version == fileVersion2:
+		return sc.confirmMarker(lf, magicOK && version == fileVersion2)
+	}
+	return lf, "", false, nil
+}
+
+// confirmMarker looks for the sync marker of a log whose version 2 header
+// has a checksum that does not match, lf holding the header's marker: it is
+// the header's marker if the first record checks out with it, or else the
+// first record's own if it checks out with that. sure says the magic string
+// and version are intact: then the file is a version 2 log even if no
+// record confirms a marker, and the whole log is searched for one. It
+// returns what identify2 does.
+func (sc *scanner) confirmMarker(lf logFormat, sure bool) (logFormat, string, bool, error) {
+	if ok, err := sc.valid(&lf, headerLen2); err != nil || ok {
+		return lf, "damaged file header (its checksum)", true, err
+	}
+	if sc.r.size >= headerLen2+markerLen {
+		m, err := sc.r.at(headerLen2, markerLen)
+		if err != nil {
+			return lf, "", true, err
+		}
+		lf2 := logFormat{version: fileVersion2, marker: [markerLen]byte(m)}
+		if ok, err := sc.valid(&lf2, headerLen2); err != nil || ok {
+			return lf2, "damaged file header (its sync marker)", true, err
+		}
+	}
+	if !sure {
+		return lf, "", false, nil
+	}
+	// Both the header's marker and the first record may be damaged: look
+	// for any record to learn the marker from.
+	lf2, found, err := sc.findMarker(headerLen2)
+	if err != nil || found {
+		return lf2, "damaged file header (its sync marker)", true, err
+	}
+	return lf, "damaged file header (no record confirms its sync marker)", true, nil
+}
+
+// identify1 reads the file as a version 1 log, whose header may be damaged
+// (given whether its magic string is intact and the version it holds), or
+// finds that it is not a store log.
+func (sc *scanner) identify1(magicOK bool, version uint32) (logFormat, string, error) {
+	lf := logFormat{version: fileVersion1}
+	if sc.r.size < headerLen1 {
+		return lf, notStoreLog, nil
+	}
+	if magicOK && version == fileVersion1 {
 		return lf, "", nil
 	}
-	if size >= headerLen1 && (magicOK || version == fileVersion1) {
+	if magicOK || version == fileVersion1 {
 		if ok, err := sc.valid(&lf, headerLen1); err != nil || ok {
 			return lf, "damaged file header", err
 		}
