@@ -73,17 +73,8 @@ const maxFuzzLog = 128
 // (ext4) flush it on close, which made each input take milliseconds.
 func FuzzFileStoreLoad(f *testing.F) {
 	log := fuzzLog(f)
-	header, records := log[:headerLen2], log[headerLen2:]
-	full := parseLog(buildOpsLog(f, []storeOp{{kind: "save", r: mqtt.StoredPublish{Seq: 1, Message: storetest.FullMessage(1)}}}))[0].body
-	f.Add(byte(0), records)
-	f.Add(byte(0), records[:len(records)-3])
-	f.Add(byte(0), records[20:])
-	f.Add(byte(0), []byte{})
-	f.Add(byte(1), []byte{9, 2, 1, 0, 0, 0, 0, 0, 0, 0, 3, 3, 5, 0, 2, 1, 0, 0, 0, 0, 0, 0, 0})
-	f.Add(byte(1), append([]byte{byte(len(full))}, full...))
-	f.Add(byte(2), log[:min(len(log), maxFuzzLog)])
-	f.Add(byte(2), version1(log))
-	f.Add(byte(2), []byte("MQTT"))
+	header := log[:headerLen2]
+	addFuzzSeeds(f, log)
 	// One file for all inputs: a fresh t.TempDir per input would give the
 	// fuzzer's coverage random noise from the directory names.
 	path := filepath.Join(f.TempDir(), "fuzz")
@@ -109,54 +100,86 @@ func FuzzFileStoreLoad(f *testing.F) {
 			}
 			return
 		}
-		defer func() { s.Close() }()
-		out, in, err := s.Load()
-		if err != nil && !errors.Is(err, mqtt.ErrStoreCorrupt) {
-			t.Fatalf("Load: %v", err)
-		}
-		if !slices.IsSortedFunc(out, func(a, b mqtt.StoredPublish) int { return cmpUint(a.Seq, b.Seq) }) ||
-			!slices.IsSorted(in) ||
-			len(slices.CompactFunc(slices.Clone(out), func(a, b mqtt.StoredPublish) bool { return a.Seq == b.Seq })) != len(out) ||
-			len(slices.Compact(slices.Clone(in))) != len(in) {
-			t.Fatalf("Load returned unsorted or repeated entries: %v %v", out, in)
-		}
+		defer s.Close()
+		out, in := loadSorted(t, s)
 		if bytes.HasPrefix(content, header) {
 			if got, err := os.ReadFile(path); err != nil || !bytes.Equal(got, content) {
 				t.Fatalf("opening and loading changed the log (error %v)", err)
 			}
 		}
-
-		// The store goes on from what it recovered.
-		r := mqtt.StoredPublish{Seq: 0, PacketID: 1, Message: storetest.FullMessage(1)}
-		for slices.ContainsFunc(out, func(o mqtt.StoredPublish) bool { return o.Seq == r.Seq }) {
-			r.Seq++
-		}
-		id := uint16(0)
-		for slices.Contains(in, id) && id < 1<<16-1 {
-			id++
-		}
-		if err := errors.Join(s.SavePublish(r), s.SaveInbound(id), s.Close()); err != nil {
-			t.Fatal(err)
-		}
-		i, _ := slices.BinarySearchFunc(out, r.Seq, func(a mqtt.StoredPublish, seq uint64) int { return cmpUint(a.Seq, seq) })
-		wantOut := slices.Insert(out, i, r)
-		wantIn := in
-		if j, found := slices.BinarySearch(in, id); !found {
-			wantIn = slices.Insert(in, j, id)
-		}
-
-		s, err = filestore.Open(path, opts)
-		if err != nil {
-			t.Fatalf("reopening: %v", err)
-		}
-		out, in, err = s.Load()
-		if err != nil && !errors.Is(err, mqtt.ErrStoreCorrupt) {
-			t.Fatalf("Load after reopening: %v", err)
-		}
-		if d := cmp.Diff(wantOut, out, storetest.Cmp); d != "" || !slices.Equal(wantIn, in) {
-			t.Fatalf("after a write and a reopen (-want +got):\n%s\ninbound: got %v, want %v", d, in, wantIn)
-		}
+		goOnAfterLoad(t, s, path, opts, out, in)
 	})
+}
+
+// addFuzzSeeds adds the seeds of FuzzFileStoreLoad, made from log, a log
+// from fuzzLog.
+func addFuzzSeeds(f *testing.F, log []byte) {
+	records := log[headerLen2:]
+	full := parseLog(buildOpsLog(f, []storeOp{{kind: "save", r: mqtt.StoredPublish{Seq: 1, Message: storetest.FullMessage(1)}}}))[0].body
+	f.Add(byte(0), records)
+	f.Add(byte(0), records[:len(records)-3])
+	f.Add(byte(0), records[20:])
+	f.Add(byte(0), []byte{})
+	f.Add(byte(1), []byte{9, 2, 1, 0, 0, 0, 0, 0, 0, 0, 3, 3, 5, 0, 2, 1, 0, 0, 0, 0, 0, 0, 0})
+	f.Add(byte(1), append([]byte{byte(len(full))}, full...))
+	f.Add(byte(2), log[:min(len(log), maxFuzzLog)])
+	f.Add(byte(2), version1(log))
+	f.Add(byte(2), []byte("MQTT"))
+}
+
+// loadSorted calls Load on s and checks that it returns no error other
+// than ErrStoreCorrupt, and sorted state without repeats.
+func loadSorted(t *testing.T, s *filestore.Store) ([]mqtt.StoredPublish, []uint16) {
+	t.Helper()
+	out, in, err := s.Load()
+	if err != nil && !errors.Is(err, mqtt.ErrStoreCorrupt) {
+		t.Fatalf("Load: %v", err)
+	}
+	if !slices.IsSortedFunc(out, func(a, b mqtt.StoredPublish) int { return cmpUint(a.Seq, b.Seq) }) ||
+		!slices.IsSorted(in) ||
+		len(slices.CompactFunc(slices.Clone(out), func(a, b mqtt.StoredPublish) bool { return a.Seq == b.Seq })) != len(out) ||
+		len(slices.Compact(slices.Clone(in))) != len(in) {
+		t.Fatalf("Load returned unsorted or repeated entries: %v %v", out, in)
+	}
+	return out, in
+}
+
+// goOnAfterLoad checks that s, which loaded out and in from the log at
+// path, goes on from what it recovered: it saves a publish and an inbound
+// ID that it does not hold, closes, and the store opened again holds them
+// as well.
+func goOnAfterLoad(t *testing.T, s *filestore.Store, path string, opts *filestore.Options, out []mqtt.StoredPublish, in []uint16) {
+	t.Helper()
+	r := mqtt.StoredPublish{Seq: 0, PacketID: 1, Message: storetest.FullMessage(1)}
+	for slices.ContainsFunc(out, func(o mqtt.StoredPublish) bool { return o.Seq == r.Seq }) {
+		r.Seq++
+	}
+	id := uint16(0)
+	for slices.Contains(in, id) && id < 1<<16-1 {
+		id++
+	}
+	if err := errors.Join(s.SavePublish(r), s.SaveInbound(id), s.Close()); err != nil {
+		t.Fatal(err)
+	}
+	i, _ := slices.BinarySearchFunc(out, r.Seq, func(a mqtt.StoredPublish, seq uint64) int { return cmpUint(a.Seq, seq) })
+	wantOut := slices.Insert(out, i, r)
+	wantIn := in
+	if j, found := slices.BinarySearch(in, id); !found {
+		wantIn = slices.Insert(in, j, id)
+	}
+
+	s, err := filestore.Open(path, opts)
+	if err != nil {
+		t.Fatalf("reopening: %v", err)
+	}
+	defer s.Close()
+	out, in, err = s.Load()
+	if err != nil && !errors.Is(err, mqtt.ErrStoreCorrupt) {
+		t.Fatalf("Load after reopening: %v", err)
+	}
+	if d := cmp.Diff(wantOut, out, storetest.Cmp); d != "" || !slices.Equal(wantIn, in) {
+		t.Fatalf("after a write and a reopen (-want +got):\n%s\ninbound: got %v, want %v", d, in, wantIn)
+	}
 }
 
 func cmpUint(a, b uint64) int {

@@ -102,40 +102,53 @@ type recoveryCase struct {
 	writeAfter bool
 }
 
-// check writes damaged to the store's path and checks what it recovers. It
-// returns what is wrong, or nil.
-func (rc *recoveryCase) check(t *testing.T, damaged []byte) error {
-	// What the damage touched.
-	fresh := int64(len(damaged)) < rc.hdrLen // a header cut short: a new log
-	hdrDamaged := !fresh && !bytes.Equal(damaged[:rc.hdrLen], rc.log[:rc.hdrLen])
-	bad := make([]bool, len(rc.recs))
-	present, firstBad := 0, int64(-1)
+// damageSeen is what a damaged copy of a recoveryCase's log lost.
+type damageSeen struct {
+	fresh      bool   // a header cut short: a new log
+	hdrDamaged bool   // the header differs
+	present    int    // how many records the copy still reaches, damaged or not
+	bad        []bool // by record: damaged
+	firstBad   int64  // the offset of the first damaged record, or -1
+}
+
+// seen compares damaged with the undamaged log.
+func (rc *recoveryCase) seen(damaged []byte) damageSeen {
+	d := damageSeen{bad: make([]bool, len(rc.recs)), firstBad: -1}
+	d.fresh = int64(len(damaged)) < rc.hdrLen
+	d.hdrDamaged = !d.fresh && !bytes.Equal(damaged[:rc.hdrLen], rc.log[:rc.hdrLen])
 	for i, r := range rc.recs {
 		if r.off >= int64(len(damaged)) {
 			break // the log ends before it: not damage
 		}
-		present = i + 1
+		d.present = i + 1
 		if r.off+r.n > int64(len(damaged)) || !bytes.Equal(damaged[r.off:r.off+r.n], rc.log[r.off:r.off+r.n]) {
-			bad[i] = true
-			if firstBad < 0 {
-				firstBad = r.off
+			d.bad[i] = true
+			if d.firstBad < 0 {
+				d.firstBad = r.off
 			}
 		}
 	}
-	if fresh {
-		present = 0
+	if d.fresh {
+		d.present = 0
 	}
-	wantOut, wantIn, forgotten, mid := replayIntact(t, rc.ops, present, bad)
-	wantErr := !fresh && (hdrDamaged || firstBad >= 0)
+	return d
+}
+
+// check writes damaged to the store's path and checks what it recovers. It
+// returns what is wrong, or nil.
+func (rc *recoveryCase) check(t *testing.T, damaged []byte) error {
+	d := rc.seen(damaged)
+	wantOut, wantIn, forgotten, mid := replayIntact(t, rc.ops, d.present, d.bad)
+	wantErr := !d.fresh && (d.hdrDamaged || d.firstBad >= 0)
 
 	writeLog(t, rc.path, damaged)
 	s, err := filestore.Open(rc.path, nil)
 	if err != nil {
 		return fmt.Errorf("Open: %v", err)
 	}
-	defer func() { s.Close() }()
+	defer s.Close()
 	out, in, err := s.Load()
-	if err := wantLoadErr(err, wantErr, hdrDamaged, firstBad, forgotten); err != nil {
+	if err := wantLoadErr(err, wantErr, d.hdrDamaged, d.firstBad, forgotten); err != nil {
 		return err
 	}
 	if !samePublishes(wantOut, out) || !slices.Equal(wantIn, in) {
@@ -150,29 +163,34 @@ func (rc *recoveryCase) check(t *testing.T, damaged []byte) error {
 	if !rc.writeAfter {
 		return nil
 	}
-
-	// The store goes on from what it recovered. A damaged end of the log
-	// is cut off at the first write and a damaged header is rewritten; other
-	// damage stays until a compaction, reported at each opening.
-	const newID = 999
-	if err := s.SaveInbound(newID); err != nil {
-		return err
-	}
-	if err := s.Close(); err != nil {
-		return err
-	}
-	s2, err := filestore.Open(rc.path, nil)
-	if err != nil {
-		return fmt.Errorf("Open after a write: %v", err)
-	}
-	s = s2
-	out, in, err = s.Load()
-	if err := wantLoadErr(err, mid, false, firstBad, forgotten); err != nil {
+	if err := rc.checkAfterWrite(s, wantOut, wantIn, mid, d.firstBad, forgotten); err != nil {
 		return fmt.Errorf("after a write and a reopen: %w", err)
 	}
-	wantIn = append(wantIn, newID)
+	return nil
+}
+
+// checkAfterWrite checks that s, which recovered wantOut and wantIn from
+// damage, goes on from there. A damaged end of the log is cut off at the
+// first write and a damaged header is rewritten; other damage (mid) stays
+// until a compaction, reported at each opening, with the offset of the
+// first damaged record and the inbound IDs forgotten.
+func (rc *recoveryCase) checkAfterWrite(s *filestore.Store, wantOut []mqtt.StoredPublish, wantIn []uint16, mid bool, firstBad int64, forgotten []uint16) error {
+	const newID = 999
+	if err := errors.Join(s.SaveInbound(newID), s.Close()); err != nil {
+		return err
+	}
+	s, err := filestore.Open(rc.path, nil)
+	if err != nil {
+		return fmt.Errorf("Open: %v", err)
+	}
+	defer s.Close()
+	out, in, err := s.Load()
+	if err := wantLoadErr(err, mid, false, firstBad, forgotten); err != nil {
+		return err
+	}
+	wantIn = append(slices.Clip(wantIn), newID)
 	if !samePublishes(wantOut, out) || !slices.Equal(wantIn, in) {
-		return fmt.Errorf("Load after a write and a reopen: (-want +got):\n%s\ninbound IDs: got %v, want %v", cmp.Diff(wantOut, out, storetest.Cmp), in, wantIn)
+		return fmt.Errorf("Load: (-want +got):\n%s\ninbound IDs: got %v, want %v", cmp.Diff(wantOut, out, storetest.Cmp), in, wantIn)
 	}
 	return nil
 }
@@ -230,55 +248,70 @@ func TestFileStoreRecoversEveryIntactRecord(t *testing.T) {
 	} {
 		t.Run(format.name, func(t *testing.T) {
 			t.Parallel()
-			cases := map[string]func(size int, yield func(name string, damage func([]byte) []byte)){
-				"Flip": func(size int, yield func(string, func([]byte) []byte)) {
-					for off := range size {
-						for _, bits := range []byte{0xff, 1 << (off % 8)} {
-							yield(fmt.Sprintf("bits %#x flipped at offset %d", bits, off), func(b []byte) []byte {
-								b[off] ^= bits
-								return b
-							})
-						}
-					}
-				},
-				"Zero": func(size int, yield func(string, func([]byte) []byte)) {
-					const n = 29
-					for off := int(format.hdrLen); off < size; off++ {
-						yield(fmt.Sprintf("%d bytes zeroed at offset %d", n, off), func(b []byte) []byte {
-							clear(b[off:min(off+n, size)])
-							return b
-						})
-					}
-				},
-				"Truncate": func(size int, yield func(string, func([]byte) []byte)) {
-					for n := range size {
-						yield(fmt.Sprintf("cut to %d bytes", n), func(b []byte) []byte { return b[:n] })
-					}
-				},
-			}
-			for name, damages := range cases {
+			for name, damages := range map[string]damager{"Flip": flipBits, "Zero": zeroBytes, "Truncate": cutShort} {
 				t.Run(name, func(t *testing.T) {
 					t.Parallel()
 					rc := &recoveryCase{
 						ops: ops, log: format.log, hdrLen: format.hdrLen, recs: parseLog(format.log),
 						path: filepath.Join(t.TempDir(), "store"), writeAfter: format.writeAfter,
 					}
-					start, n, failed := time.Now(), 0, 0
-					damages(len(format.log), func(what string, damage func([]byte) []byte) {
-						n++
-						if failed >= 5 {
-							return
-						}
-						if err := rc.check(t, damage(bytes.Clone(format.log))); err != nil {
-							t.Errorf("%s: %v", what, err)
-							failed++
-						}
-					})
-					t.Logf("%d cases on a log of %d bytes in %v", n, len(format.log), time.Since(start).Round(time.Millisecond))
+					rc.checkEach(t, damages)
 				})
 			}
 		})
 	}
+}
+
+// A damager yields, for a log of size bytes with a header of hdrLen bytes,
+// ways to damage it in place, each with a description.
+type damager func(size int, hdrLen int64, yield func(what string, damage func([]byte) []byte))
+
+// flipBits flips all the bits, and then one, of each byte in turn.
+func flipBits(size int, _ int64, yield func(string, func([]byte) []byte)) {
+	for off := range size {
+		for _, bits := range []byte{0xff, 1 << (off % 8)} {
+			yield(fmt.Sprintf("bits %#x flipped at offset %d", bits, off), func(b []byte) []byte {
+				b[off] ^= bits
+				return b
+			})
+		}
+	}
+}
+
+// zeroBytes zeroes a stretch of bytes after the header, at each offset in
+// turn.
+func zeroBytes(size int, hdrLen int64, yield func(string, func([]byte) []byte)) {
+	const n = 29
+	for off := int(hdrLen); off < size; off++ {
+		yield(fmt.Sprintf("%d bytes zeroed at offset %d", n, off), func(b []byte) []byte {
+			clear(b[off:min(off+n, size)])
+			return b
+		})
+	}
+}
+
+// cutShort cuts the log to each shorter length in turn.
+func cutShort(size int, _ int64, yield func(string, func([]byte) []byte)) {
+	for n := range size {
+		yield(fmt.Sprintf("cut to %d bytes", n), func(b []byte) []byte { return b[:n] })
+	}
+}
+
+// checkEach checks what the store recovers from each damaged copy of the
+// log that damages yields, giving up after five failures.
+func (rc *recoveryCase) checkEach(t *testing.T, damages damager) {
+	start, n, failed := time.Now(), 0, 0
+	damages(len(rc.log), rc.hdrLen, func(what string, damage func([]byte) []byte) {
+		n++
+		if failed >= 5 {
+			return
+		}
+		if err := rc.check(t, damage(bytes.Clone(rc.log))); err != nil {
+			t.Errorf("%s: %v", what, err)
+			failed++
+		}
+	})
+	t.Logf("%d cases on a log of %d bytes in %v", n, len(rc.log), time.Since(start).Round(time.Millisecond))
 }
 
 // buildLog saves n publishes to a new store at path and returns them and
