@@ -180,7 +180,7 @@ type Config struct {
 	Reconnect ReconnectConfig
 	// Queue bounds the publishes waiting to be sent while reconnecting.
 	Queue QueueConfig
-	// Store keeps in-flight QoS 1 and 2 state; with a FileStore it survives
+	// Store keeps in-flight QoS 1 and 2 state; with a filestore.Store it survives
 	// a process crash. Nil keeps the state in memory, in the client.
 	Store Store
 	// ManualAck makes the application acknowledge each received QoS 1 and

@@ -23,6 +23,7 @@ import (
 	"time"
 
 	"github.com/b4e21b16/mqtt"
+	"github.com/b4e21b16/mqtt/filestore"
 	"github.com/b4e21b16/mqtt/internal/brokertest"
 )
 
@@ -38,7 +39,7 @@ type crashChild struct {
 	Topic    string
 	Version  mqtt.ProtocolVersion
 	Run      int
-	Sync     mqtt.SyncPolicy
+	Sync     filestore.SyncPolicy
 	Count    int  // messages to publish
 	Final    bool // then wait for every delivery result and disconnect, instead of waiting to be killed
 }
@@ -55,7 +56,7 @@ func crashSay(format string, args ...any) {
 }
 
 // TestCrashChild is the publisher that TestCrashDurablePublish kills. It
-// opens the FileStore, connects with it (which queues the messages earlier
+// opens the file store, connects with it (which queues the messages earlier
 // runs left in it) and publishes numbered QoS 1 and QoS 2 messages with
 // PublishDurable, reporting "queued <qos> <seq>" once each is accepted. A
 // final run then waits for the delivery result of every message, its own
@@ -72,7 +73,7 @@ func TestCrashChild(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), crashChildTimeout)
 	defer cancel()
-	st, err := mqtt.OpenFileStore(cfg.Store, &mqtt.FileStoreOptions{Sync: cfg.Sync})
+	st, err := filestore.Open(cfg.Store, &filestore.Options{Sync: cfg.Sync})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -153,7 +154,7 @@ func TestCrashChild(t *testing.T) {
 
 // TestCrashDurablePublish kills a publishing process again and again with
 // SIGKILL and checks that the session outlives process crashes: with a
-// FileStore, every message that PublishDurable accepted reaches the
+// file store, every message that PublishDurable accepted reaches the
 // subscriber, QoS 1 at least once and QoS 2 exactly once, whenever the
 // process dies, because the next process that opens the store delivers what
 // was left over.
@@ -181,7 +182,7 @@ func TestCrashDurablePublish(t *testing.T) {
 // crashPlan is one child run: killed after killAfter "queued" lines (0:
 // right after it connected), or the final run.
 type crashPlan struct {
-	sync      mqtt.SyncPolicy
+	sync      filestore.SyncPolicy
 	killAfter int
 	final     bool
 }
@@ -232,13 +233,13 @@ func runCrash(t *testing.T, v mqtt.ProtocolVersion) {
 
 	kill := func() int { return 50 + rand.IntN(351) }
 	plans := []crashPlan{
-		{sync: mqtt.SyncNever, killAfter: kill()},
-		{sync: mqtt.SyncNever, killAfter: kill()},
-		{sync: mqtt.SyncNever, killAfter: 0},
-		{sync: mqtt.SyncAlways, killAfter: kill()},
-		{sync: mqtt.SyncNever, killAfter: kill()},
-		{sync: mqtt.SyncNever, killAfter: kill()},
-		{sync: mqtt.SyncNever, final: true},
+		{sync: filestore.SyncNever, killAfter: kill()},
+		{sync: filestore.SyncNever, killAfter: kill()},
+		{sync: filestore.SyncNever, killAfter: 0},
+		{sync: filestore.SyncAlways, killAfter: kill()},
+		{sync: filestore.SyncNever, killAfter: kill()},
+		{sync: filestore.SyncNever, killAfter: kill()},
+		{sync: filestore.SyncNever, final: true},
 	}
 	const finalCount = 200
 	runs := make([]crashOutcome, len(plans))
@@ -315,7 +316,7 @@ func runCrash(t *testing.T, v mqtt.ProtocolVersion) {
 	}
 
 	// The last run settled everything: the store is empty.
-	st, err := mqtt.OpenFileStore(storePath, nil)
+	st, err := filestore.Open(storePath, nil)
 	if err != nil {
 		t.Fatalf("reopening the store: %v", err)
 	}

@@ -65,7 +65,7 @@
 // session resumes: unacknowledged packets are re-sent, subscriptions are
 // restored if the broker lost them, and calls made meanwhile wait, bounded by
 // Config.Queue. Client.Events reports the state changes. With Config.Store
-// set to a FileStore, in-flight QoS 1 and 2 state survives a process crash,
+// set to a filestore.Store, in-flight QoS 1 and 2 state survives a process crash,
 // and PublishDurable reports outcomes on Client.DeliveryResults.
 //
 // # MQTT 5.0

@@ -174,7 +174,7 @@ func (u unprefixed) Error() string {
 func (u unprefixed) Unwrap() error { return u.err }
 
 // storeError gives an error from the Store the context "mqtt: store: ",
-// unless its text already starts so (those of FileStore do).
+// unless its text already starts so (the memory store's and ErrStoreCorrupt's do).
 func storeError(err error) error {
 	if strings.HasPrefix(err.Error(), errorPrefix+"store: ") {
 		return err

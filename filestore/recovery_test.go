@@ -1,13 +1,11 @@
 //go:build unix
 
-package mqtt_test
+package filestore_test
 
 import (
 	"bytes"
-	"encoding/binary"
 	"errors"
 	"fmt"
-	"hash/crc32"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -17,175 +15,34 @@ import (
 	"time"
 
 	"github.com/b4e21b16/mqtt"
+	"github.com/b4e21b16/mqtt/filestore"
+	"github.com/b4e21b16/mqtt/internal/storetest"
 	"github.com/google/go-cmp/cmp"
 )
 
-// The layout of a log, as filestore_format.go describes it: the tests build
-// and take apart logs byte by byte.
-const (
-	headerLen1    = 12 // "MQTTSTOR", version 1
-	recHeaderLen1 = 8  // length, CRC-32C of the body
-	headerLen2    = 24 // "MQTTSTOR", version 2, sync marker, CRC-32C
-	recHeaderLen2 = 16 // sync marker, length, CRC-32C of offset, length and body
-	markerLen     = 8
-)
-
-var castagnoli = crc32.MakeTable(crc32.Castagnoli)
-
-// header2 returns the header of a version 2 log with sync marker m.
-func header2(m []byte) []byte {
-	h := binary.LittleEndian.AppendUint32([]byte("MQTTSTOR"), 2)
-	h = append(h, m...)
-	return binary.LittleEndian.AppendUint32(h, crc32.Checksum(h, castagnoli))
-}
-
-// appendRecord2 appends to log a version 2 record holding body, with sync
-// marker m.
-func appendRecord2(log, m, body []byte) []byte {
-	var p [12]byte
-	binary.LittleEndian.PutUint64(p[:], uint64(len(log)))
-	binary.LittleEndian.PutUint32(p[8:], uint32(len(body)))
-	log = append(log, m...)
-	log = binary.LittleEndian.AppendUint32(log, uint32(len(body)))
-	log = binary.LittleEndian.AppendUint32(log, crc32.Update(crc32.Update(0, castagnoli, p[:]), castagnoli, body))
-	return append(log, body...)
-}
-
-// logRecord is a record of a log.
-type logRecord struct {
-	off, n int64 // where it starts; its length, header included
-	body   []byte
-}
-
-// parseLog returns the records of an undamaged log of either version.
-func parseLog(log []byte) []logRecord {
-	hl, rl, lenAt := int64(headerLen2), int64(recHeaderLen2), int64(markerLen)
-	if log[8] == 1 {
-		hl, rl, lenAt = headerLen1, recHeaderLen1, 0
-	}
-	var recs []logRecord
-	for off := hl; off < int64(len(log)); {
-		n := rl + int64(binary.LittleEndian.Uint32(log[off+lenAt:]))
-		recs = append(recs, logRecord{off, n, log[off+rl : off+n]})
-		off += n
-	}
-	return recs
-}
-
-// version1 returns a version 2 log in the version 1 format.
-func version1(log []byte) []byte {
-	v1 := binary.LittleEndian.AppendUint32([]byte("MQTTSTOR"), 1)
-	for _, r := range parseLog(log) {
-		v1 = binary.LittleEndian.AppendUint32(v1, uint32(len(r.body)))
-		v1 = binary.LittleEndian.AppendUint32(v1, crc32.Checksum(r.body, castagnoli))
-		v1 = append(v1, r.body...)
-	}
-	return v1
-}
-
-// withMarker returns a version 2 log rewritten with sync marker m.
-func withMarker(log, m []byte) []byte {
-	out := header2(m)
-	for _, r := range parseLog(log) {
-		out = appendRecord2(out, m, r.body)
-	}
-	return out
-}
-
-// writeLog makes content the content of the file at path. It overwrites
-// the file in place rather than truncating it to nothing, which is much
-// cheaper on file systems that flush a file truncated that way.
-func writeLog(t testing.TB, path string, content []byte) {
+// wantCorrupt checks that err matches ErrStoreCorrupt and mentions each of
+// the given strings.
+func wantCorrupt(t *testing.T, err error, mentions ...string) {
 	t.Helper()
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
-	if err != nil {
-		t.Fatal(err)
+	if !errors.Is(err, mqtt.ErrStoreCorrupt) {
+		t.Fatalf("Load: got error %v, want one matching ErrStoreCorrupt", err)
 	}
-	_, err = f.WriteAt(content, 0)
-	if err := errors.Join(err, f.Truncate(int64(len(content))), f.Close()); err != nil {
-		t.Fatal(err)
-	}
-}
-
-// nBytes says "1 byte" or "n bytes", as the store's errors do.
-func nBytes(n int64) string {
-	if n == 1 {
-		return "1 byte"
-	}
-	return fmt.Sprintf("%d bytes", n)
-}
-
-// storeOp is one change to a store.
-type storeOp struct {
-	kind string // "save", "delete", "saveInbound" or "deleteInbound"
-	r    mqtt.StoredPublish
-	id   uint16
-}
-
-func (op storeOp) apply(s mqtt.Store) error {
-	switch op.kind {
-	case "save":
-		return s.SavePublish(op.r)
-	case "delete":
-		return s.DeletePublish(op.r.Seq)
-	case "saveInbound":
-		return s.SaveInbound(op.id)
-	case "deleteInbound":
-		return s.DeleteInbound(op.id)
-	}
-	panic("unknown store operation " + op.kind)
-}
-
-// recoveryOps are the changes behind the log of the recovery tests, a
-// record each. Later ones replace and delete earlier ones, so that which
-// records are lost decides what the store holds.
-func recoveryOps() []storeOp {
-	msg := func(seq uint64, id uint16, released bool) mqtt.StoredPublish {
-		return mqtt.StoredPublish{Seq: seq, PacketID: id, Released: released, Message: mqtt.Message{
-			Topic: fmt.Sprintf("r/%d", seq), Payload: []byte{byte(seq)}, QoS: mqtt.ExactlyOnce,
-		}}
-	}
-	return []storeOp{
-		{kind: "save", r: msg(1, 0, false)},
-		{kind: "save", r: mqtt.StoredPublish{Seq: 2, Message: fullMessage(2)}},
-		{kind: "saveInbound", id: 7},
-		{kind: "save", r: msg(1, 1, false)}, // sent
-		{kind: "saveInbound", id: 9},
-		{kind: "delete", r: msg(2, 0, false)},
-		{kind: "save", r: msg(3, 0, false)},
-		{kind: "deleteInbound", id: 7},
-		{kind: "save", r: msg(1, 1, true)}, // PUBREC received
-		{kind: "saveInbound", id: 7},       // the ID used again
-		{kind: "save", r: msg(4, 0, false)},
-		{kind: "deleteInbound", id: 9},
-		{kind: "delete", r: msg(3, 0, false)},
-		{kind: "saveInbound", id: 11},
-		{kind: "save", r: msg(3, 2, false)}, // a Seq used again
-	}
-}
-
-// buildOpsLog applies ops to a new store and returns its log, checking that
-// each op wrote one record.
-func buildOpsLog(t testing.TB, ops []storeOp) []byte {
-	t.Helper()
-	path := filepath.Join(t.TempDir(), "store")
-	s := openFileStore(t, path, &mqtt.FileStoreOptions{Sync: mqtt.SyncNever})
-	for _, op := range ops {
-		if err := op.apply(s); err != nil {
-			t.Fatal(err)
+	for _, m := range mentions {
+		if !strings.Contains(err.Error(), m) {
+			t.Errorf("Load error %q does not mention %q", err, m)
 		}
 	}
-	if err := s.Close(); err != nil {
-		t.Fatal(err)
-	}
-	log, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if n := len(parseLog(log)); n != len(ops) {
-		t.Fatalf("%d operations wrote %d records", len(ops), n)
-	}
-	return log
+}
+
+func TestFileStoreTornHeader(t *testing.T) {
+	t.Parallel()
+	// A crash while the file was being created leaves part of the header.
+	path := filepath.Join(t.TempDir(), "store")
+	must(t, os.WriteFile(path, []byte("MQTT"), 0o600))
+	s := openStore(t, path, nil)
+	must(t, s.SaveInbound(3))
+	s = reopen(t, s, path)
+	storetest.WantLoad(t, s, nil, []uint16{3})
 }
 
 // replayIntact returns what a store should recover from the log of ops
@@ -245,44 +102,57 @@ type recoveryCase struct {
 	writeAfter bool
 }
 
-// check writes damaged to the store's path and checks what it recovers. It
-// returns what is wrong, or nil.
-func (rc *recoveryCase) check(t *testing.T, damaged []byte) error {
-	// What the damage touched.
-	fresh := int64(len(damaged)) < rc.hdrLen // a header cut short: a new log
-	hdrDamaged := !fresh && !bytes.Equal(damaged[:rc.hdrLen], rc.log[:rc.hdrLen])
-	bad := make([]bool, len(rc.recs))
-	present, firstBad := 0, int64(-1)
+// damageSeen is what a damaged copy of a recoveryCase's log lost.
+type damageSeen struct {
+	fresh      bool   // a header cut short: a new log
+	hdrDamaged bool   // the header differs
+	present    int    // how many records the copy still reaches, damaged or not
+	bad        []bool // by record: damaged
+	firstBad   int64  // the offset of the first damaged record, or -1
+}
+
+// seen compares damaged with the undamaged log.
+func (rc *recoveryCase) seen(damaged []byte) damageSeen {
+	d := damageSeen{bad: make([]bool, len(rc.recs)), firstBad: -1}
+	d.fresh = int64(len(damaged)) < rc.hdrLen
+	d.hdrDamaged = !d.fresh && !bytes.Equal(damaged[:rc.hdrLen], rc.log[:rc.hdrLen])
 	for i, r := range rc.recs {
 		if r.off >= int64(len(damaged)) {
 			break // the log ends before it: not damage
 		}
-		present = i + 1
+		d.present = i + 1
 		if r.off+r.n > int64(len(damaged)) || !bytes.Equal(damaged[r.off:r.off+r.n], rc.log[r.off:r.off+r.n]) {
-			bad[i] = true
-			if firstBad < 0 {
-				firstBad = r.off
+			d.bad[i] = true
+			if d.firstBad < 0 {
+				d.firstBad = r.off
 			}
 		}
 	}
-	if fresh {
-		present = 0
+	if d.fresh {
+		d.present = 0
 	}
-	wantOut, wantIn, forgotten, mid := replayIntact(t, rc.ops, present, bad)
-	wantErr := !fresh && (hdrDamaged || firstBad >= 0)
+	return d
+}
+
+// check writes damaged to the store's path and checks what it recovers. It
+// returns what is wrong, or nil.
+func (rc *recoveryCase) check(t *testing.T, damaged []byte) error {
+	d := rc.seen(damaged)
+	wantOut, wantIn, forgotten, mid := replayIntact(t, rc.ops, d.present, d.bad)
+	wantErr := !d.fresh && (d.hdrDamaged || d.firstBad >= 0)
 
 	writeLog(t, rc.path, damaged)
-	s, err := mqtt.OpenFileStore(rc.path, nil)
+	s, err := filestore.Open(rc.path, nil)
 	if err != nil {
-		return fmt.Errorf("OpenFileStore: %v", err)
+		return fmt.Errorf("Open: %v", err)
 	}
-	defer func() { s.Close() }()
+	defer s.Close()
 	out, in, err := s.Load()
-	if err := wantLoadErr(err, wantErr, hdrDamaged, firstBad, forgotten); err != nil {
+	if err := wantLoadErr(err, wantErr, d.hdrDamaged, d.firstBad, forgotten); err != nil {
 		return err
 	}
 	if !samePublishes(wantOut, out) || !slices.Equal(wantIn, in) {
-		return fmt.Errorf("Load: (-want +got):\n%s\ninbound IDs: got %v, want %v", cmp.Diff(wantOut, out, storeCmp), in, wantIn)
+		return fmt.Errorf("Load: (-want +got):\n%s\ninbound IDs: got %v, want %v", cmp.Diff(wantOut, out, storetest.Cmp), in, wantIn)
 	}
 	if wantErr {
 		// Nothing was removed before Load reported it.
@@ -293,37 +163,42 @@ func (rc *recoveryCase) check(t *testing.T, damaged []byte) error {
 	if !rc.writeAfter {
 		return nil
 	}
-
-	// The store goes on from what it recovered. A damaged end of the log
-	// is cut off at the first write and a damaged header is rewritten; other
-	// damage stays until a compaction, reported at each opening.
-	const newID = 999
-	if err := s.SaveInbound(newID); err != nil {
-		return err
-	}
-	if err := s.Close(); err != nil {
-		return err
-	}
-	s2, err := mqtt.OpenFileStore(rc.path, nil)
-	if err != nil {
-		return fmt.Errorf("OpenFileStore after a write: %v", err)
-	}
-	s = s2
-	out, in, err = s.Load()
-	if err := wantLoadErr(err, mid, false, firstBad, forgotten); err != nil {
+	if err := rc.checkAfterWrite(s, wantOut, wantIn, mid, d.firstBad, forgotten); err != nil {
 		return fmt.Errorf("after a write and a reopen: %w", err)
-	}
-	wantIn = append(wantIn, newID)
-	if !samePublishes(wantOut, out) || !slices.Equal(wantIn, in) {
-		return fmt.Errorf("Load after a write and a reopen: (-want +got):\n%s\ninbound IDs: got %v, want %v", cmp.Diff(wantOut, out, storeCmp), in, wantIn)
 	}
 	return nil
 }
 
-// samePublishes is cmp.Equal(a, b, storeCmp), checked first with the much
+// checkAfterWrite checks that s, which recovered wantOut and wantIn from
+// damage, goes on from there. A damaged end of the log is cut off at the
+// first write and a damaged header is rewritten; other damage (mid) stays
+// until a compaction, reported at each opening, with the offset of the
+// first damaged record and the inbound IDs forgotten.
+func (rc *recoveryCase) checkAfterWrite(s *filestore.Store, wantOut []mqtt.StoredPublish, wantIn []uint16, mid bool, firstBad int64, forgotten []uint16) error {
+	const newID = 999
+	if err := errors.Join(s.SaveInbound(newID), s.Close()); err != nil {
+		return err
+	}
+	s, err := filestore.Open(rc.path, nil)
+	if err != nil {
+		return fmt.Errorf("Open: %v", err)
+	}
+	defer s.Close()
+	out, in, err := s.Load()
+	if err := wantLoadErr(err, mid, false, firstBad, forgotten); err != nil {
+		return err
+	}
+	wantIn = append(slices.Clip(wantIn), newID)
+	if !samePublishes(wantOut, out) || !slices.Equal(wantIn, in) {
+		return fmt.Errorf("Load: (-want +got):\n%s\ninbound IDs: got %v, want %v", cmp.Diff(wantOut, out, storetest.Cmp), in, wantIn)
+	}
+	return nil
+}
+
+// samePublishes is cmp.Equal(a, b, storetest.Cmp), checked first with the much
 // cheaper reflect.DeepEqual: the recovery test compares thousands of times.
 func samePublishes(a, b []mqtt.StoredPublish) bool {
-	return reflect.DeepEqual(a, b) || cmp.Equal(a, b, storeCmp)
+	return reflect.DeepEqual(a, b) || cmp.Equal(a, b, storetest.Cmp)
 }
 
 // wantLoadErr checks the error of Load: nil, or else matching
@@ -373,65 +248,80 @@ func TestFileStoreRecoversEveryIntactRecord(t *testing.T) {
 	} {
 		t.Run(format.name, func(t *testing.T) {
 			t.Parallel()
-			cases := map[string]func(size int, yield func(name string, damage func([]byte) []byte)){
-				"Flip": func(size int, yield func(string, func([]byte) []byte)) {
-					for off := range size {
-						for _, bits := range []byte{0xff, 1 << (off % 8)} {
-							yield(fmt.Sprintf("bits %#x flipped at offset %d", bits, off), func(b []byte) []byte {
-								b[off] ^= bits
-								return b
-							})
-						}
-					}
-				},
-				"Zero": func(size int, yield func(string, func([]byte) []byte)) {
-					const n = 29
-					for off := int(format.hdrLen); off < size; off++ {
-						yield(fmt.Sprintf("%d bytes zeroed at offset %d", n, off), func(b []byte) []byte {
-							clear(b[off:min(off+n, size)])
-							return b
-						})
-					}
-				},
-				"Truncate": func(size int, yield func(string, func([]byte) []byte)) {
-					for n := range size {
-						yield(fmt.Sprintf("cut to %d bytes", n), func(b []byte) []byte { return b[:n] })
-					}
-				},
-			}
-			for name, damages := range cases {
+			for name, damages := range map[string]damager{"Flip": flipBits, "Zero": zeroBytes, "Truncate": cutShort} {
 				t.Run(name, func(t *testing.T) {
 					t.Parallel()
 					rc := &recoveryCase{
 						ops: ops, log: format.log, hdrLen: format.hdrLen, recs: parseLog(format.log),
 						path: filepath.Join(t.TempDir(), "store"), writeAfter: format.writeAfter,
 					}
-					start, n, failed := time.Now(), 0, 0
-					damages(len(format.log), func(what string, damage func([]byte) []byte) {
-						n++
-						if failed >= 5 {
-							return
-						}
-						if err := rc.check(t, damage(bytes.Clone(format.log))); err != nil {
-							t.Errorf("%s: %v", what, err)
-							failed++
-						}
-					})
-					t.Logf("%d cases on a log of %d bytes in %v", n, len(format.log), time.Since(start).Round(time.Millisecond))
+					rc.checkEach(t, damages)
 				})
 			}
 		})
 	}
 }
 
+// A damager yields, for a log of size bytes with a header of hdrLen bytes,
+// ways to damage it in place, each with a description.
+type damager func(size int, hdrLen int64, yield func(what string, damage func([]byte) []byte))
+
+// flipBits flips all the bits, and then one, of each byte in turn.
+func flipBits(size int, _ int64, yield func(string, func([]byte) []byte)) {
+	for off := range size {
+		for _, bits := range []byte{0xff, 1 << (off % 8)} {
+			yield(fmt.Sprintf("bits %#x flipped at offset %d", bits, off), func(b []byte) []byte {
+				b[off] ^= bits
+				return b
+			})
+		}
+	}
+}
+
+// zeroBytes zeroes a stretch of bytes after the header, at each offset in
+// turn.
+func zeroBytes(size int, hdrLen int64, yield func(string, func([]byte) []byte)) {
+	const n = 29
+	for off := int(hdrLen); off < size; off++ {
+		yield(fmt.Sprintf("%d bytes zeroed at offset %d", n, off), func(b []byte) []byte {
+			clear(b[off:min(off+n, size)])
+			return b
+		})
+	}
+}
+
+// cutShort cuts the log to each shorter length in turn.
+func cutShort(size int, _ int64, yield func(string, func([]byte) []byte)) {
+	for n := range size {
+		yield(fmt.Sprintf("cut to %d bytes", n), func(b []byte) []byte { return b[:n] })
+	}
+}
+
+// checkEach checks what the store recovers from each damaged copy of the
+// log that damages yields, giving up after five failures.
+func (rc *recoveryCase) checkEach(t *testing.T, damages damager) {
+	start, n, failed := time.Now(), 0, 0
+	damages(len(rc.log), rc.hdrLen, func(what string, damage func([]byte) []byte) {
+		n++
+		if failed >= 5 {
+			return
+		}
+		if err := rc.check(t, damage(bytes.Clone(rc.log))); err != nil {
+			t.Errorf("%s: %v", what, err)
+			failed++
+		}
+	})
+	t.Logf("%d cases on a log of %d bytes in %v", n, len(rc.log), time.Since(start).Round(time.Millisecond))
+}
+
 // buildLog saves n publishes to a new store at path and returns them and
 // the log offset at which each record starts.
 func buildLog(t *testing.T, path string, n int) (want []mqtt.StoredPublish, offs []int64) {
 	t.Helper()
-	s := openFileStore(t, path, &mqtt.FileStoreOptions{Sync: mqtt.SyncNever})
+	s := openStore(t, path, &filestore.Options{Sync: filestore.SyncNever})
 	for i := range n {
 		seq := uint64(i + 1)
-		r := mqtt.StoredPublish{Seq: seq, PacketID: uint16(seq), Message: fullMessage(seq)}
+		r := mqtt.StoredPublish{Seq: seq, PacketID: uint16(seq), Message: storetest.FullMessage(seq)}
 		offs = append(offs, fileSize(t, path))
 		must(t, s.SavePublish(r))
 		want = append(want, r)
@@ -453,21 +343,21 @@ func TestFileStoreTornTail(t *testing.T) {
 			path := filepath.Join(t.TempDir(), "store")
 			torn := full[:int64(len(full))-cut]
 			must(t, os.WriteFile(path, torn, 0o600))
-			s := openFileStore(t, path, nil)
+			s := openStore(t, path, nil)
 			out, in, err := s.Load()
 			wantCorrupt(t, err, path, fmt.Sprintf("1 damaged region, %s: offset %d: ", nBytes(last-cut), offs[3]),
 				fmt.Sprintf("ignored the last %s of the log", nBytes(last-cut)))
-			if d := cmp.Diff(want[:3], out, storeCmp); d != "" || len(in) != 0 {
+			if d := cmp.Diff(want[:3], out, storetest.Cmp); d != "" || len(in) != 0 {
 				t.Fatalf("Load after a torn tail (-want +got):\n%s\ninbound: %v", d, in)
 			}
 			// Nothing was removed before Load reported it.
 			wantFile(t, path, torn)
 			// The next write cuts the damaged end off, and the damage is
 			// gone for good.
-			r := mqtt.StoredPublish{Seq: 99, Message: fullMessage(99)}
+			r := mqtt.StoredPublish{Seq: 99, Message: storetest.FullMessage(99)}
 			must(t, s.SavePublish(r))
 			s = reopen(t, s, path)
-			wantLoad(t, s, append(slices.Clip(want[:3]), r), nil)
+			storetest.WantLoad(t, s, append(slices.Clip(want[:3]), r), nil)
 			if got, err := os.ReadFile(path); err != nil || !bytes.Equal(got[:offs[3]], full[:offs[3]]) {
 				t.Errorf("the log before the damage changed (%v)", err)
 			}
@@ -477,7 +367,7 @@ func TestFileStoreTornTail(t *testing.T) {
 	// earlier.
 	path = filepath.Join(t.TempDir(), "store")
 	must(t, os.WriteFile(path, full[:offs[3]], 0o600))
-	wantLoad(t, openFileStore(t, path, nil), want[:3], nil)
+	storetest.WantLoad(t, openStore(t, path, nil), want[:3], nil)
 }
 
 func TestFileStoreZeroedTail(t *testing.T) {
@@ -491,10 +381,10 @@ func TestFileStoreZeroedTail(t *testing.T) {
 	must(t, err)
 	_, err = f.Write(make([]byte, 4096))
 	must(t, errors.Join(err, f.Close()))
-	s := openFileStore(t, path, nil)
+	s := openStore(t, path, nil)
 	out, _, err := s.Load()
 	wantCorrupt(t, err, fmt.Sprintf("offset %d: no sync marker; ignored the last 4096 bytes of the log", size))
-	if d := cmp.Diff(want, out, storeCmp); d != "" {
+	if d := cmp.Diff(want, out, storetest.Cmp); d != "" {
 		t.Fatalf("Load (-want +got):\n%s", d)
 	}
 	if got := fileSize(t, path); got != size+4096 {
@@ -502,7 +392,7 @@ func TestFileStoreZeroedTail(t *testing.T) {
 	}
 	must(t, s.SaveInbound(1))
 	s = reopen(t, s, path)
-	wantLoad(t, s, want, []uint16{1})
+	storetest.WantLoad(t, s, want, []uint16{1})
 }
 
 func TestFileStoreDamagedMiddle(t *testing.T) {
@@ -529,13 +419,13 @@ func TestFileStoreDamagedMiddle(t *testing.T) {
 			damaged[offs[1]+tc.at] ^= tc.bits
 			path := filepath.Join(t.TempDir(), "store")
 			must(t, os.WriteFile(path, damaged, 0o600))
-			s := openFileStore(t, path, nil)
+			s := openStore(t, path, nil)
 			out, _, err := s.Load()
 			wantCorrupt(t, err, fmt.Sprintf("1 damaged region, %d bytes: offset %d: %s", offs[2]-offs[1], offs[1], tc.message),
 				fmt.Sprintf("skipped %d bytes", offs[2]-offs[1]))
 			// Every record after the damaged one is recovered.
 			wantOut := []mqtt.StoredPublish{want[0], want[2], want[3]}
-			if d := cmp.Diff(wantOut, out, storeCmp); d != "" {
+			if d := cmp.Diff(wantOut, out, storetest.Cmp); d != "" {
 				t.Fatalf("Load (-want +got):\n%s", d)
 			}
 			// The damaged record stays until a compaction, and is reported
@@ -544,7 +434,7 @@ func TestFileStoreDamagedMiddle(t *testing.T) {
 			s = reopen(t, s, path)
 			out, in, err := s.Load()
 			wantCorrupt(t, err, fmt.Sprintf("offset %d: %s", offs[1], tc.message))
-			if d := cmp.Diff(wantOut, out, storeCmp); d != "" || !slices.Equal(in, []uint16{4}) {
+			if d := cmp.Diff(wantOut, out, storetest.Cmp); d != "" || !slices.Equal(in, []uint16{4}) {
 				t.Fatalf("Load after reopening (-want +got):\n%s\ninbound: %v", d, in)
 			}
 			if got, err := os.ReadFile(path); err != nil || !bytes.Equal(got[:len(damaged)], damaged) {
@@ -567,10 +457,10 @@ func TestFileStoreDamageKeptUntilReported(t *testing.T) {
 	damaged = damaged[:len(damaged)-5] // and a torn end
 	must(t, os.WriteFile(path, damaged, 0o600))
 
-	opts := &mqtt.FileStoreOptions{Sync: mqtt.SyncNever, CompactBytes: 1 << 10}
-	s := openFileStore(t, path, opts)
+	opts := &filestore.Options{Sync: filestore.SyncNever, CompactBytes: 1 << 10}
+	s := openStore(t, path, opts)
 	for seq := uint64(100); seq < 120; seq++ { // enough to compact many times over
-		must(t, s.SavePublish(mqtt.StoredPublish{Seq: seq, Message: fullMessage(seq)}))
+		must(t, s.SavePublish(mqtt.StoredPublish{Seq: seq, Message: storetest.FullMessage(seq)}))
 		must(t, s.DeletePublish(seq))
 	}
 	if got, err := os.ReadFile(path); err != nil || !bytes.Equal(got[:len(damaged)], damaged) {
@@ -579,16 +469,16 @@ func TestFileStoreDamageKeptUntilReported(t *testing.T) {
 	must(t, s.Close())
 
 	// The torn end is now followed by records: damage in the middle.
-	s = openFileStore(t, path, opts)
+	s = openStore(t, path, opts)
 	out, _, err := s.Load()
 	wantCorrupt(t, err, "2 damaged regions", fmt.Sprintf("offset %d: checksum mismatch; skipped", offs[0]),
 		fmt.Sprintf("offset %d: ", offs[2]))
-	if d := cmp.Diff(want[1:2], out, storeCmp); d != "" {
+	if d := cmp.Diff(want[1:2], out, storetest.Cmp); d != "" {
 		t.Fatalf("Load (-want +got):\n%s", d)
 	}
 	compact(t, s, path)
 	s = reopen(t, s, path)
-	wantLoad(t, s, want[1:2], nil)
+	storetest.WantLoad(t, s, want[1:2], nil)
 }
 
 // TestFileStoreForgetsInboundBeforeDamage: an inbound packet ID whose
@@ -597,7 +487,7 @@ func TestFileStoreDamageKeptUntilReported(t *testing.T) {
 func TestFileStoreForgetsInboundBeforeDamage(t *testing.T) {
 	t.Parallel()
 	path := filepath.Join(t.TempDir(), "store")
-	s := openFileStore(t, path, nil)
+	s := openStore(t, path, nil)
 	must(t, s.SaveInbound(1))
 	must(t, s.SaveInbound(2))
 	must(t, s.SaveInbound(3))
@@ -612,7 +502,7 @@ func TestFileStoreForgetsInboundBeforeDamage(t *testing.T) {
 	damaged[off+recHeaderLen2] ^= 0x80
 	must(t, os.WriteFile(path, damaged, 0o600))
 
-	s = openFileStore(t, path, nil)
+	s = openStore(t, path, nil)
 	_, in, err := s.Load()
 	wantCorrupt(t, err, fmt.Sprintf("offset %d: checksum mismatch", off), "forgot inbound packet IDs [1 2]")
 	if !slices.Equal(in, []uint16{3, 4}) {
@@ -632,8 +522,8 @@ func TestFileStoreVersion1(t *testing.T) {
 		// An undamaged log is rewritten in the current format when opened.
 		path := filepath.Join(t.TempDir(), "store")
 		must(t, os.WriteFile(path, v1, 0o600))
-		s := openFileStore(t, path, nil)
-		wantLoad(t, s, wantOut, wantIn)
+		s := openStore(t, path, nil)
+		storetest.WantLoad(t, s, wantOut, wantIn)
 		got, err := os.ReadFile(path)
 		must(t, err)
 		if !bytes.HasPrefix(got, []byte("MQTTSTOR\x02\x00\x00\x00")) {
@@ -641,7 +531,7 @@ func TestFileStoreVersion1(t *testing.T) {
 		}
 		must(t, s.SaveInbound(100))
 		s = reopen(t, s, path)
-		wantLoad(t, s, wantOut, append(slices.Clip(wantIn), 100))
+		storetest.WantLoad(t, s, wantOut, append(slices.Clip(wantIn), 100))
 	})
 
 	t.Run("Damaged", func(t *testing.T) {
@@ -653,19 +543,19 @@ func TestFileStoreVersion1(t *testing.T) {
 		damaged[recs[1].off+2] ^= 0x20 // the length of a publish record
 		path := filepath.Join(t.TempDir(), "store")
 		must(t, os.WriteFile(path, damaged, 0o600))
-		s := openFileStore(t, path, nil)
+		s := openStore(t, path, nil)
 		bad := make([]bool, len(ops))
 		bad[1] = true
 		wantOut, wantIn, forgotten, _ := replayIntact(t, ops, len(ops), bad)
 		out, in, err := s.Load()
 		wantCorrupt(t, err, fmt.Sprintf("offset %d: incomplete record", recs[1].off), fmt.Sprintf("skipped %d bytes", recs[1].n))
-		if len(forgotten) != 0 || !cmp.Equal(wantOut, out, storeCmp) || !slices.Equal(wantIn, in) {
-			t.Fatalf("Load (-want +got):\n%s\ninbound: got %v, want %v", cmp.Diff(wantOut, out, storeCmp), in, wantIn)
+		if len(forgotten) != 0 || !cmp.Equal(wantOut, out, storetest.Cmp) || !slices.Equal(wantIn, in) {
+			t.Fatalf("Load (-want +got):\n%s\ninbound: got %v, want %v", cmp.Diff(wantOut, out, storetest.Cmp), in, wantIn)
 		}
 		wantFile(t, path, damaged)
 		must(t, s.SaveInbound(100))
 		s = reopen(t, s, path)
-		wantLoad(t, s, wantOut, append(slices.Clip(wantIn), 100))
+		storetest.WantLoad(t, s, wantOut, append(slices.Clip(wantIn), 100))
 		if got, err := os.ReadFile(path); err != nil || got[8] != 2 {
 			t.Errorf("log after a write: version %d (%v), want 2", got[8], err)
 		}
@@ -684,13 +574,13 @@ func TestFileStoreDamagedHeader(t *testing.T) {
 	clear(damaged[headerLen1 : headerLen2+recHeaderLen2]) // the header's marker and checksum, the first record's header
 	path := filepath.Join(t.TempDir(), "store")
 	must(t, os.WriteFile(path, damaged, 0o600))
-	s := openFileStore(t, path, nil)
+	s := openStore(t, path, nil)
 	bad := make([]bool, len(ops))
 	bad[0] = true
 	wantOut, wantIn, _, _ := replayIntact(t, ops, len(ops), bad)
 	out, in, err := s.Load()
 	wantCorrupt(t, err, "offset 0: damaged file header (its sync marker)", fmt.Sprintf("offset %d: no sync marker; skipped %d bytes", recs[0].off, recs[0].n))
-	if !cmp.Equal(wantOut, out, storeCmp) || !slices.Equal(wantIn, in) {
-		t.Fatalf("Load (-want +got):\n%s\ninbound: got %v, want %v", cmp.Diff(wantOut, out, storeCmp), in, wantIn)
+	if !cmp.Equal(wantOut, out, storetest.Cmp) || !slices.Equal(wantIn, in) {
+		t.Fatalf("Load (-want +got):\n%s\ninbound: got %v, want %v", cmp.Diff(wantOut, out, storetest.Cmp), in, wantIn)
 	}
 }

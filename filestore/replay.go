@@ -1,6 +1,6 @@
 //go:build unix
 
-package mqtt
+package filestore
 
 import (
 	"bytes"
@@ -10,6 +10,8 @@ import (
 	"io"
 	"path/filepath"
 	"strings"
+
+	"github.com/b4e21b16/mqtt"
 )
 
 // damage is a damaged region of the log found by replay.
@@ -22,26 +24,26 @@ type damage struct {
 // replay identifies the format of the log (writing a header to a new
 // file), then replays the log to build the index, recovering every intact
 // record. It changes nothing in a log that has a header: damage stays in
-// place until Load has reported it (see FileStore). It sets s.damage to
+// place until Load has reported it (see Store). It sets s.damage to
 // what it found, and returns an error only when the file cannot be used.
-func (s *FileStore) replay() error {
+func (s *Store) replay() error {
 	fi, err := s.f.Stat()
 	if err != nil {
-		return fmt.Errorf("mqtt: store: failed to open %s: %w", s.path, err)
+		return fmt.Errorf("filestore: failed to open %s: %w", s.path, err)
 	}
 	sc := &scanner{r: logReader{f: s.f, size: fi.Size()}}
 	lf, hdrDamage, err := sc.identify()
 	if err != nil {
-		return fmt.Errorf("mqtt: store: failed to read %s: %w", s.path, err)
+		return fmt.Errorf("filestore: failed to read %s: %w", s.path, err)
 	}
 	switch hdrDamage {
 	case notStoreLog:
 		h, _ := sc.r.at(0, min(sc.r.size, headerLen1))
 		if sc.r.size >= headerLen1 && string(h[:len(fileMagic)]) == fileMagic {
-			return fmt.Errorf("mqtt: store: %s has format version %d, this version of the library reads versions %d and %d",
+			return fmt.Errorf("filestore: %s has format version %d, this version of the library reads versions %d and %d",
 				s.path, binary.LittleEndian.Uint32(h[len(fileMagic):]), fileVersion1, fileVersion2)
 		}
-		return fmt.Errorf("mqtt: store: %s is not a store log: it starts with %q", s.path, h)
+		return fmt.Errorf("filestore: %s is not a store log: it starts with %q", s.path, h)
 	case newLog:
 		return s.writeHeader()
 	}
@@ -49,7 +51,7 @@ func (s *FileStore) replay() error {
 	s.rewrite = lf.version != fileVersion2 || hdrDamage != ""
 	found, dropped, err := s.replayRecords(sc)
 	if err != nil {
-		return fmt.Errorf("mqtt: store: failed to read %s: %w", s.path, err)
+		return fmt.Errorf("filestore: failed to read %s: %w", s.path, err)
 	}
 	if hdrDamage != "" {
 		found = append([]damage{{0, lf.headerLen(), hdrDamage}}, found...)
@@ -61,7 +63,7 @@ func (s *FileStore) replay() error {
 // replayRecords indexes every intact record of the log, in format s.lf. It
 // returns the damaged regions it skipped, and the inbound IDs it dropped
 // because damage after their last save may have held their deletion.
-func (s *FileStore) replayRecords(sc *scanner) (found []damage, dropped []uint16, err error) {
+func (s *Store) replayRecords(sc *scanner) (found []damage, dropped []uint16, err error) {
 	var (
 		off       = s.lf.headerLen()
 		damaged   = false     // damage since the last good record
@@ -154,7 +156,7 @@ func damageReport(path string, found []damage, tail int64, dropped []uint16) err
 	if len(found) > 1 {
 		regions = fmt.Sprintf("%d damaged regions", len(found))
 	}
-	return fmt.Errorf("%w: %s: %s, %s: %s", ErrStoreCorrupt, path, regions, nBytes(total), strings.Join(msgs, "; "))
+	return fmt.Errorf("%w: %s: %s, %s: %s", mqtt.ErrStoreCorrupt, path, regions, nBytes(total), strings.Join(msgs, "; "))
 }
 
 // nBytes says "1 byte" or "n bytes".
@@ -166,22 +168,22 @@ func nBytes(n int64) string {
 }
 
 // writeHeader makes the log a new, empty one: a version 2 header.
-func (s *FileStore) writeHeader() error {
+func (s *Store) writeHeader() error {
 	s.lf = newLogFormat()
 	hdr := header2(s.lf.marker[:])
 	if _, err := s.f.WriteAt(hdr, 0); err != nil {
-		return fmt.Errorf("mqtt: store: failed to write %s: %w", s.path, err)
+		return fmt.Errorf("filestore: failed to write %s: %w", s.path, err)
 	}
 	if err := s.f.Truncate(int64(len(hdr))); err != nil {
-		return fmt.Errorf("mqtt: store: failed to write %s: %w", s.path, err)
+		return fmt.Errorf("filestore: failed to write %s: %w", s.path, err)
 	}
 	s.size, s.live = int64(len(hdr)), int64(len(hdr))
 	if s.opts.Sync == SyncAlways {
 		if err := s.f.Sync(); err != nil {
-			return fmt.Errorf("mqtt: store: failed to sync %s: %w", s.path, err)
+			return fmt.Errorf("filestore: failed to sync %s: %w", s.path, err)
 		}
 		if err := syncDir(filepath.Dir(s.path)); err != nil {
-			return fmt.Errorf("mqtt: store: failed to sync the directory of %s: %w", s.path, err)
+			return fmt.Errorf("filestore: failed to sync the directory of %s: %w", s.path, err)
 		}
 	}
 	return nil
@@ -209,66 +211,101 @@ func (sc *scanner) identify() (lf logFormat, what string, err error) {
 		return lf, "", err
 	}
 	h = bytes.Clone(h)
-	prefix := header2(make([]byte, markerLen))[:headerLen1]
-	if size < headerLen2 {
-		k := min(size, headerLen1)
-		v1 := binary.LittleEndian.AppendUint32([]byte(fileMagic), fileVersion1)
-		if bytes.Equal(h[:k], prefix[:k]) || size < headerLen1 && bytes.Equal(h, v1[:k]) {
-			return lf, newLog, nil
-		}
+	if size < headerLen2 && isHeaderPrefix(h) {
+		return lf, newLog, nil
 	}
 	magicOK := size >= int64(len(fileMagic)) && string(h[:len(fileMagic)]) == fileMagic
 	var version uint32
 	if size >= headerLen1 {
 		version = binary.LittleEndian.Uint32(h[len(fileMagic):])
 	}
-
 	if size >= headerLen2 {
-		lf = logFormat{version: fileVersion2, marker: [markerLen]byte(h[headerLen1:])}
-		// The checksum, as it would be if the magic and version were intact.
-		sumOK := bytes.Equal(header2(lf.marker[:])[headerLen2-4:], h[headerLen2-4:])
-		switch {
-		case magicOK && version == fileVersion2 && sumOK:
-			return lf, "", nil
-		case version == fileVersion1:
-			// Version 1, unless the checksum of a version 2 header and the
-			// first record both say otherwise.
-			if ok, err := sc.valid(&lf, headerLen2); err != nil || sumOK && (ok || size == headerLen2) {
-				return lf, "damaged file header (its version)", err
-			}
-		case sumOK && (magicOK || version == fileVersion2):
-			return lf, "damaged file header (its magic string or version)", nil
-		case magicOK || version == fileVersion2:
-			if ok, err := sc.valid(&lf, headerLen2); err != nil || ok {
-				return lf, "damaged file header (its checksum)", err
-			}
-			if size >= headerLen2+markerLen {
-				m, err := sc.r.at(headerLen2, markerLen)
-				if err != nil {
-					return lf, "", err
-				}
-				lf2 := logFormat{version: fileVersion2, marker: [markerLen]byte(m)}
-				if ok, err := sc.valid(&lf2, headerLen2); err != nil || ok {
-					return lf2, "damaged file header (its sync marker)", err
-				}
-			}
-			if magicOK && version == fileVersion2 {
-				// Both the header's marker and the first record may be
-				// damaged: look for any record to learn the marker from.
-				lf2, found, err := sc.findMarker(headerLen2)
-				if err != nil || found {
-					return lf2, "damaged file header (its sync marker)", err
-				}
-				return lf, "damaged file header (no record confirms its sync marker)", nil
-			}
+		if lf, what, ok, err := sc.identify2(h, magicOK, version); err != nil || ok {
+			return lf, what, err
 		}
 	}
+	return sc.identify1(magicOK, version)
+}
 
-	lf = logFormat{version: fileVersion1}
-	if size >= headerLen1 && magicOK && version == fileVersion1 {
+// isHeaderPrefix reports whether h, the whole of a file shorter than a
+// version 2 header, is the start of a header of either version: one that
+// a crash cut short while the file was being created.
+func isHeaderPrefix(h []byte) bool {
+	k := min(len(h), headerLen1)
+	v2 := header2(make([]byte, markerLen))[:headerLen1]
+	v1 := binary.LittleEndian.AppendUint32([]byte(fileMagic), fileVersion1)
+	return bytes.Equal(h[:k], v2[:k]) || len(h) < headerLen1 && bytes.Equal(h, v1[:k])
+}
+
+// identify2 reads h, the first headerLen2 bytes of the file, as a version 2
+// header, intact or damaged, given whether its magic string is intact and
+// the version it holds. ok says whether the file is a version 2 log (or
+// err says why that could not be told); if not, it may be a version 1 log.
+func (sc *scanner) identify2(h []byte, magicOK bool, version uint32) (lf logFormat, what string, ok bool, err error) {
+	lf = logFormat{version: fileVersion2, marker: [markerLen]byte(h[headerLen1:])}
+	// The checksum, as it would be if the magic and version were intact.
+	sumOK := bytes.Equal(header2(lf.marker[:])[headerLen2-4:], h[headerLen2-4:])
+	switch {
+	case magicOK && version == fileVersion2 && sumOK:
+		return lf, "", true, nil
+	case version == fileVersion1:
+		// Version 1, unless the checksum of a version 2 header and the
+		// first record both say otherwise.
+		valid, err := sc.valid(&lf, headerLen2)
+		return lf, "damaged file header (its version)", err != nil || sumOK && (valid || sc.r.size == headerLen2), err
+	case sumOK && (magicOK || version == fileVersion2):
+		return lf, "damaged file header (its magic string or version)", true, nil
+	case magicOK || version == fileVersion2:
+		return sc.confirmMarker(lf, magicOK && version == fileVersion2)
+	}
+	return lf, "", false, nil
+}
+
+// confirmMarker looks for the sync marker of a log whose version 2 header
+// has a checksum that does not match, lf holding the header's marker: it is
+// the header's marker if the first record checks out with it, or else the
+// first record's own if it checks out with that. sure says the magic string
+// and version are intact: then the file is a version 2 log even if no
+// record confirms a marker, and the whole log is searched for one. It
+// returns what identify2 does.
+func (sc *scanner) confirmMarker(lf logFormat, sure bool) (logFormat, string, bool, error) {
+	if ok, err := sc.valid(&lf, headerLen2); err != nil || ok {
+		return lf, "damaged file header (its checksum)", true, err
+	}
+	if sc.r.size >= headerLen2+markerLen {
+		m, err := sc.r.at(headerLen2, markerLen)
+		if err != nil {
+			return lf, "", true, err
+		}
+		lf2 := logFormat{version: fileVersion2, marker: [markerLen]byte(m)}
+		if ok, err := sc.valid(&lf2, headerLen2); err != nil || ok {
+			return lf2, "damaged file header (its sync marker)", true, err
+		}
+	}
+	if !sure {
+		return lf, "", false, nil
+	}
+	// Both the header's marker and the first record may be damaged: look
+	// for any record to learn the marker from.
+	lf2, found, err := sc.findMarker(headerLen2)
+	if err != nil || found {
+		return lf2, "damaged file header (its sync marker)", true, err
+	}
+	return lf, "damaged file header (no record confirms its sync marker)", true, nil
+}
+
+// identify1 reads the file as a version 1 log, whose header may be damaged
+// (given whether its magic string is intact and the version it holds), or
+// finds that it is not a store log.
+func (sc *scanner) identify1(magicOK bool, version uint32) (logFormat, string, error) {
+	lf := logFormat{version: fileVersion1}
+	if sc.r.size < headerLen1 {
+		return lf, notStoreLog, nil
+	}
+	if magicOK && version == fileVersion1 {
 		return lf, "", nil
 	}
-	if size >= headerLen1 && (magicOK || version == fileVersion1) {
+	if magicOK || version == fileVersion1 {
 		if ok, err := sc.valid(&lf, headerLen1); err != nil || ok {
 			return lf, "damaged file header", err
 		}

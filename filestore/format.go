@@ -1,6 +1,6 @@
 //go:build unix
 
-package mqtt
+package filestore
 
 import (
 	"bytes"
@@ -10,10 +10,12 @@ import (
 	"fmt"
 	"hash/crc32"
 	"time"
+
+	"github.com/b4e21b16/mqtt"
 )
 
-// The log of a FileStore is a file header followed by records. All
-// integers are little-endian.
+// The log of a Store is a file header followed by records. All integers
+// are little-endian.
 //
 // Version 2, which this version of the library writes:
 //
@@ -28,8 +30,8 @@ import (
 // by searching for it: a false start needs the 8 bytes of the marker, which
 // message contents cannot know, and then a 32-bit checksum match.
 //
-// Version 1, which OpenFileStore still reads (and rewrites as version 2
-// once it is free to: see FileStore):
+// Version 1, which Open still reads (and rewrites as version 2 once it is
+// free to: see Store):
 //
 //	header (12 bytes): "MQTTSTOR", version (uint32, 1)
 //	record: body length n (uint32), CRC-32C of the body (uint32), body (n)
@@ -208,7 +210,7 @@ func decodeKey(body []byte) (kind byte, key uint64, err error) {
 }
 
 // publishFieldBytes is the length of the variable-length fields of m.
-func publishFieldBytes(m *Message) int {
+func publishFieldBytes(m *mqtt.Message) int {
 	n := len(m.Topic) + len(m.Payload) + len(m.ContentType) + len(m.ResponseTopic) + len(m.CorrelationData)
 	for _, p := range m.UserProperties {
 		n += len(p.Key) + len(p.Value) + 2*binary.MaxVarintLen64
@@ -223,7 +225,7 @@ func publishFieldBytes(m *Message) int {
 // topic, payload, content type, response topic and correlation data; then
 // the uvarint number of user properties and each key and value,
 // length-prefixed, in order.
-func appendPublishRecord(b []byte, hl int64, r *StoredPublish) []byte {
+func appendPublishRecord(b []byte, hl int64, r *mqtt.StoredPublish) []byte {
 	m := &r.Message
 	var flags byte
 	if r.Released {
@@ -269,14 +271,14 @@ var errBadRecord = errors.New("malformed record")
 
 // decodePublish decodes a savePublish record body. The byte fields of the
 // result alias body.
-func decodePublish(body []byte) (StoredPublish, error) {
+func decodePublish(body []byte) (mqtt.StoredPublish, error) {
 	d := decoder{b: body[1:]}
-	var r StoredPublish
+	var r mqtt.StoredPublish
 	m := &r.Message
 	r.Seq = d.u64()
 	r.PacketID = uint16(d.u64n(2))
 	flags := d.u8()
-	m.QoS = QoS(d.u8())
+	m.QoS = mqtt.QoS(d.u8())
 	m.Expiry = time.Duration(d.u64())
 	m.Topic = string(d.field())
 	m.Payload = d.field()
@@ -287,9 +289,9 @@ func decodePublish(body []byte) (StoredPublish, error) {
 		if n > uint64(len(d.b)/2) { // each property takes at least 2 bytes
 			return r, fmt.Errorf("%w: %d user properties in %d bytes", errBadRecord, n, len(d.b))
 		}
-		m.UserProperties = make([]UserProperty, n)
+		m.UserProperties = make([]mqtt.UserProperty, n)
 		for i := range m.UserProperties {
-			m.UserProperties[i] = UserProperty{Key: string(d.field()), Value: string(d.field())}
+			m.UserProperties[i] = mqtt.UserProperty{Key: string(d.field()), Value: string(d.field())}
 		}
 	}
 	switch {
