@@ -245,33 +245,6 @@ func TestFakeUnsubscribe(t *testing.T) {
 	})
 }
 
-// TestFakeSubscriptionUnsubscribe checks Subscription.Unsubscribe: it
-// unsubscribes exactly the granted filters.
-func TestFakeSubscriptionUnsubscribe(t *testing.T) {
-	fakeBubble(t, func(t *testing.T) {
-		c, fc, _ := fakeClient(t, mqtt.Config{ClientID: "u", Version: mqtt.Version5}, &packet.Connack{})
-		res := fakeStartSubscribe(c, mqtt.Filter{Topic: "g/1"}, mqtt.Filter{Topic: "r/1"}, mqtt.Filter{Topic: "g/2"})
-		sp := fc.expectSubscribe()
-		fc.send(&packet.Suback{PacketID: sp.PacketID, ReasonCodes: []packet.ReasonCode{0, packet.NotAuthorized, 0}})
-		r := <-res
-		if r.sub == nil {
-			t.Fatalf("Subscribe: %v", r.err)
-		}
-		call := fakeAsync(t, func() error { return r.sub.Unsubscribe(context.Background()) })
-		up := fc.expect(packet.UNSUBSCRIBE).(*packet.Unsubscribe)
-		if diff := cmp.Diff([]string{"g/1", "g/2"}, up.Filters, ignoreAck); diff != "" {
-			t.Errorf("UNSUBSCRIBE filters (-want +got):\n%s", diff)
-		}
-		fc.send(&packet.Unsuback{PacketID: up.PacketID, ReasonCodes: []packet.ReasonCode{0, 0}})
-		if err := call.wait(); err != nil {
-			t.Fatalf("Unsubscribe: %v", err)
-		}
-		if !fakeChanClosed(r.sub.Messages()) {
-			t.Error("subscription channel open after Unsubscribe")
-		}
-	})
-}
-
 // TestFakeUnsubscribeRefused checks that an MQTT 5.0 UNSUBACK with a failure
 // code gives a *SubscribeError for the unsubscription and keeps that filter,
 // while No subscription existed (0x11) is no error.

@@ -257,7 +257,7 @@ func TestMosquittoUnsubscribeAndWildcards(t *testing.T) {
 			if got := receive(t, hash.Messages()); string(got.Payload) != "2" {
 				t.Fatalf("# got %q", got.Payload)
 			}
-			if err := plus.Unsubscribe(ctx); err != nil {
+			if err := c.Unsubscribe(ctx, id+"/+/x"); err != nil {
 				t.Fatal(err)
 			}
 			// The unsubscribed channel is closed.

@@ -45,17 +45,6 @@ func (s *Subscription) ID() uint32 { return s.id }
 // were requested: the granted QoS, or a refusal code.
 func (s *Subscription) Granted() []FilterResult { return slices.Clone(s.granted) }
 
-// Unsubscribe removes every filter this subscription was granted.
-func (s *Subscription) Unsubscribe(ctx context.Context) error {
-	var filters []string
-	for _, g := range s.granted {
-		if !g.Code.IsError() {
-			filters = append(filters, g.Filter)
-		}
-	}
-	return s.c.Unsubscribe(ctx, filters...)
-}
-
 // Subscribe subscribes to one topic filter and returns the subscription
 // whose channel receives the matching messages. It waits for the SUBACK; a
 // refusal gives a *SubscribeError.

@@ -414,7 +414,7 @@ func testUnsubscribe(t *testing.T, tg *target, b *broker) {
 		t.Fatal(err)
 	}
 	receive(t, gone.Messages())
-	if err := gone.Unsubscribe(ctx); err != nil {
+	if err := c.Unsubscribe(ctx, id+"/gone"); err != nil {
 		t.Fatalf("Unsubscribe: %v", err)
 	}
 	timer := time.NewTimer(testTimeout)

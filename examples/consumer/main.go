@@ -91,7 +91,7 @@ loop:
 	// Graceful shutdown, bounded in time even if the broker stops answering.
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	if err := sub.Unsubscribe(shutdownCtx); err != nil {
+	if err := c.Unsubscribe(shutdownCtx, *topic); err != nil {
 		return err
 	}
 	return c.Disconnect(shutdownCtx)
