@@ -3,7 +3,6 @@ package mqtt
 import (
 	"context"
 	"errors"
-	"fmt"
 )
 
 // Authenticator runs MQTT 5.0 enhanced authentication: a challenge and
@@ -45,62 +44,6 @@ type Authenticator interface {
 	// server sent none); an error rejects the server, for example when its
 	// proof of knowing the password does not verify.
 	Finish(ctx context.Context, data []byte) error
-}
-
-// ErrAuthFailed is wrapped by every *AuthError: an enhanced authentication
-// exchange failed on the client's side or the server reported a failure.
-var ErrAuthFailed = errors.New("mqtt: authentication failed")
-
-// AuthError reports a failed enhanced authentication exchange: an
-// Authenticator refused the server's data, or the server reported a
-// failure. The client wraps an error from an Authenticator in an AuthError
-// naming the Step; an Authenticator may return AuthError values itself,
-// saying why in Reason. An AuthError never holds the password or anything
-// derived from it.
-type AuthError struct {
-	Method string // the Authentication Method, such as "SCRAM-SHA-256"
-	Step   string // the Authenticator call that failed: "start", "continue" or "finish"
-	Reason string // what went wrong, in words
-	// Server is the error the server reported in its authentication data,
-	// if it sent one: for SCRAM, the "e=" attribute of the
-	// server-final-message, such as "invalid-proof".
-	Server string
-	Err    error // the cause, if any
-}
-
-// Error says which method failed, in which step and why.
-func (e *AuthError) Error() string {
-	return fmt.Sprintf("mqtt: %s authentication failed%s", e.Method, e.detail())
-}
-
-// detail is the text after "authentication failed", folding in a nested
-// AuthError of the same method instead of repeating its prefix.
-func (e *AuthError) detail() string {
-	var s string
-	if e.Step != "" {
-		s += " in " + e.Step
-	}
-	if e.Reason != "" {
-		s += ": " + e.Reason
-	}
-	if e.Server != "" {
-		s += fmt.Sprintf(": server says %q", e.Server)
-	}
-	if e.Err == nil {
-		return s
-	}
-	if inner, ok := e.Err.(*AuthError); ok && inner.Method == e.Method {
-		return s + inner.detail()
-	}
-	return s + ": " + e.Err.Error()
-}
-
-// Unwrap returns ErrAuthFailed and the cause, if any.
-func (e *AuthError) Unwrap() []error {
-	if e.Err == nil {
-		return []error{ErrAuthFailed}
-	}
-	return []error{ErrAuthFailed, e.Err}
 }
 
 // authFailure wraps an error from a's step in an *AuthError, unless it is

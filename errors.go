@@ -8,8 +8,11 @@ import (
 	"github.com/b4e21b16/mqtt/packet"
 )
 
-// Sentinel errors. Errors returned by the client wrap them, so test with
-// errors.Is.
+// Every sentinel error and error type of the package is here. Errors the
+// client returns wrap the sentinels: test with errors.Is, and for the types
+// with errors.As.
+
+// Sentinel errors.
 var (
 	// ErrClosed is returned by calls on a client that was closed or
 	// disconnected by the application.
@@ -31,6 +34,23 @@ var (
 	// QoS 1 or 2 messages were left unacknowledged for the broker to send
 	// again; see EventOverflow.
 	ErrOverflow = errors.New("mqtt: memory limit reached")
+	// ErrPublishRejected means the broker closed the connection each time
+	// a particular publish was sent, before acknowledging anything (see
+	// ReconnectConfig.RejectAfter).
+	ErrPublishRejected = errors.New("mqtt: the broker closes the connection whenever this message is sent")
+	// ErrQueueFull means a publish found no room, in the offline queue
+	// (Config.Queue) or in the memory the client may hold for publishes
+	// (Config.MemoryLimit), and Config.Queue.Full is QueueFail (durable
+	// publishes never wait for room).
+	ErrQueueFull = errors.New("mqtt: no room to queue the publish")
+	// ErrStoreCorrupt is matched by the error that Store.Load returns when
+	// part of the stored data was damaged. The error says what was damaged
+	// and where; the state returned with it is what could be recovered.
+	ErrStoreCorrupt = errors.New("mqtt: store: damaged record")
+	// ErrAuthFailed is wrapped by every *AuthError: an enhanced
+	// authentication exchange failed on the client's side or the server
+	// reported a failure.
+	ErrAuthFailed = errors.New("mqtt: authentication failed")
 )
 
 // errCaughtUp ends a connection on which messages were deferred (see
@@ -46,6 +66,7 @@ type ArgumentError struct {
 	Err   error  // why (for topics, one of the packet.Err* topic errors)
 }
 
+// Error says what was refused and why.
 func (e *ArgumentError) Error() string {
 	v := e.Value
 	if len(v) > 64 {
@@ -69,6 +90,7 @@ type ConnectError struct {
 	ServerReference string
 }
 
+// Error names the server, the protocol version and the refusal.
 func (e *ConnectError) Error() string {
 	v := packet.V5
 	// A 3.1.1 broker refusing a 5.0 CONNECT answers with a 3.1.1 return
@@ -83,10 +105,14 @@ func (e *ConnectError) Error() string {
 	return s
 }
 
-// ReasonError reports an acknowledgement with a failure reason code: a
-// PUBACK or PUBREC refusing a publish, or a server DISCONNECT.
+// ReasonError reports a packet from the broker with a failure reason code
+// (MQTT 5.0): a PUBACK, PUBREC or PUBCOMP failing a QoS 1 or 2 publish,
+// which Publish returns and a Pending completes with, or a DISCONNECT,
+// which is the cause of a lost connection (EventConnectionLost.Err). A
+// refused SUBSCRIBE or UNSUBSCRIBE gives a *SubscribeError, and a refused
+// CONNECT a *ConnectError.
 type ReasonError struct {
-	Packet string     // "PUBACK", "PUBREC", "PUBCOMP", "UNSUBACK", "DISCONNECT"
+	Packet string     // "PUBACK", "PUBREC", "PUBCOMP" or "DISCONNECT"
 	Code   ReasonCode // the reason code (0x80 and above)
 	Reason string     // the Reason String, if the broker sent one
 	// ServerReference is the Server Reference of a DISCONNECT that
@@ -94,6 +120,7 @@ type ReasonError struct {
 	ServerReference string
 }
 
+// Error names the packet and its reason code and string.
 func (e *ReasonError) Error() string {
 	s := fmt.Sprintf("mqtt: broker answered %s with %v", e.Packet, e.Code)
 	if e.Reason != "" {
@@ -117,6 +144,7 @@ type SubscribeError struct {
 	Reason      string // the SUBACK Reason String, if any
 }
 
+// Error lists the refused filters with their reason codes.
 func (e *SubscribeError) Error() string {
 	parts := make([]string, len(e.Refused))
 	for i, r := range e.Refused {
@@ -180,4 +208,56 @@ func storeError(err error) error {
 		return err
 	}
 	return errorf("mqtt: store: %w", err)
+}
+
+// AuthError reports a failed enhanced authentication exchange: an
+// Authenticator refused the server's data, or the server reported a
+// failure. The client wraps an error from an Authenticator in an AuthError
+// naming the Step; an Authenticator may return AuthError values itself,
+// saying why in Reason. An AuthError never holds the password or anything
+// derived from it.
+type AuthError struct {
+	Method string // the Authentication Method, such as "SCRAM-SHA-256"
+	Step   string // the Authenticator call that failed: "start", "continue" or "finish"
+	Reason string // what went wrong, in words
+	// Server is the error the server reported in its authentication data,
+	// if it sent one: for SCRAM, the "e=" attribute of the
+	// server-final-message, such as "invalid-proof".
+	Server string
+	Err    error // the cause, if any
+}
+
+// Error says which method failed, in which step and why.
+func (e *AuthError) Error() string {
+	return fmt.Sprintf("mqtt: %s authentication failed%s", e.Method, e.detail())
+}
+
+// detail is the text after "authentication failed", folding in a nested
+// AuthError of the same method instead of repeating its prefix.
+func (e *AuthError) detail() string {
+	var s string
+	if e.Step != "" {
+		s += " in " + e.Step
+	}
+	if e.Reason != "" {
+		s += ": " + e.Reason
+	}
+	if e.Server != "" {
+		s += fmt.Sprintf(": server says %q", e.Server)
+	}
+	if e.Err == nil {
+		return s
+	}
+	if inner, ok := e.Err.(*AuthError); ok && inner.Method == e.Method {
+		return s + inner.detail()
+	}
+	return s + ": " + e.Err.Error()
+}
+
+// Unwrap returns ErrAuthFailed and the cause, if any.
+func (e *AuthError) Unwrap() []error {
+	if e.Err == nil {
+		return []error{ErrAuthFailed}
+	}
+	return []error{ErrAuthFailed, e.Err}
 }

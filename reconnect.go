@@ -68,17 +68,6 @@ type QueueConfig struct {
 	Full QueueFullPolicy
 }
 
-// ErrPublishRejected means the broker closed the connection each time a
-// particular publish was sent, before acknowledging anything (see
-// ReconnectConfig.RejectAfter).
-var ErrPublishRejected = errors.New("mqtt: the broker closes the connection whenever this message is sent")
-
-// ErrQueueFull means a publish found no room, in the offline queue
-// (Config.Queue) or in the memory the client may hold for publishes
-// (Config.MemoryLimit), and Config.Queue.Full is QueueFail (durable
-// publishes never wait for room).
-var ErrQueueFull = errors.New("mqtt: no room to queue the publish")
-
 const (
 	defaultMinDelay     = 100 * time.Millisecond
 	defaultMaxDelay     = 30 * time.Second

@@ -1,7 +1,6 @@
 package mqtt
 
 import (
-	"errors"
 	"fmt"
 	"os"
 )
@@ -51,11 +50,6 @@ type StoredPublish struct {
 	Released bool    // QoS 2 only: PUBREC received, PUBREL is the next step
 	Message  Message // QoS 1 or 2
 }
-
-// ErrStoreCorrupt is matched (with errors.Is) by the error that Store.Load
-// returns when part of the stored data was damaged. The error says what was
-// damaged and where; the state returned with it is what could be recovered.
-var ErrStoreCorrupt = errors.New("mqtt: store: damaged record")
 
 // errStoreClosed is returned by calls on a closed store.
 var errStoreClosed = fmt.Errorf("mqtt: store: %w", os.ErrClosed)
