@@ -1,6 +1,39 @@
-// Package mqtt is an MQTT 3.1.1 and 5.0 client built from goroutines and
-// channels, for Go services that drive MQTT from select loops and from many
-// goroutines at once.
+// Package mqtt is an MQTT 3.1.1 and 5.0 client for Go services: received
+// messages arrive on channels, every call that waits takes a context, and
+// the client is safe for any number of goroutines.
+//
+// The program a user writes first subscribes, handles messages and
+// publishes replies from one select loop:
+//
+//	c, err := mqtt.Connect(ctx, mqtt.Config{
+//		Servers:  []string{"mqtt://127.0.0.1:1883"},
+//		ClientID: "svc-1",
+//	})
+//	if err != nil {
+//		return err // a *mqtt.ConnectError says why the broker refused
+//	}
+//	defer c.Close()
+//	sub, err := c.Subscribe(ctx, "jobs/+", mqtt.AtLeastOnce) // waits for SUBACK
+//	if err != nil {
+//		return err
+//	}
+//	for {
+//		select {
+//		case m := <-sub.Messages(): // the PUBACK follows once m is taken
+//			reply := mqtt.Message{Topic: "done/" + m.Topic, Payload: m.Payload, QoS: mqtt.AtLeastOnce}
+//			if err := c.Publish(ctx, reply); err != nil { // waits for the PUBACK
+//				return err
+//			}
+//		case <-c.Done(): // stopped for good; Err says why
+//			return c.Err()
+//		case <-ctx.Done():
+//			return c.Disconnect(context.Background())
+//		}
+//	}
+//
+// Publishing from inside the receive loop and waiting for the answer, as
+// here, never deadlocks, whatever the broker sends meanwhile; see
+// Config.MemoryLimit for how the client bounds what it holds.
 //
 // # Shape
 //
@@ -18,90 +51,83 @@
 //
 // The graph is acyclic: nothing the application does, or fails to do, can
 // block the reader or the session. Received messages wait in per-channel
-// queues drained by a small delivery goroutine, so keepalive, acknowledgements
-// and other subscriptions go on while one consumer is slow.
+// queues drained by a small delivery goroutine, so keepalive,
+// acknowledgements and other subscriptions go on while one consumer is slow.
 //
 // # Calls
 //
 //   - Connect dials, exchanges CONNECT/CONNACK (MQTT 5.0 by default, falling
-//     back to 3.1.1), and returns a running Client.
+//     back to 3.1.1), and returns a running Client. Client.Connection says
+//     what was agreed.
 //   - Publish waits until the message is done: written (QoS 0), PUBACK
-//     (QoS 1) or PUBCOMP (QoS 2). PublishAsync returns a *publishReq at once,
+//     (QoS 1) or PUBCOMP (QoS 2). PublishAsync returns a *Pending at once,
 //     whose Done channel fits in a select.
 //   - Subscribe and SubscribeFilters wait for SUBACK and return a
 //     *Subscription whose Messages channel yields the matching messages; a
 //     blocking receive is umqtt's wait_msg, a select with a default case its
 //     check_msg. Client.Messages yields messages matching no live
 //     subscription, such as those a resumed session delivers before
-//     Subscribe is called again.
+//     Subscribe is called again. Unsubscribe removes filters.
 //   - Ping measures a round trip. Disconnect ends gracefully (DISCONNECT, no
 //     will); Close ends at once (the broker publishes the will).
-//   - Done and Err tell when and why the client stopped.
+//   - Done and Err tell when and why the client stopped; Events reports
+//     every change of connection and Stats counts everything.
 //
-// Every call that waits takes a context.Context. A publish whose context
-// ends after its packet was sent stays in flight: its acknowledgement is
-// still matched by packet ID and its identifier is not reused before then.
+// A publish whose context ends after its packet was sent stays in flight:
+// its acknowledgement is still matched by packet ID and its identifier is
+// not reused before then.
 //
 // # Delivery guarantees
 //
 //   - QoS 0: at most once. Received QoS 0 messages are buffered per channel
-//     (Config.MessageBuffer); when a buffer is full the Config.QoS0Overflow
-//     policy applies: DropNewest (counted in Stats().Dropped) or Block.
+//     (Config.MessageBuffer) within Config.MemoryLimit; without room the
+//     Config.QoS0Overflow policy applies: DropNewest (counted in
+//     Stats().Dropped) or Block.
 //   - QoS 1: at least once. A received message is acknowledged (PUBACK) only
 //     after the application has received it from its channel, and
 //     acknowledgements go out in arrival order as the specification requires.
-//     The broker's flow control (Receive Maximum) stops the stream while the
-//     application is not reading, so memory stays bounded.
 //   - QoS 2: exactly once. PUBREC is sent once the application has taken the
 //     message; a re-sent PUBLISH with the same packet identifier is answered
 //     but not delivered again.
 //
+// A message that matches several subscriptions of the client is handed to
+// each of them. Over MQTT 5.0 the client routes by Subscription Identifier,
+// so each subscription gets exactly the copies the broker meant for it;
+// over 3.1.1 it routes by topic filter, which is right for brokers that
+// send one copy per client (mosquitto does), while a broker that sends one
+// copy per matching subscription makes each of them receive every copy.
+//
 // # Connections
 //
-// Config.Servers takes mqtt://, tcp://, mqtts://, ssl://, tls://, ws://,
-// wss:// and unix:// URLs; TLS uses Config.TLSConfig (verification on by
-// default), WebSocket is implemented with the standard library. A lost
-// connection is re-established automatically (Config.Reconnect) and the
-// session resumes: unacknowledged packets are re-sent, subscriptions are
-// restored if the broker lost them, and calls made meanwhile wait, bounded by
-// Config.Queue. Client.Events reports the state changes. With Config.Store
-// set to a filestore.Store, in-flight QoS 1 and 2 state survives a process crash,
-// and PublishDurable reports outcomes on Client.DeliveryResults.
+// Config.Servers takes mqtt://, tcp://, mqtts://, ssl://, tls:// and unix://
+// URLs, and ws:// and wss:// with package websocket; TLS uses
+// Config.TLSConfig (verification on by default). A lost connection is
+// re-established automatically (Config.Reconnect, with backoff that never
+// storms) and the session resumes: unacknowledged packets are re-sent,
+// subscriptions are restored if the broker lost them, and calls made
+// meanwhile wait, bounded by Config.MemoryLimit and Config.Queue. With
+// Config.Store set to a filestore.Store, in-flight QoS 1 and 2 state
+// survives a process crash, and PublishDurable reports outcomes, across a
+// restart, on Client.DeliveryResults.
 //
 // # MQTT 5.0
 //
 // Over MQTT 5.0 the client handles every feature a client takes part in:
 // message properties (Message fields), reason codes and strings on every
-// acknowledgement and DISCONNECT (as typed errors), the limits the broker
-// announces in CONNACK, its own limits (Config.ReceiveMaximum,
-// MaxPacketSize, TopicAliasMaximum), topic aliases in both directions
-// (outbound ones assigned automatically to the most used topics; see
-// Config.DisableTopicAliases), subscription options (Filter), shared
-// subscriptions ("$share/group/filter"), subscription identifiers (used to
-// route each delivery), server redirection (Config.FollowRedirects),
-// enhanced authentication (Config.Authenticator, SCRAM in package scram,
-// Client.Reauthenticate) and will properties (Config.Will, WillDelay).
-// Client.Request, Client.Reply and Serve implement request/response over
-// response topics and correlation data.
-//
-// # Iterators, JSON and observability
-//
-// Subscription.All returns an iterator for range loops; package mqttjson
-// has typed JSON helpers over the same channels.
-// Config.Logger takes a *slog.Logger: connection lifecycle at Info, each
-// packet at Debug, never credentials. Client.Stats returns counters (messages
-// and bytes per QoS, in flight, queued, reconnections, last round trip)
-// cheap enough for every metrics scrape, and Client.Events reports state
-// changes.
+// acknowledgement and DISCONNECT (as typed errors with ReasonCode
+// constants), the limits the broker announces in CONNACK, its own limits
+// (Config.ReceiveMaximum, MaxPacketSize, TopicAliasMaximum), topic aliases
+// in both directions, subscription options and identifiers (Filter),
+// shared subscriptions ("$share/group/filter"), server redirection
+// (Config.FollowRedirects), enhanced authentication (Config.Authenticator,
+// SCRAM in package scram, Client.Reauthenticate) and will properties.
+// Client.Request, Client.Reply and Serve implement request/response.
 //
 // # Errors
 //
-// Errors wrap sentinels for errors.Is (ErrClosed, ErrConnectionLost,
-// ErrKeepAliveTimeout, ErrInvalidArgument, ErrProtocolViolation,
-// ErrQueueFull, ErrPublishRejected, ErrStoreCorrupt) and typed errors for
-// errors.As: *ConnectError (refused CONNACK with its reason code),
-// *ReasonError (a refusing PUBACK, PUBREC or a server DISCONNECT),
-// *SubscribeError (refused topic filters), *ArgumentError (what was invalid
-// and why), *AuthError (enhanced authentication failed on the client's
-// side). Credentials never appear in errors or logs.
+// Every error the client returns wraps one of the sentinels (ErrClosed,
+// ErrConnectionLost, ErrInvalidArgument, ...) for errors.Is, or is one of
+// the typed errors for errors.As: *ConnectError, *ReasonError,
+// *SubscribeError, *ArgumentError, *AuthError. errors.go lists them, each
+// with when it happens. Credentials never appear in errors, logs or events.
 package mqtt
