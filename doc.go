@@ -58,9 +58,11 @@
 //
 // # Connections
 //
-// Config.Servers takes mqtt://, tcp://, mqtts://, ssl://, tls://, ws://,
-// wss:// and unix:// URLs; TLS uses Config.TLSConfig (verification on by
-// default), WebSocket is implemented with the standard library. A lost
+// Config.Servers takes mqtt://, tcp://, mqtts://, ssl://, tls:// and
+// unix:// URLs; TLS uses Config.TLSConfig (verification on by default).
+// Other schemes are served by a Transport (RegisterTransport,
+// Config.Transports): importing package github.com/b4e21b16/mqtt/websocket
+// adds ws:// and wss://, on github.com/coder/websocket. A lost
 // connection is re-established automatically (Config.Reconnect) and the
 // session resumes: unacknowledged packets are re-sent, subscriptions are
 // restored if the broker lost them, and calls made meanwhile wait, bounded by
