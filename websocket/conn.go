@@ -32,7 +32,7 @@ const closeTimeout = time.Second
 // One goroutine may read while another writes, and either may close.
 type conn struct {
 	ws    *cws.Conn
-	under net.Conn // the TCP or TLS connection under the WebSocket
+	under *coalescingConn // the TCP or TLS connection under the WebSocket
 
 	// Read state, used by the reading goroutine only.
 	msg io.Reader // the rest of the message being read, or nil
@@ -91,9 +91,15 @@ func readError(err error) error {
 	}
 }
 
-// Write sends p as one binary message.
+// Write sends p as one binary message, in one write to the connection
+// under the WebSocket (or one per coalesceSize bytes).
 func (c *conn) Write(p []byte) (int, error) {
-	if err := c.ws.Write(context.Background(), cws.MessageBinary, p); err != nil {
+	c.under.cork()
+	err := c.ws.Write(context.Background(), cws.MessageBinary, p)
+	if uerr := c.under.uncork(); err == nil {
+		err = uerr
+	}
+	if err != nil {
 		return 0, err
 	}
 	return len(p), nil

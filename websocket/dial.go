@@ -30,8 +30,9 @@ func dialWebSocket(ctx context.Context, target *url.URL, header http.Header, hos
 			if err != nil {
 				return nil, err
 			}
-			under.set(nc)
-			return nc, nil
+			cc := &coalescingConn{Conn: nc}
+			under.set(cc)
+			return cc, nil
 		},
 		DialTLSContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
 			nc, err := dial(ctx, network, addr)
@@ -43,8 +44,9 @@ func dialWebSocket(ctx context.Context, target *url.URL, header http.Header, hos
 				nc.Close()
 				return nil, fmt.Errorf("TLS handshake: %w", err)
 			}
-			under.set(tc)
-			return tc, nil
+			cc := &coalescingConn{Conn: tc}
+			under.set(cc)
+			return cc, nil
 		},
 		DisableKeepAlives:      true,
 		DisableCompression:     true,
@@ -81,16 +83,16 @@ func dialWebSocket(ctx context.Context, target *url.URL, header http.Header, hos
 // handshake, from the goroutine that dials it.
 type underConn struct {
 	mu sync.Mutex
-	nc net.Conn
+	nc *coalescingConn
 }
 
-func (u *underConn) set(nc net.Conn) {
+func (u *underConn) set(nc *coalescingConn) {
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	u.nc = nc
 }
 
-func (u *underConn) get() net.Conn {
+func (u *underConn) get() *coalescingConn {
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	return u.nc
