@@ -2,7 +2,8 @@
 # The WebSocket transport (websocket/, its own module on coder/websocket):
 # vet, static analysis, its tests against mosquitto's ws and wss listeners
 # and an in-process HTTP server, and the browser build (GOOS=js), which
-# uses the browser's WebSocket.
+# uses the browser's WebSocket: TestBrowser runs that build's tests under
+# the machine's Node.js against mosquitto.
 set -euo pipefail
 if ! command -v mosquitto >/dev/null 2>&1; then
   export DEBIAN_FRONTEND=noninteractive
