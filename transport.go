@@ -27,10 +27,11 @@ type Transport interface {
 	// the dial only: the connection outlives it.
 	//
 	// server is the URL from Config.Servers (or from a broker's
-	// redirection) as configured, with its user info, path and query; it
-	// is the caller's copy. dial opens network connections the way the
-	// client would, through Config.Dialer: with network "tcp" and a
-	// host:port address. tlsConfig is for schemes that use TLS: a copy of
+	// redirection) as configured, with its user info, path and query; Dial
+	// may modify it. dial is Config.Dialer (a net.Dialer by default): the
+	// transport opens its network connections with it, with network "tcp"
+	// and a host:port address, so that the client's proxies and test
+	// dialers apply. tlsConfig is for schemes that use TLS: a copy of
 	// Config.TLSConfig (or an empty config, which verifies against the
 	// system's roots) whose ServerName is the URL's host unless
 	// Config.TLSConfig sets one; it is never nil.
@@ -40,14 +41,14 @@ type Transport interface {
 	// credentials.
 	//
 	// The client reads from the connection in one goroutine while it
-	// writes in another, and closes it once. To end a connection it sets a
-	// deadline in the past, which must make a blocked Read or Write return
-	// without ending the connection: the client may still write (a
-	// DISCONNECT) after it stopped reading, and then closes the connection.
-	// A connection that has a CloseWrite method (as *net.TCPConn has) is
-	// half-closed after the client's last packet, and read until it ends or
-	// a deadline passes, so that the server sees the packet before the
-	// connection ends.
+	// writes in another; it may call Close more than once. To end a
+	// connection it sets a deadline in the past, which must make a blocked
+	// Read or Write return without ending the connection: the client may
+	// still write (a DISCONNECT) after it stopped reading, and then closes
+	// the connection. A connection that has a CloseWrite method (as
+	// *net.TCPConn has) is half-closed after the client's last packet, and
+	// read until it ends or a deadline passes, so that the server sees the
+	// packet before the connection ends.
 	Dial(ctx context.Context, server *url.URL, dial Dialer, tlsConfig *tls.Config) (net.Conn, error)
 }
 
@@ -175,16 +176,18 @@ func parseServer(s string, custom map[string]Transport) (server, error) {
 	case u.Scheme == "" || !builtin && u.Opaque != "" && isPort(u.Opaque):
 		return bad("no scheme: want mqtt://host:port (or mqtts, ws, wss, unix)")
 	case !builtin:
-		if t := custom[u.Scheme]; t != nil {
-			srv.custom = t
-		} else if t := registeredTransport(u.Scheme); t != nil {
-			srv.custom = t
-		} else if u.Scheme == "ws" || u.Scheme == "wss" {
+		t := custom[u.Scheme]
+		if t == nil {
+			t = registeredTransport(u.Scheme)
+		}
+		switch {
+		case t != nil:
+		case u.Scheme == "ws" || u.Scheme == "wss":
 			return bad("no transport for scheme %q: import %s (or register a Transport)", u.Scheme, websocketPackage)
-		} else {
+		default:
 			return bad("unsupported scheme %q: want mqtt, tcp, mqtts, ssl, tls or unix, or a scheme registered with RegisterTransport or set in Config.Transports", u.Scheme)
 		}
-		srv.kind, srv.target, srv.host, srv.addr = kindCustom, u, u.Hostname(), u.Host
+		srv.kind, srv.custom, srv.target, srv.host = kindCustom, t, u, u.Hostname()
 		return srv, nil
 	case k == kindUnix:
 		if u.Host != "" || u.Opaque != "" || u.Path == "" {

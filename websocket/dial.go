@@ -13,6 +13,7 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/b4e21b16/mqtt"
 	cws "github.com/coder/websocket"
 )
 
@@ -22,7 +23,7 @@ const maxResponseHeader = 64 << 10
 // dialWebSocket performs the opening handshake with target over a
 // connection from dial (secured with tlsConfig for wss) and returns the
 // WebSocket as a *conn.
-func dialWebSocket(ctx context.Context, target *url.URL, header http.Header, host string, dial func(ctx context.Context, network, addr string) (net.Conn, error), tlsConfig *tls.Config) (net.Conn, error) {
+func dialWebSocket(ctx context.Context, target *url.URL, header http.Header, host string, dial mqtt.Dialer, tlsConfig *tls.Config) (net.Conn, error) {
 	var under underConn
 	ht := &http.Transport{
 		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {

@@ -11,13 +11,14 @@ import (
 	"net/http"
 	"net/url"
 
+	"github.com/b4e21b16/mqtt"
 	cws "github.com/coder/websocket"
 )
 
 // dialWebSocket opens a WebSocket to target with the browser's WebSocket,
 // which dials, runs TLS and sends the upgrade request itself: dial and
 // tlsConfig do not apply, and header fields cannot be set.
-func dialWebSocket(ctx context.Context, target *url.URL, header http.Header, host string, _ func(ctx context.Context, network, addr string) (net.Conn, error), _ *tls.Config) (net.Conn, error) {
+func dialWebSocket(ctx context.Context, target *url.URL, header http.Header, host string, _ mqtt.Dialer, _ *tls.Config) (net.Conn, error) {
 	if len(header) > 0 || host != "" {
 		return nil, errors.New("mqtt: a browser's WebSocket cannot send header fields: Transport.Header must be empty")
 	}

@@ -73,8 +73,9 @@ var _ mqtt.Transport = (*Transport)(nil)
 // Dial opens a WebSocket connection to server, a ws:// or wss:// URL, and
 // returns it as a net.Conn whose byte stream is carried in binary
 // messages. It opens the connection under the WebSocket with dial, and
-// secures a wss:// connection with tlsConfig (see mqtt.Transport). The
-// client calls it; a program has no need to.
+// secures a wss:// connection with tlsConfig (see mqtt.Transport); nil
+// stands for a net.Dialer and for a tls.Config with the URL's host. The
+// client calls Dial; a program has no need to.
 //
 // Closing the connection ends the WebSocket with status 1000 (normal
 // closure). A deadline interrupts a blocked Read or Write without ending
@@ -96,6 +97,13 @@ func (t *Transport) Dial(ctx context.Context, server *url.URL, dial mqtt.Dialer,
 	}
 	if server.Opaque != "" || server.Hostname() == "" {
 		return nil, errors.New("mqtt: WebSocket URL without a host")
+	}
+	if dial == nil {
+		var d net.Dialer
+		dial = d.DialContext
+	}
+	if tlsConfig == nil {
+		tlsConfig = &tls.Config{ServerName: server.Hostname()}
 	}
 	target := *server
 	target.User = nil
