@@ -56,6 +56,9 @@ func ExampleTransport() {
 		log.Fatal(err)
 	}
 	defer c.Close()
-	fmt.Println("connected with MQTT", c.ProtocolVersion())
-	// Output: connected with MQTT 5
+	if _, err := c.Ping(ctx); err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println("connected, with an Authorization header")
+	// Output: connected, with an Authorization header
 }

@@ -69,9 +69,6 @@ func TestPublishSubscribe(t *testing.T) {
 					subCfg, pubCfg := wb.config(scheme), wb.config(scheme)
 					subCfg.Version, pubCfg.Version = v, v
 					sub, pub := connect(t, subCfg), connect(t, pubCfg)
-					if got := sub.ProtocolVersion(); got != v {
-						t.Fatalf("ProtocolVersion = %v, want %v", got, v)
-					}
 					id := subCfg.ClientID
 					s, err := sub.Subscribe(ctx, id+"/+/temp", qos)
 					if err != nil {

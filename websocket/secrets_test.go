@@ -221,7 +221,7 @@ func TestSecretsNeverShown(t *testing.T) {
 		for len(c.Events()) > 0 {
 			shown.event(<-c.Events())
 		}
-		if n := c.EventsDropped(); n > 0 {
+		if n := c.Stats().EventsDropped; n > 0 {
 			t.Errorf("%d events dropped, not checked", n)
 		}
 	})
