@@ -58,13 +58,14 @@ type Config struct {
 	//
 	//	mqtt://host:port   (or tcp://)           TCP, port 1883 by default
 	//	mqtts://host:port  (or ssl://, tls://)   TLS, port 8883 by default
-	//	ws://host:port/path                      WebSocket, port 80 by default
-	//	wss://host:port/path                     WebSocket over TLS, port 443 by default
 	//	unix:///path/to/socket                   unix domain socket
 	//
-	// A WebSocket URL's path and query are the request target ("/" when
-	// empty). A URL that does not parse or has another scheme makes Connect
-	// fail with an *ArgumentError before anything is dialed.
+	// Other schemes are served by a Transport from Transports or
+	// registered with RegisterTransport: importing package
+	// github.com/b4e21b16/mqtt/websocket registers ws:// and wss://
+	// (WebSocket, whose path and query are the request target). A URL that
+	// does not parse or has a scheme nothing serves makes Connect fail with
+	// an *ArgumentError before anything is dialed.
 	//
 	// Errors, logs and events show a server URL with its password, query
 	// values and fragment replaced by "xxxxx", keeping the parameter names
@@ -105,29 +106,30 @@ type Config struct {
 	// Version selects the protocol version (default VersionAuto).
 	Version ProtocolVersion
 	// ConnectTimeout bounds each attempt to connect to a server: dialing,
-	// the TLS and WebSocket handshakes and the CONNECT/CONNACK exchange.
+	// the TLS handshake (or the Transport's dial) and the CONNECT/CONNACK
+	// exchange.
 	// Default 30 s.
 	ConnectTimeout time.Duration
 	// Dialer opens the network connection, for proxies and tests; the
 	// default is a net.Dialer. It is called with network "tcp" and
-	// "host:port" (for TLS and WebSocket servers too, which are layered on
-	// the connection it returns), or with "unix" and the socket path.
+	// "host:port" (for TLS servers too, which are layered on the connection
+	// it returns), or with "unix" and the socket path; a Transport receives
+	// it to open its own connections.
 	Dialer Dialer
-	// TLSConfig configures TLS for mqtts, ssl, tls and wss servers; other
-	// schemes ignore it. Nil means the defaults: the system's root
+	// TLSConfig configures TLS for mqtts, ssl and tls servers, and for the
+	// schemes of Transports that use TLS, such as wss; other schemes ignore
+	// it. Nil means the defaults: the system's root
 	// certificates and the host name from the URL. The client uses a copy
 	// and sets its ServerName from the URL when empty, so certificates are
 	// always verified against a name unless InsecureSkipVerify is set. Set
 	// RootCAs for a private CA, Certificates for mutual TLS (a client
 	// certificate), NextProtos for ALPN.
 	TLSConfig *tls.Config
-	// WebSocketHeader holds extra header fields for the WebSocket upgrade
-	// request, such as Authorization; an http.Header can be assigned. A
-	// "Host" entry replaces the host from the URL. Fields the handshake sets
-	// itself (Upgrade, Connection, Sec-WebSocket-*) are refused at Connect.
-	// Like Password, its values never appear in errors, logs or events, but
-	// printing a Config shows them.
-	WebSocketHeader map[string][]string
+	// Transports serves URL schemes the client does not handle itself, for
+	// this client, ahead of the transports registered with
+	// RegisterTransport. Keys are lowercase schemes, such as "wss"; the
+	// schemes the client handles itself cannot be served.
+	Transports map[string]Transport
 	// MaxPacketSize is the largest packet the client accepts from the broker
 	// (announced in MQTT 5.0; a larger packet ends the connection before its
 	// body is read, whatever the transport). Default 16 MiB; at most
@@ -246,9 +248,12 @@ func (cfg Config) withDefaults() (Config, []server, error) {
 	if len(cfg.Servers) == 0 {
 		return cfg, nil, ErrNoServers
 	}
+	if err := checkTransports(cfg.Transports); err != nil {
+		return cfg, nil, err
+	}
 	servers := make([]server, 0, len(cfg.Servers))
 	for _, s := range cfg.Servers {
-		srv, err := parseServer(s)
+		srv, err := parseServer(s, cfg.Transports)
 		if err != nil {
 			return cfg, nil, err
 		}
@@ -316,9 +321,6 @@ func (cfg Config) withDefaults() (Config, []server, error) {
 		if err := packet.ValidTopicName(cfg.ResponseTopic); err != nil {
 			return cfg, nil, &ArgumentError{What: "ResponseTopic", Value: cfg.ResponseTopic, Err: err}
 		}
-	}
-	if err := checkWebSocketHeader(cfg.WebSocketHeader); err != nil {
-		return cfg, nil, err
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)

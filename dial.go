@@ -95,7 +95,8 @@ const lingerTimeout = time.Second
 // unread makes the kernel reset it, and a broker may then lose the packets
 // just written: mosquitto 2.0 loses the PUBACKs before a DISCONNECT while it
 // is sending (and so redelivers those messages). Connections that cannot
-// half-close (WebSocket, in-memory pipes) are closed at once.
+// half-close (in-memory pipes, or a Transport's connection without
+// CloseWrite) are closed at once.
 func (conn *connection) linger(deadline time.Time) {
 	cw, ok := conn.nc.(interface{ CloseWrite() error })
 	if !ok || cw.CloseWrite() != nil {
@@ -160,7 +161,7 @@ func (c *Client) redirect(from server, code ReasonCode, reference string) (serve
 	if !c.cfg.FollowRedirects || (code != packet.UseAnotherServer && code != packet.ServerMoved) || reference == "" {
 		return server{}, false
 	}
-	to, err := resolveReference(from, reference)
+	to, err := resolveReference(from, reference, c.cfg.Transports)
 	if err != nil {
 		c.log.Info("mqtt: cannot follow the broker's redirection", "server", from.url, "reference", redactURL(reference), "err", err)
 		return server{}, false

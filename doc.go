@@ -100,15 +100,17 @@
 // # Connections
 //
 // Config.Servers takes mqtt://, tcp://, mqtts://, ssl://, tls:// and unix://
-// URLs, and ws:// and wss:// with package websocket; TLS uses
-// Config.TLSConfig (verification on by default). A lost connection is
-// re-established automatically (Config.Reconnect, with backoff that never
-// storms) and the session resumes: unacknowledged packets are re-sent,
-// subscriptions are restored if the broker lost them, and calls made
-// meanwhile wait, bounded by Config.MemoryLimit and Config.Queue. With
-// Config.Store set to a filestore.Store, in-flight QoS 1 and 2 state
-// survives a process crash, and PublishDurable reports outcomes, across a
-// restart, on Client.DeliveryResults.
+// URLs; TLS uses Config.TLSConfig (verification on by default). Other
+// schemes are served by a Transport (RegisterTransport, Config.Transports):
+// importing package github.com/b4e21b16/mqtt/websocket adds ws:// and
+// wss://. A lost connection is re-established automatically
+// (Config.Reconnect, with backoff that never storms) and the session
+// resumes: unacknowledged packets are re-sent, subscriptions are restored
+// if the broker lost them, and calls made meanwhile wait, bounded by
+// Config.MemoryLimit and Config.Queue. With Config.Store set to a
+// filestore.Store, in-flight QoS 1 and 2 state survives a process crash,
+// and PublishDurable reports outcomes, across a restart, on
+// Client.DeliveryResults.
 //
 // # MQTT 5.0
 //

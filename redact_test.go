@@ -1,7 +1,10 @@
 package mqtt
 
 import (
+	"context"
+	"crypto/tls"
 	"errors"
+	"net"
 	"net/url"
 	"strings"
 	"testing"
@@ -138,29 +141,38 @@ func TestRedactErr(t *testing.T) {
 	}
 }
 
-// TestRedactServerKeepsRequestTarget checks that a WebSocket server keeps
-// its query as configured in the request target, also through a
-// redirection, while its shown URL hides it.
+// TestRedactServerKeepsRequestTarget checks that a server served by a
+// Transport keeps its URL as configured, query included, for the
+// transport, also through a redirection (which keeps path and query),
+// while its shown URL hides the secrets.
 func TestRedactServerKeepsRequestTarget(t *testing.T) {
 	t.Parallel()
-	srv, err := parseServer("wss://alice:SECRET@broker/mqtt?token=SECRET&x=1")
+	custom := map[string]Transport{"wss": nopTransport{}}
+	srv, err := parseServer("wss://alice:SECRET@broker/mqtt?token=SECRET&x=1", custom)
 	if err != nil {
 		t.Fatal(err)
 	}
-	to, err := resolveReference(srv, "other:8443")
+	to, err := resolveReference(srv, "other:8443", custom)
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, tc := range []struct {
-		srv           server
-		url, wsTarget string
+		srv         server
+		url, target string
 	}{
-		{srv, "wss://alice:xxxxx@broker/mqtt?token=xxxxx&x=xxxxx", "/mqtt?token=SECRET&x=1"},
-		{to, "wss://other:8443/mqtt?token=xxxxx&x=xxxxx", "/mqtt?token=SECRET&x=1"},
+		{srv, "wss://alice:xxxxx@broker/mqtt?token=xxxxx&x=xxxxx", "wss://alice:SECRET@broker/mqtt?token=SECRET&x=1"},
+		{to, "wss://other:8443/mqtt?token=xxxxx&x=xxxxx", "wss://other:8443/mqtt?token=SECRET&x=1"},
 	} {
-		if tc.srv.url != tc.url || tc.srv.wsPath != tc.wsTarget {
-			t.Errorf("server shown as %q with request target %q, want %q and %q",
-				tc.srv.url, tc.srv.wsPath, tc.url, tc.wsTarget)
+		if tc.srv.url != tc.url || tc.srv.target.String() != tc.target || tc.srv.custom == nil {
+			t.Errorf("server shown as %q with target %q, want %q and %q, served by the transport",
+				tc.srv.url, tc.srv.target, tc.url, tc.target)
 		}
 	}
+}
+
+// nopTransport is a Transport that dials nothing.
+type nopTransport struct{}
+
+func (nopTransport) Dial(context.Context, *url.URL, Dialer, *tls.Config) (net.Conn, error) {
+	return nil, errors.New("nopTransport dials nothing")
 }

@@ -6,8 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"net/http"
-	"net/http/httptest"
 	"strings"
 	"sync"
 	"testing"
@@ -24,8 +22,7 @@ import (
 const (
 	secretPassword = "pw-Vq3nT8"                  // Config.Password, which the broker accepts
 	secretWrong    = "wrong-Bx4sF9"               // a Config.Password the broker refuses
-	secretToken    = "tok-Hy5mR2"                 // a query value in WebSocket URLs
-	secretHeader   = "Bearer hdr-Lp7wK4"          // the Authorization header value
+	secretToken    = "tok-Hy5mR2"                 // a query value in URLs
 	secretURLPass  = "up1-Qz7x@up2-Kp9v@up3-Mw4r" // a URL password holding '@'
 	secretSlash    = "sl1-Ty8g/sl2-Rc3h"          // a URL password holding '/'
 	secretEscape   = "es1-Wn2%Zq"                 // a URL password with a bad %-escape
@@ -41,7 +38,7 @@ const (
 // above, or the pieces of them that a URL parser would cut out and quote.
 // The 4711 of secretNumeric is left out, as a port number may hold it.
 var secretPieces = []string{
-	"pw-Vq3nT8", "wrong-Bx4sF9", "tok-Hy5mR2", "hdr-Lp7wK4",
+	"pw-Vq3nT8", "wrong-Bx4sF9", "tok-Hy5mR2",
 	"up1-Qz7x", "up2-Kp9v", "up3-Mw4r",
 	"sl1-Ty8g", "sl2-Rc3h",
 	"es1-Wn2", "%Zq",
@@ -126,39 +123,22 @@ func closedAddr(t *testing.T) string {
 	return addr
 }
 
-// refusingWebSocket returns the address of an HTTP server that answers
-// every request with status, and a channel of the requests it got.
-func refusingWebSocket(t *testing.T, status int) (string, <-chan *http.Request) {
-	t.Helper()
-	requests := make(chan *http.Request, 8)
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		select {
-		case requests <- r.Clone(context.Background()):
-		default:
-		}
-		w.WriteHeader(status)
-	}))
-	t.Cleanup(srv.Close)
-	return srv.Listener.Addr().String(), requests
-}
-
 // TestSecretsNeverShown runs clients whose configuration holds secrets (a
 // password, a token in the URL's query, a password with '@' in the URL's
-// user info, an Authorization header, an Authenticator's secret) through
-// successful, lost, redirected and failed connections and unparseable URLs,
-// and checks that none of the secrets appears in any log line, returned
-// error or event. The Authenticator is testAuth, which prints its secret:
-// the client must never print or log it (how a real mechanism prints
-// itself is tested with it, as in package scram).
+// user info, an Authenticator's secret) through successful, lost,
+// redirected and failed connections and unparseable URLs, and checks that
+// none of the secrets appears in any log line, returned error or event. The
+// Authenticator is testAuth, which prints its secret: the client must never
+// print or log it (how a real mechanism prints itself is tested with it, as
+// in package scram). The WebSocket transport's part (upgrade headers,
+// refused handshakes) is checked by the same test in package websocket.
 func TestSecretsNeverShown(t *testing.T) {
 	t.Parallel()
-	b := brokertest.Start(t, brokertest.Options{WebSocket: true, Users: map[string]string{"alice": secretPassword}})
-	wsAddr := strings.TrimPrefix(b.WebSocketURL(), "ws://")
+	b := brokertest.Start(t, brokertest.Options{Users: map[string]string{"alice": secretPassword}})
 	down := closedAddr(t)
-	wsURL := func(addr string) string {
-		return "ws://alice:" + secretURLPass + "@" + addr + "/mqtt?token=" + secretToken + "&x=1"
+	serverURL := func(addr string) string {
+		return "mqtt://alice:" + secretURLPass + "@" + addr + "/mqtt?token=" + secretToken + "&x=1"
 	}
-	header := map[string][]string{"Authorization": {secretHeader}}
 	var shown shownText
 	log := shown.logger()
 
@@ -166,13 +146,12 @@ func TestSecretsNeverShown(t *testing.T) {
 		ctx := testContext(t)
 		dialed := make(chan net.Conn, 8)
 		c, err := mqtt.Connect(ctx, mqtt.Config{
-			Servers:         []string{wsURL(down), wsURL(wsAddr)},
-			ClientID:        uniqueID(t),
-			Username:        "alice",
-			Password:        []byte(secretPassword),
-			WebSocketHeader: header,
-			Logger:          log,
-			Reconnect:       mqtt.ReconnectConfig{MinDelay: time.Millisecond, MaxDelay: 10 * time.Millisecond},
+			Servers:   []string{serverURL(down), serverURL(b.Addr())},
+			ClientID:  uniqueID(t),
+			Username:  "alice",
+			Password:  []byte(secretPassword),
+			Logger:    log,
+			Reconnect: mqtt.ReconnectConfig{MinDelay: time.Millisecond, MaxDelay: 10 * time.Millisecond},
 			Dialer: func(ctx context.Context, network, addr string) (net.Conn, error) {
 				var d net.Dialer
 				nc, err := d.DialContext(ctx, network, addr)
@@ -204,7 +183,7 @@ func TestSecretsNeverShown(t *testing.T) {
 				shown.event(e)
 				if e.Kind == mqtt.EventConnected {
 					connected++
-					if want := "ws://alice:xxxxx@" + wsAddr + "/mqtt?token=xxxxx&x=xxxxx"; e.Server != want {
+					if want := "mqtt://alice:xxxxx@" + b.Addr() + "/mqtt?token=xxxxx&x=xxxxx"; e.Server != want {
 						t.Errorf("EventConnected.Server = %q, want %q", e.Server, want)
 					}
 				}
@@ -229,12 +208,11 @@ func TestSecretsNeverShown(t *testing.T) {
 
 	t.Run("CONNACK refused", func(t *testing.T) {
 		_, err := mqtt.Connect(testContext(t), mqtt.Config{
-			Servers:         []string{wsURL(wsAddr), "mqtt://alice:" + secretURLPass + "@" + b.Addr() + "/?token=" + secretToken},
-			ClientID:        uniqueID(t),
-			Username:        "alice",
-			Password:        []byte(secretWrong),
-			WebSocketHeader: header,
-			Logger:          log,
+			Servers:  []string{serverURL(b.Addr()), "tcp://alice:" + secretURLPass + "@" + b.Addr() + "/?token=" + secretToken},
+			ClientID: uniqueID(t),
+			Username: "alice",
+			Password: []byte(secretWrong),
+			Logger:   log,
 		})
 		shown.err("Connect", err)
 		if _, ok := errors.AsType[*mqtt.ConnectError](err); !ok {
@@ -245,7 +223,7 @@ func TestSecretsNeverShown(t *testing.T) {
 	t.Run("enhanced authentication refused", func(t *testing.T) {
 		auth := &testAuth{user: "alice", secret: secretAuth}
 		_, err := mqtt.Connect(testContext(t), mqtt.Config{
-			Servers:       []string{wsURL(wsAddr)},
+			Servers:       []string{serverURL(b.Addr())},
 			ClientID:      uniqueID(t),
 			Version:       mqtt.Version5,
 			Authenticator: auth,
@@ -257,37 +235,31 @@ func TestSecretsNeverShown(t *testing.T) {
 		}
 	})
 
-	t.Run("unreachable and WebSocket handshake refused", func(t *testing.T) {
-		ctx := testContext(t)
-		addr401, requests := refusingWebSocket(t, http.StatusUnauthorized)
-		addr403, _ := refusingWebSocket(t, http.StatusForbidden)
-		_, err := mqtt.Connect(ctx, mqtt.Config{
+	t.Run("unreachable, TLS refused, no transport", func(t *testing.T) {
+		_, err := mqtt.Connect(testContext(t), mqtt.Config{
 			Servers: []string{
-				wsURL(down), wsURL(addr401), wsURL(addr403),
-				"wss://alice:" + secretURLPass + "@" + wsAddr + "/mqtt?token=" + secretToken, // TLS to a plain listener
+				serverURL(down),
+				"mqtts://alice:" + secretURLPass + "@" + b.Addr() + "/mqtt?token=" + secretToken, // TLS to a plain listener
 				"mqtt://alice:" + secretURLPass + "@" + down + "?token=" + secretToken + "#" + secretFragment,
 			},
-			ClientID:        uniqueID(t),
-			Username:        "alice",
-			Password:        []byte(secretPassword),
-			WebSocketHeader: header,
-			Logger:          log,
-			ConnectTimeout:  5 * time.Second,
+			ClientID:       uniqueID(t),
+			Username:       "alice",
+			Password:       []byte(secretPassword),
+			Logger:         log,
+			ConnectTimeout: 5 * time.Second,
 		})
 		shown.err("Connect", err)
 		if err == nil {
 			t.Fatal("Connect succeeded")
 		}
-		// The secrets are sent where they belong.
-		var r *http.Request
-		select {
-		case r = <-requests:
-		case <-ctx.Done():
-			t.Fatal("no WebSocket request")
-		}
-		if r.URL.RawQuery != "token="+secretToken+"&x=1" || r.Header.Get("Authorization") != secretHeader {
-			t.Errorf("WebSocket request with query %q and Authorization %q, want the configured ones",
-				r.URL.RawQuery, r.Header.Get("Authorization"))
+		// No transport serves ws:// in this package's tests.
+		_, err = mqtt.Connect(testContext(t), mqtt.Config{
+			Servers: []string{"ws://alice:" + secretURLPass + "@" + b.Addr() + "/mqtt?token=" + secretToken + "#" + secretFragment},
+			Logger:  log,
+		})
+		shown.err("Connect", err)
+		if err == nil {
+			t.Fatal("Connect to a ws:// URL succeeded without a WebSocket transport")
 		}
 	})
 

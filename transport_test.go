@@ -1,7 +1,6 @@
 package mqtt_test
 
 import (
-	"bufio"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -19,8 +18,9 @@ import (
 	"github.com/google/go-cmp/cmp/cmpopts"
 )
 
-// transportBroker is one mosquitto with a listener for every transport; the
-// TLS ones (mqtts and wss) serve a certificate from pki for 127.0.0.1.
+// transportBroker is one mosquitto with a listener for every transport the
+// client handles itself; the TLS one serves a certificate from pki for
+// 127.0.0.1.
 type transportBroker struct {
 	*brokertest.Broker
 	pki   *brokertest.PKI
@@ -31,28 +31,19 @@ type transportBroker struct {
 func startTransportBroker(t testing.TB) *transportBroker {
 	t.Helper()
 	pki := brokertest.NewPKI(t)
-	wss := brokertest.SecureWebSocketListener(t, pki.TLS(pki.Server, false))
 	b := brokertest.Start(t, brokertest.Options{
-		WebSocket: true,
-		Unix:      true,
-		TLS:       pki.TLS(pki.Server, false),
-		Extra:     wss.Lines,
+		Unix: true,
+		TLS:  pki.TLS(pki.Server, false),
 	})
-	b.WaitListener(t, wss.Addr())
-	wsAddr := strings.TrimPrefix(b.WebSocketURL(), "ws://")
 	return &transportBroker{Broker: b, pki: pki,
 		urls: map[string]string{
 			"tcp":  b.URL(),
 			"tls":  b.TLSURL(),
-			"ws":   b.WebSocketURL() + "/mqtt",
-			"wss":  "wss://" + wss.Addr() + "/mqtt",
 			"unix": "unix://" + b.UnixPath(),
 		},
 		dials: map[string]string{
 			"tcp":  "tcp " + b.Addr(),
 			"tls":  "tcp " + b.TLSAddr(),
-			"ws":   "tcp " + wsAddr,
-			"wss":  "tcp " + wss.Addr(),
 			"unix": "unix " + b.UnixPath(),
 		},
 	}
@@ -67,12 +58,12 @@ func (tb *transportBroker) config(transport string) mqtt.Config {
 	}
 }
 
-var transports = []string{"tcp", "tls", "ws", "wss", "unix"}
+// transports are the transports the client handles itself; package
+// websocket tests ws and wss.
+var transports = []string{"tcp", "tls", "unix"}
 
 // TestTransportPublishSubscribe runs the publish/subscribe suite of TCP
-// (TestMosquittoPublishSubscribeEachQoS) over every transport: mosquitto
-// 2.0.11 as Debian builds it serves all of them, WebSocket through its
-// statically linked libwebsockets, with TLS for wss.
+// (TestMosquittoPublishSubscribeEachQoS) over every transport.
 func TestTransportPublishSubscribe(t *testing.T) {
 	t.Parallel()
 	tb := startTransportBroker(t)
@@ -133,10 +124,7 @@ func pubSubSuite(t *testing.T, cfg mqtt.Config, qos mqtt.QoS) {
 	}
 }
 
-// TestTransportLargeMessage sends a message of 70 kB, whose WebSocket frame
-// needs the 64-bit length, and receives it back. Mosquitto 2.0 writes large
-// WebSocket messages in 4 KiB pieces with a service-loop delay between them
-// (its issue #1390), so this takes about two seconds over ws and wss.
+// TestTransportLargeMessage sends a message of 70 kB and receives it back.
 func TestTransportLargeMessage(t *testing.T) {
 	t.Parallel()
 	tb := startTransportBroker(t)
@@ -280,45 +268,38 @@ func port(addr string) string {
 	return p
 }
 
-// TestTransportMutualTLS connects to listeners (mqtts and wss) that require a
-// client certificate from the broker's authority: with one the client is
+// TestTransportMutualTLS connects to a listener that requires a client
+// certificate from the broker's authority: with one the client is
 // accepted, without one it is refused.
 func TestTransportMutualTLS(t *testing.T) {
 	t.Parallel()
 	pki := brokertest.NewPKI(t)
-	wss := brokertest.SecureWebSocketListener(t, pki.TLS(pki.Server, true))
-	b := brokertest.Start(t, brokertest.Options{TLS: pki.TLS(pki.Server, true), Extra: wss.Lines})
-	b.WaitListener(t, wss.Addr())
-	for _, url := range []string{b.TLSURL(), "wss://" + wss.Addr()} {
-		t.Run(strings.Split(url, ":")[0], func(t *testing.T) {
-			t.Parallel()
-			t.Run("client certificate", func(t *testing.T) {
-				t.Parallel()
-				c := connect(t, mqtt.Config{Servers: []string{url}, ClientID: uniqueID(t), TLSConfig: &tls.Config{
-					RootCAs:      pki.CertPool,
-					Certificates: []tls.Certificate{pki.Client.Certificate},
-				}})
-				if _, err := c.Ping(testContext(t)); err != nil {
-					t.Fatalf("Ping: %v", err)
-				}
-			})
-			t.Run("no client certificate", func(t *testing.T) {
-				t.Parallel()
-				c, err := mqtt.Connect(testContext(t), mqtt.Config{Servers: []string{url}, ClientID: uniqueID(t),
-					TLSConfig: &tls.Config{RootCAs: pki.CertPool}})
-				if err == nil {
-					c.Close()
-					t.Fatal("Connect succeeded without a client certificate")
-				}
-				// TLS 1.3 ends the handshake before the server checks the
-				// client's certificate: its refusal arrives as an alert or
-				// a reset on the first read or write.
-				if msg := err.Error(); !strings.Contains(msg, "the server asked for a client certificate") {
-					t.Errorf("Connect error %q does not say that a certificate is required", msg)
-				}
-			})
-		})
-	}
+	b := brokertest.Start(t, brokertest.Options{TLS: pki.TLS(pki.Server, true)})
+	t.Run("client certificate", func(t *testing.T) {
+		t.Parallel()
+		c := connect(t, mqtt.Config{Servers: []string{b.TLSURL()}, ClientID: uniqueID(t), TLSConfig: &tls.Config{
+			RootCAs:      pki.CertPool,
+			Certificates: []tls.Certificate{pki.Client.Certificate},
+		}})
+		if _, err := c.Ping(testContext(t)); err != nil {
+			t.Fatalf("Ping: %v", err)
+		}
+	})
+	t.Run("no client certificate", func(t *testing.T) {
+		t.Parallel()
+		c, err := mqtt.Connect(testContext(t), mqtt.Config{Servers: []string{b.TLSURL()}, ClientID: uniqueID(t),
+			TLSConfig: &tls.Config{RootCAs: pki.CertPool}})
+		if err == nil {
+			c.Close()
+			t.Fatal("Connect succeeded without a client certificate")
+		}
+		// TLS 1.3 ends the handshake before the server checks the
+		// client's certificate: its refusal arrives as an alert or a
+		// reset on the first read or write.
+		if msg := err.Error(); !strings.Contains(msg, "the server asked for a client certificate") {
+			t.Errorf("Connect error %q does not say that a certificate is required", msg)
+		}
+	})
 }
 
 // TestTransportDialer checks that Config.Dialer opens the socket of every
@@ -355,58 +336,29 @@ func TestTransportDialer(t *testing.T) {
 	}
 }
 
-// TestTransportURLs checks the network, address, default port and
-// WebSocket request of each URL scheme through a dialer that records what
-// it is asked for and plays the server's part of the WebSocket handshake
-// far enough to see the request.
+// TestTransportURLs checks the network, address and default port of each
+// URL scheme the client handles itself through a dialer that records what
+// it is asked for.
 func TestTransportURLs(t *testing.T) {
 	t.Parallel()
-	for _, tc := range []struct {
-		url     string
-		network string
-		addr    string
-		request []string // the WebSocket request line and Host header
-	}{
-		{"mqtt://broker.example", "tcp", "broker.example:1883", nil},
-		{"tcp://broker.example:1884", "tcp", "broker.example:1884", nil},
-		{"MQTT://broker.example", "tcp", "broker.example:1883", nil},
-		{"mqtts://broker.example", "tcp", "broker.example:8883", nil},
-		{"ssl://broker.example", "tcp", "broker.example:8883", nil},
-		{"tls://[::1]:9000", "tcp", "[::1]:9000", nil},
-		{"ws://broker.example", "tcp", "broker.example:80",
-			[]string{"GET / HTTP/1.1", "Host: broker.example"}},
-		{"ws://broker.example:8080/mqtt?token=abc", "tcp", "broker.example:8080",
-			[]string{"GET /mqtt?token=abc HTTP/1.1", "Host: broker.example:8080"}},
-		{"wss://broker.example/a%20b", "tcp", "broker.example:443", nil},
-		{"unix:///run/mosquitto/mqtt.sock", "unix", "/run/mosquitto/mqtt.sock", nil},
+	for _, tc := range []struct{ url, network, addr string }{
+		{"mqtt://broker.example", "tcp", "broker.example:1883"},
+		{"tcp://broker.example:1884", "tcp", "broker.example:1884"},
+		{"MQTT://broker.example", "tcp", "broker.example:1883"},
+		{"mqtts://broker.example", "tcp", "broker.example:8883"},
+		{"ssl://broker.example", "tcp", "broker.example:8883"},
+		{"tls://[::1]:9000", "tcp", "[::1]:9000"},
+		{"unix:///run/mosquitto/mqtt.sock", "unix", "/run/mosquitto/mqtt.sock"},
 	} {
 		t.Run(tc.url, func(t *testing.T) {
 			t.Parallel()
 			errRecorded := errors.New("recorded")
 			type call struct{ Network, Addr string }
 			var got call
-			requests := make(chan []string, 1)
 			cfg := mqtt.Config{Servers: []string{tc.url}, ConnectTimeout: testTimeout}
 			cfg.Dialer = func(ctx context.Context, network, addr string) (net.Conn, error) {
 				got = call{network, addr}
-				if tc.request == nil {
-					return nil, errRecorded
-				}
-				client, server := net.Pipe()
-				go func() {
-					defer server.Close()
-					var request []string
-					r := bufio.NewReader(server)
-					for range 2 {
-						l, err := r.ReadString('\n')
-						if err != nil {
-							break
-						}
-						request = append(request, strings.TrimSuffix(l, "\r\n"))
-					}
-					requests <- request
-				}()
-				return client, nil
+				return nil, errRecorded
 			}
 			c, err := mqtt.Connect(testContext(t), cfg)
 			if err == nil {
@@ -416,11 +368,7 @@ func TestTransportURLs(t *testing.T) {
 			if diff := cmp.Diff(call{tc.network, tc.addr}, got); diff != "" {
 				t.Errorf("dialer call (-want +got):\n%s", diff)
 			}
-			if tc.request != nil {
-				if diff := cmp.Diff(tc.request, <-requests); diff != "" {
-					t.Errorf("WebSocket request (-want +got):\n%s", diff)
-				}
-			} else if !errors.Is(err, errRecorded) {
+			if !errors.Is(err, errRecorded) {
 				t.Errorf("Connect error = %v, want the dialer's", err)
 			}
 		})
@@ -441,7 +389,8 @@ func TestTransportBadURL(t *testing.T) {
 		{"mqtts:broker.example", "no host"},
 		{"mqtt://broker.example:port", "cannot parse"},
 		{"mqtt://user:hunter2@broker.example:x", "cannot parse"},
-		{"ws://user:hunter2@/mqtt", "no host"},
+		{"ws://user:hunter2@broker.example/mqtt", `no transport for scheme "ws": import github.com/b4e21b16/mqtt/websocket (or register a Transport)`},
+		{"WSS://user:hunter2@broker.example/mqtt?token=hunter2", `no transport for scheme "wss": import github.com/b4e21b16/mqtt/websocket`},
 		{"unix://relative/path", "want unix:///path/to/socket"},
 		{"unix://", "want unix:///path/to/socket"},
 	} {
@@ -467,28 +416,9 @@ func TestTransportBadURL(t *testing.T) {
 	}
 }
 
-// TestTransportBadWebSocketHeader checks that header fields the handshake
-// sets itself, and fields that would break the request, are refused.
-func TestTransportBadWebSocketHeader(t *testing.T) {
-	t.Parallel()
-	// Nothing listens on port 1: Connect must fail before dialing.
-	for _, h := range []map[string][]string{
-		{"Sec-WebSocket-Protocol": {"other"}},
-		{"connection": {"close"}},
-		{"X-Token": {"a\r\nInjected: yes"}},
-		{"Bad Name": {"x"}},
-		{"": {"x"}},
-	} {
-		_, err := mqtt.Connect(testContext(t), mqtt.Config{Servers: []string{"ws://127.0.0.1:1"}, WebSocketHeader: h})
-		if ae, ok := errors.AsType[*mqtt.ArgumentError](err); !ok || ae.What != "WebSocket header" {
-			t.Errorf("header %q: Connect error %v, want an *ArgumentError for the WebSocket header", h, err)
-		}
-	}
-}
-
-// TestTransportConnectTimeout checks that ConnectTimeout bounds the TLS and
-// WebSocket handshakes with a server that accepts the connection and never
-// answers.
+// TestTransportConnectTimeout checks that ConnectTimeout bounds the TLS
+// handshake and the CONNECT/CONNACK exchange with a server that accepts the
+// connection and never answers.
 func TestTransportConnectTimeout(t *testing.T) {
 	t.Parallel()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -512,7 +442,7 @@ func TestTransportConnectTimeout(t *testing.T) {
 			conns = append(conns, c) // held open, never answered
 		}
 	})
-	for _, scheme := range []string{"mqtt", "mqtts", "ws", "wss"} {
+	for _, scheme := range []string{"mqtt", "mqtts"} {
 		t.Run(scheme, func(t *testing.T) {
 			t.Parallel()
 			const timeout = 300 * time.Millisecond

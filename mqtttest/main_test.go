@@ -7,6 +7,7 @@ import (
 	"sync"
 	"testing"
 
+	_ "github.com/b4e21b16/mqtt/websocket" // the client side of WithWebSocket
 	"go.uber.org/goleak"
 )
 

@@ -20,7 +20,10 @@ type options struct {
 }
 
 // WithWebSocket adds an MQTT over WebSocket listener, see
-// Broker.WebSocketURL.
+// Broker.WebSocketURL. A client needs the WebSocket transport to connect to
+// it: the program under test (or the test) imports
+// github.com/b4e21b16/mqtt/websocket. This package does not, so that a
+// program that forgets the import fails its tests.
 func WithWebSocket() Option {
 	return func(o *options) { o.webSocket = true }
 }

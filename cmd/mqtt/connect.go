@@ -7,6 +7,7 @@ import (
 	"sync"
 
 	"github.com/b4e21b16/mqtt"
+	_ "github.com/b4e21b16/mqtt/websocket" // ws:// and wss:// servers
 )
 
 // dial connects with cfg and, with debug, says so on stderr. Its error

@@ -4,6 +4,7 @@ go 1.26.8
 
 require (
 	github.com/b4e21b16/mqtt v0.0.0
+	github.com/b4e21b16/mqtt/websocket v0.0.0
 	github.com/creack/pty v1.1.24
 	github.com/google/go-cmp v0.7.0
 	github.com/mochi-mqtt/server/v2 v2.7.9
@@ -11,6 +12,7 @@ require (
 )
 
 require (
+	github.com/coder/websocket v1.8.15 // indirect
 	github.com/gorilla/websocket v1.5.0 // indirect
 	github.com/rs/xid v1.4.0 // indirect
 	golang.org/x/sync v0.25.0 // indirect
@@ -18,3 +20,5 @@ require (
 )
 
 replace github.com/b4e21b16/mqtt => ../..
+
+replace github.com/b4e21b16/mqtt/websocket => ../../websocket

@@ -45,7 +45,7 @@ func main() {
 func run(ctx context.Context, args []string, out io.Writer) error {
 	fs := flag.NewFlagSet("tls", flag.ContinueOnError)
 	fs.SetOutput(out)
-	server := fs.String("server", "mqtts://127.0.0.1:8883", "broker URL (mqtts:// or wss://)")
+	server := fs.String("server", "mqtts://127.0.0.1:8883", "broker URL (mqtts://)")
 	caFile := fs.String("cafile", "", "PEM file of the certificate authority that signed the broker's certificate (default: the system's roots)")
 	certFile := fs.String("cert", "", "PEM file of a client certificate, for brokers that require one")
 	keyFile := fs.String("key", "", "PEM file of the client certificate's private key")

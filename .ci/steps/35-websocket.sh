@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# The WebSocket transport (websocket/, its own module on coder/websocket):
+# vet, static analysis, its tests against mosquitto's ws and wss listeners
+# and an in-process HTTP server, and the browser build (GOOS=js), which
+# uses the browser's WebSocket: TestBrowser runs that build's tests under
+# the machine's Node.js against mosquitto.
+set -euo pipefail
+if ! command -v mosquitto >/dev/null 2>&1; then
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq mosquitto >/dev/null
+fi
+cd "$(dirname "$0")/../../websocket"
+go vet ./...
+staticcheck ./...
+go test -race -count=1 ./...
+GOOS=js GOARCH=wasm go vet ./...
+GOOS=js GOARCH=wasm staticcheck ./...
+GOOS=js GOARCH=wasm go build ./...

@@ -1,0 +1,127 @@
+//go:build js
+
+package websocket_test
+
+import (
+	"context"
+	"errors"
+	"net/url"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/b4e21b16/mqtt"
+	"github.com/b4e21b16/mqtt/packet"
+	"github.com/b4e21b16/mqtt/websocket"
+	"go.uber.org/goleak"
+)
+
+// The tests in this file run in the browser build (GOOS=js GOARCH=wasm)
+// under Node.js, whose WebSocket is the browser's API; TestBrowser starts
+// them with the URL of a mosquitto WebSocket listener in MQTT_WS_URL.
+
+const browserTimeout = 15 * time.Second
+
+// TestMain checks that no test leaves a goroutine behind, such as a
+// connection's receiving goroutine. The runtime's goroutine that handles
+// JavaScript events stays.
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m, goleak.IgnoreAnyFunction("runtime.handleEvent"))
+}
+
+// browserURL returns the broker's URL, skipping the test without one.
+func browserURL(t *testing.T) string {
+	t.Helper()
+	u := os.Getenv("MQTT_WS_URL")
+	if u == "" {
+		t.Skip("MQTT_WS_URL is not set: TestBrowser runs this test")
+	}
+	return u
+}
+
+// TestBrowserPublishSubscribe connects two clients through the browser's
+// WebSocket and exchanges messages at every QoS.
+func TestBrowserPublishSubscribe(t *testing.T) {
+	server := browserURL(t)
+	ctx, cancel := context.WithTimeout(context.Background(), browserTimeout)
+	defer cancel()
+	sub, err := mqtt.Connect(ctx, mqtt.Config{Servers: []string{server}, ClientID: "browser-sub"})
+	if err != nil {
+		t.Fatalf("Connect: %v", err)
+	}
+	defer sub.Close()
+	pub, err := mqtt.Connect(ctx, mqtt.Config{Servers: []string{server}, ClientID: "browser-pub", Version: mqtt.Version311})
+	if err != nil {
+		t.Fatalf("Connect: %v", err)
+	}
+	defer pub.Close()
+	s, err := sub.Subscribe(ctx, "browser/#", mqtt.ExactlyOnce)
+	if err != nil {
+		t.Fatalf("Subscribe: %v", err)
+	}
+	for _, qos := range []mqtt.QoS{0, 1, 2} {
+		want := mqtt.Message{Topic: "browser/qos", Payload: []byte{byte(qos)}, QoS: qos}
+		if err := pub.Publish(ctx, want); err != nil {
+			t.Fatalf("Publish: %v", err)
+		}
+		select {
+		case m := <-s.Messages():
+			if m.Topic != want.Topic || string(m.Payload) != string(want.Payload) || m.QoS != qos {
+				t.Errorf("received %s %q QoS %d, want %s %q QoS %d", m.Topic, m.Payload, m.QoS, want.Topic, want.Payload, qos)
+			}
+		case <-ctx.Done():
+			t.Fatalf("QoS %d: no message", qos)
+		}
+	}
+	if err := pub.Disconnect(ctx); err != nil {
+		t.Errorf("Disconnect: %v", err)
+	}
+	if err := sub.Disconnect(ctx); err != nil {
+		t.Errorf("Disconnect: %v", err)
+	}
+}
+
+// TestBrowserDeadline checks that a read deadline interrupts a blocked
+// Read without ending the WebSocket, as the client needs: a connection
+// whose Read was interrupted still carries CONNECT and CONNACK.
+func TestBrowserDeadline(t *testing.T) {
+	u, err := url.Parse(browserURL(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), browserTimeout)
+	defer cancel()
+	nc, err := (&websocket.Transport{}).Dial(ctx, u, nil, nil)
+	if err != nil {
+		t.Fatalf("Dial: %v", err)
+	}
+	defer nc.Close()
+	read := make(chan error, 1)
+	go func() {
+		_, err := nc.Read(make([]byte, 1))
+		read <- err
+	}()
+	if err := nc.SetReadDeadline(time.Now().Add(50 * time.Millisecond)); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-read; !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("Read = %v, want os.ErrDeadlineExceeded", err)
+	}
+	if err := nc.SetReadDeadline(time.Time{}); err != nil {
+		t.Fatal(err)
+	}
+	connect, err := (&packet.Connect{Version: packet.V311, CleanStart: true, ClientID: "browser-deadline"}).Append(nil, packet.V311)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := nc.Write(connect); err != nil {
+		t.Fatalf("Write CONNECT: %v", err)
+	}
+	pk, err := packet.Read(nc, packet.V311, packet.MaxPacketSize)
+	if err != nil {
+		t.Fatalf("reading CONNACK: %v", err)
+	}
+	if ack, ok := pk.(*packet.Connack); !ok || ack.ReasonCode != 0 {
+		t.Fatalf("got %#v, want a successful CONNACK", pk)
+	}
+}
