@@ -245,20 +245,49 @@ const (
 
 // withDefaults validates cfg and returns a copy with defaults filled in.
 func (cfg Config) withDefaults() (Config, []server, error) {
+	servers, err := cfg.parseServers()
+	if err != nil {
+		return cfg, nil, err
+	}
+	for _, step := range []func(*Config) error{(*Config).timingDefaults, (*Config).limitDefaults, (*Config).checkIdentity, (*Config).checkV5} {
+		if err := step(&cfg); err != nil {
+			return cfg, nil, err
+		}
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	cfg.Reconnect.withDefaults()
+	cfg.Queue.withDefaults()
+	if cfg.Dialer == nil {
+		var d net.Dialer
+		cfg.Dialer = d.DialContext
+	}
+	return cfg, servers, nil
+}
+
+// parseServers checks Servers and Transports and parses every server URL.
+func (cfg *Config) parseServers() ([]server, error) {
 	if len(cfg.Servers) == 0 {
-		return cfg, nil, ErrNoServers
+		return nil, ErrNoServers
 	}
 	if err := checkTransports(cfg.Transports); err != nil {
-		return cfg, nil, err
+		return nil, err
 	}
 	servers := make([]server, 0, len(cfg.Servers))
 	for _, s := range cfg.Servers {
 		srv, err := parseServer(s, cfg.Transports)
 		if err != nil {
-			return cfg, nil, err
+			return nil, err
 		}
 		servers = append(servers, srv)
 	}
+	return servers, nil
+}
+
+// timingDefaults checks and fills in KeepAlive, PingTimeout and
+// ConnectTimeout.
+func (cfg *Config) timingDefaults() error {
 	switch {
 	case cfg.KeepAlive == 0:
 		cfg.KeepAlive = defaultKeepAlive
@@ -267,7 +296,7 @@ func (cfg Config) withDefaults() (Config, []server, error) {
 	case cfg.KeepAlive < time.Second:
 		cfg.KeepAlive = time.Second
 	case cfg.KeepAlive > 65535*time.Second:
-		return cfg, nil, &ArgumentError{What: "KeepAlive", Value: cfg.KeepAlive.String(), Err: fmt.Errorf("more than 65535 s")}
+		return &ArgumentError{What: "KeepAlive", Value: cfg.KeepAlive.String(), Err: fmt.Errorf("more than 65535 s")}
 	}
 	if cfg.PingTimeout <= 0 {
 		cfg.PingTimeout = min(cfg.KeepAlive, maxPingTimeout)
@@ -278,6 +307,11 @@ func (cfg Config) withDefaults() (Config, []server, error) {
 	if cfg.ConnectTimeout <= 0 {
 		cfg.ConnectTimeout = defaultConnectTimeout
 	}
+	return nil
+}
+
+// limitDefaults fills in the size and count limits.
+func (cfg *Config) limitDefaults() error {
 	if cfg.MaxPacketSize <= 0 {
 		cfg.MaxPacketSize = defaultMaxPacketSize
 	}
@@ -291,45 +325,44 @@ func (cfg Config) withDefaults() (Config, []server, error) {
 	if cfg.MemoryLimit <= 0 {
 		cfg.MemoryLimit = defaultMemoryLimit
 	}
+	return nil
+}
+
+// checkIdentity checks the version, the credentials and the will.
+func (cfg *Config) checkIdentity() error {
 	if cfg.Version != VersionAuto && cfg.Version != Version311 && cfg.Version != Version5 {
-		return cfg, nil, &ArgumentError{What: "Version", Value: fmt.Sprint(cfg.Version), Err: fmt.Errorf("want VersionAuto, Version311 or Version5")}
+		return &ArgumentError{What: "Version", Value: fmt.Sprint(cfg.Version), Err: fmt.Errorf("want VersionAuto, Version311 or Version5")}
 	}
 	if err := checkString(cfg.ClientID); err != nil {
-		return cfg, nil, &ArgumentError{What: "ClientID", Value: cfg.ClientID, Err: err}
+		return &ArgumentError{What: "ClientID", Value: cfg.ClientID, Err: err}
 	}
 	if err := checkString(cfg.Username); err != nil {
-		return cfg, nil, &ArgumentError{What: "Username", Value: "(hidden)", Err: err}
+		return &ArgumentError{What: "Username", Value: "(hidden)", Err: err}
 	}
 	if len(cfg.Password) > 65535 {
-		return cfg, nil, &ArgumentError{What: "Password", Value: "(hidden)", Err: fmt.Errorf("longer than 65,535 bytes (%d)", len(cfg.Password))}
+		return &ArgumentError{What: "Password", Value: "(hidden)", Err: fmt.Errorf("longer than 65,535 bytes (%d)", len(cfg.Password))}
 	}
 	if cfg.Will != nil {
-		if err := validateWill(cfg.Will); err != nil {
-			return cfg, nil, err
-		}
+		return validateWill(cfg.Will)
 	}
+	return nil
+}
+
+// checkV5 checks the MQTT 5.0 options.
+func (cfg *Config) checkV5() error {
 	if cfg.WillDelay < 0 || cfg.WillDelay > 0xffffffff*time.Second {
-		return cfg, nil, &ArgumentError{What: "WillDelay", Value: cfg.WillDelay.String(), Err: fmt.Errorf("want 0 to 4294967295 s")}
+		return &ArgumentError{What: "WillDelay", Value: cfg.WillDelay.String(), Err: fmt.Errorf("want 0 to 4294967295 s")}
 	}
 	switch {
 	case cfg.TopicAliasMaximum < 0:
 		cfg.TopicAliasMaximum = 0
 	case cfg.TopicAliasMaximum > 65535:
-		return cfg, nil, &ArgumentError{What: "TopicAliasMaximum", Value: fmt.Sprint(cfg.TopicAliasMaximum), Err: fmt.Errorf("more than 65535")}
+		return &ArgumentError{What: "TopicAliasMaximum", Value: fmt.Sprint(cfg.TopicAliasMaximum), Err: fmt.Errorf("more than 65535")}
 	}
 	if cfg.ResponseTopic != "" {
 		if err := packet.ValidTopicName(cfg.ResponseTopic); err != nil {
-			return cfg, nil, &ArgumentError{What: "ResponseTopic", Value: cfg.ResponseTopic, Err: err}
+			return &ArgumentError{What: "ResponseTopic", Value: cfg.ResponseTopic, Err: err}
 		}
 	}
-	if cfg.Logger == nil {
-		cfg.Logger = slog.New(slog.DiscardHandler)
-	}
-	cfg.Reconnect.withDefaults()
-	cfg.Queue.withDefaults()
-	if cfg.Dialer == nil {
-		var d net.Dialer
-		cfg.Dialer = d.DialContext
-	}
-	return cfg, servers, nil
+	return nil
 }

@@ -234,10 +234,40 @@ func (c *Client) handshake(ctx context.Context, srv server, v packet.Version) (*
 }
 
 func (c *Client) exchange(ctx context.Context, nc net.Conn, srv server, v packet.Version) (*connection, error) {
+	cp := c.connectPacket(v)
+	auth := c.cfg.Authenticator
+	if v != packet.V5 {
+		auth = nil // enhanced authentication is MQTT 5.0 only
+	}
+	if auth != nil {
+		if err := startAuth(ctx, auth, &cp.Props); err != nil {
+			return nil, err
+		}
+	}
+	buf, err := cp.Append(nil, v)
+	if err != nil {
+		return nil, fmt.Errorf("mqtt: encode CONNECT: %w", err)
+	}
+	if _, err := nc.Write(buf); err != nil {
+		return nil, fmt.Errorf("mqtt: send CONNECT to %s: %w", srv.url, err)
+	}
+	br := newConnReader(nc)
+	ack, err := c.awaitConnack(ctx, nc, br, srv, v, auth)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkConnack(ctx, ack, srv, v, auth); err != nil {
+		return nil, err
+	}
+	return c.newConnection(nc, br, srv, v, ack), nil
+}
+
+// connectPacket builds the CONNECT for protocol version v. A reconnection
+// resumes the session the first connection started, under the identifier
+// the broker may have assigned.
+func (c *Client) connectPacket(v packet.Version) *packet.Connect {
 	cfg := &c.cfg
-	// A reconnection resumes the session the first connection started, under
-	// the identifier the broker may have assigned.
-	cp := packet.Connect{
+	cp := &packet.Connect{
 		Version:    v,
 		CleanStart: cfg.CleanStart && !c.connectedOnce.Load(),
 		KeepAlive:  uint16(cfg.KeepAlive / time.Second),
@@ -259,92 +289,107 @@ func (c *Client) exchange(ctx context.Context, nc net.Conn, srv server, v packet
 			}
 		}
 	}
-	auth := cfg.Authenticator
 	if v == packet.V5 {
-		pr := &cp.Props
-		if cfg.SessionExpiry > 0 {
-			pr.SessionExpiry = uint32(min(cfg.SessionExpiry/time.Second, 0xffffffff))
-			pr.Set(packet.PropSessionExpiry)
-		}
-		pr.ReceiveMaximum = cfg.ReceiveMaximum
-		pr.Set(packet.PropReceiveMaximum)
-		if cfg.MaxPacketSize < packet.MaxPacketSize {
-			pr.MaximumPacketSize = uint32(cfg.MaxPacketSize)
-			pr.Set(packet.PropMaximumPacketSize)
-		}
-		if cfg.TopicAliasMaximum > 0 {
-			pr.TopicAliasMaximum = uint16(cfg.TopicAliasMaximum)
-			pr.Set(packet.PropTopicAliasMaximum)
-		}
-		if cfg.RequestResponseInfo {
-			pr.RequestResponseInfo = 1
-			pr.Set(packet.PropRequestResponseInfo)
-		}
-		if cfg.NoProblemInfo {
-			pr.RequestProblemInfo = 0
-			pr.Set(packet.PropRequestProblemInfo)
-		}
-		if auth != nil {
-			data, err := auth.Start(ctx)
-			if err != nil {
-				return nil, authFailure(auth, "start", err)
-			}
-			pr.AuthMethod = auth.Method()
-			pr.Set(packet.PropAuthMethod)
-			if data != nil {
-				pr.AuthData = data
-				pr.Set(packet.PropAuthData)
-			}
-		}
-	} else {
-		auth = nil // enhanced authentication is MQTT 5.0 only
+		cfg.connectProps(&cp.Props)
 	}
-	buf, err := cp.Append(nil, v)
+	return cp
+}
+
+// connectProps sets the MQTT 5.0 CONNECT properties that announce the
+// client's session expiry, limits and requests.
+func (cfg *Config) connectProps(pr *packet.Properties) {
+	if cfg.SessionExpiry > 0 {
+		pr.SessionExpiry = uint32(min(cfg.SessionExpiry/time.Second, 0xffffffff))
+		pr.Set(packet.PropSessionExpiry)
+	}
+	pr.ReceiveMaximum = cfg.ReceiveMaximum
+	pr.Set(packet.PropReceiveMaximum)
+	if cfg.MaxPacketSize < packet.MaxPacketSize {
+		pr.MaximumPacketSize = uint32(cfg.MaxPacketSize)
+		pr.Set(packet.PropMaximumPacketSize)
+	}
+	if cfg.TopicAliasMaximum > 0 {
+		pr.TopicAliasMaximum = uint16(cfg.TopicAliasMaximum)
+		pr.Set(packet.PropTopicAliasMaximum)
+	}
+	if cfg.RequestResponseInfo {
+		pr.RequestResponseInfo = 1
+		pr.Set(packet.PropRequestResponseInfo)
+	}
+	if cfg.NoProblemInfo {
+		pr.RequestProblemInfo = 0
+		pr.Set(packet.PropRequestProblemInfo)
+	}
+}
+
+// startAuth begins enhanced authentication: the method and first data go
+// into the CONNECT's properties.
+func startAuth(ctx context.Context, auth Authenticator, pr *packet.Properties) error {
+	data, err := auth.Start(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("mqtt: encode CONNECT: %w", err)
+		return authFailure(auth, "start", err)
 	}
-	if _, err := nc.Write(buf); err != nil {
-		return nil, fmt.Errorf("mqtt: send CONNECT to %s: %w", srv.url, err)
+	pr.AuthMethod = auth.Method()
+	pr.Set(packet.PropAuthMethod)
+	if data != nil {
+		pr.AuthData = data
+		pr.Set(packet.PropAuthData)
 	}
-	br := newConnReader(nc)
-	var ack *packet.Connack
-	for ack == nil {
+	return nil
+}
+
+// awaitConnack reads until CONNACK, answering the broker's AUTH challenges
+// with auth (nil: no enhanced authentication) on the way.
+func (c *Client) awaitConnack(ctx context.Context, nc net.Conn, br *connReader, srv server, v packet.Version, auth Authenticator) (*packet.Connack, error) {
+	for {
 		pk, err := c.readHandshake(br, srv, v)
 		if err != nil {
 			return nil, err
 		}
-		switch pk := pk.(type) {
-		case *packet.Connack:
-			ack = pk
-		case *packet.Auth:
-			// [MQTT-4.12.0-2] [MQTT-4.12.0-3]: AUTH before CONNACK continues
-			// the exchange the client started, under the same method.
-			if auth == nil || pk.ReasonCode != packet.ContinueAuthentication || pk.Props.AuthMethod != auth.Method() {
-				return nil, errorf("mqtt: %w: %s sent AUTH (%v, method %q) during an authentication it did not expect [MQTT-4.12.0-2]",
-					ErrProtocolViolation, srv.url, pk.ReasonCode, pk.Props.AuthMethod)
-			}
-			data, err := auth.Continue(ctx, pk.Props.AuthData)
-			if err != nil {
-				return nil, authFailure(auth, "continue", err)
-			}
-			if err := writeAuth(nc, packet.ContinueAuthentication, auth.Method(), data); err != nil {
-				return nil, fmt.Errorf("mqtt: send AUTH to %s: %w", srv.url, err)
-			}
+		a, ok := pk.(*packet.Auth)
+		if !ok {
+			return pk.(*packet.Connack), nil
+		}
+		// [MQTT-4.12.0-2] [MQTT-4.12.0-3]: AUTH before CONNACK continues the
+		// exchange the client started, under the same method.
+		if auth == nil || a.ReasonCode != packet.ContinueAuthentication || a.Props.AuthMethod != auth.Method() {
+			return nil, errorf("mqtt: %w: %s sent AUTH (%v, method %q) during an authentication it did not expect [MQTT-4.12.0-2]",
+				ErrProtocolViolation, srv.url, a.ReasonCode, a.Props.AuthMethod)
+		}
+		data, err := auth.Continue(ctx, a.Props.AuthData)
+		if err != nil {
+			return nil, authFailure(auth, "continue", err)
+		}
+		if err := writeAuth(nc, packet.ContinueAuthentication, auth.Method(), data); err != nil {
+			return nil, fmt.Errorf("mqtt: send AUTH to %s: %w", srv.url, err)
 		}
 	}
+}
+
+// checkConnack turns a refusing CONNACK into a *ConnectError and, with
+// enhanced authentication, has auth check the broker's final data.
+func checkConnack(ctx context.Context, ack *packet.Connack, srv server, v packet.Version, auth Authenticator) error {
 	if ack.ReasonCode != packet.Success {
-		return nil, &ConnectError{Server: srv.url, Version: v.String(), Code: ack.ReasonCode, Reason: ack.Props.ReasonString,
+		return &ConnectError{Server: srv.url, Version: v.String(), Code: ack.ReasonCode, Reason: ack.Props.ReasonString,
 			ServerReference: ack.Props.ServerReference}
 	}
-	if auth != nil {
-		if ack.Props.AuthMethod != auth.Method() {
-			return nil, &AuthError{Method: auth.Method(), Step: "finish",
-				Err: errorf("%w: CONNACK names authentication method %q", ErrProtocolViolation, ack.Props.AuthMethod)}
-		}
-		if err := auth.Finish(ctx, ack.Props.AuthData); err != nil {
-			return nil, authFailure(auth, "finish", err)
-		}
+	if auth == nil {
+		return nil
 	}
+	if ack.Props.AuthMethod != auth.Method() {
+		return &AuthError{Method: auth.Method(), Step: "finish",
+			Err: errorf("%w: CONNACK names authentication method %q", ErrProtocolViolation, ack.Props.AuthMethod)}
+	}
+	if err := auth.Finish(ctx, ack.Props.AuthData); err != nil {
+		return authFailure(auth, "finish", err)
+	}
+	return nil
+}
+
+// newConnection makes the connection an accepted CONNACK established, with
+// its reader and writer (not started yet).
+func (c *Client) newConnection(nc net.Conn, br *connReader, srv server, v packet.Version, ack *packet.Connack) *connection {
+	cfg := &c.cfg
 	conn := &connection{
 		nc:              nc,
 		server:          srv,
@@ -369,7 +414,7 @@ func (c *Client) exchange(ctx context.Context, nc net.Conn, srv server, v packet
 	if !cfg.DisableTopicAliases && conn.aliasMax > 0 {
 		conn.w.aliases = newTopicAliases(conn.aliasMax, conn.maxPacket)
 	}
-	return conn, nil
+	return conn
 }
 
 // negotiate applies what a 5.0 CONNACK announces.
