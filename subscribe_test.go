@@ -6,8 +6,11 @@ import (
 	"slices"
 	"testing"
 	"testing/synctest"
+	"time"
 
 	"github.com/b4e21b16/mqtt"
+	"github.com/b4e21b16/mqtt/internal/brokertest"
+	"github.com/b4e21b16/mqtt/internal/fakebroker"
 	"github.com/b4e21b16/mqtt/packet"
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
@@ -412,5 +415,94 @@ func TestFakeSubscriptionIDChosen(t *testing.T) {
 			}
 			fc.expectNothing()
 		})
+	})
+}
+
+func TestMosquittoUnsubscribeAndWildcards(t *testing.T) {
+	t.Parallel()
+	b := brokertest.Start(t, brokertest.Options{})
+	for _, ver := range versions {
+		t.Run(ver.name, func(t *testing.T) {
+			t.Parallel()
+			ctx := testContext(t)
+			id := uniqueID(t)
+			c := connect(t, mqtt.Config{Servers: []string{b.URL()}, ClientID: id, Version: ver.v})
+			plus, err := c.Subscribe(ctx, id+"/+/x", 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			hash, err := c.Subscribe(ctx, id+"/#", 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := c.Publish(ctx, mqtt.Message{Topic: id + "/a/x", Payload: []byte("1")}); err != nil {
+				t.Fatal(err)
+			}
+			// Both overlapping subscriptions see it.
+			receive(t, plus.Messages())
+			receive(t, hash.Messages())
+			if err := c.Publish(ctx, mqtt.Message{Topic: id + "/a/y", Payload: []byte("2")}); err != nil {
+				t.Fatal(err)
+			}
+			if got := receive(t, hash.Messages()); string(got.Payload) != "2" {
+				t.Fatalf("# got %q", got.Payload)
+			}
+			if err := c.Unsubscribe(ctx, id+"/+/x"); err != nil {
+				t.Fatal(err)
+			}
+			// The unsubscribed channel is closed.
+			select {
+			case _, ok := <-plus.Messages():
+				if ok {
+					t.Fatal("message after Unsubscribe")
+				}
+			case <-time.After(testTimeout):
+				t.Fatal("channel not closed after Unsubscribe")
+			}
+			if err := c.Publish(ctx, mqtt.Message{Topic: id + "/b/x", Payload: []byte("3")}); err != nil {
+				t.Fatal(err)
+			}
+			if got := receive(t, hash.Messages()); string(got.Payload) != "3" {
+				t.Fatalf("# got %q", got.Payload)
+			}
+		})
+	}
+}
+
+// TestFakeSubscribeDoesNotWaitForPublishQuota: Subscribe and Unsubscribe queue
+// behind QoS 1 and 2 publishes waiting for the broker's Receive Maximum
+// (session.subscribeReq.handle appends to s.waiting whenever it is not
+// empty), although Receive Maximum limits only PUBLISH packets
+// [MQTT-4.9.0-2]. With Receive Maximum 1 and a publish in flight, a second
+// publish waits, and so does a Subscribe, until the broker acknowledges the
+// first publish.
+func TestFakeSubscribeDoesNotWaitForPublishQuota(t *testing.T) {
+	fakeBubble(t, func(t *testing.T) {
+		ack := &packet.Connack{}
+		ack.Props.ReceiveMaximum = 1
+		ack.Props.Set(packet.PropReceiveMaximum)
+		c, fc, _ := fakeClient(t, mqtt.Config{ClientID: "b", Version: mqtt.Version5}, ack)
+		c.PublishAsync(mqtt.Message{Topic: "a", QoS: mqtt.AtLeastOnce})
+		p := fc.expectPublish()
+		c.PublishAsync(mqtt.Message{Topic: "b", QoS: mqtt.AtLeastOnce})
+		res := fakeStartSubscribe(c, mqtt.Filter{Topic: "s"})
+		synctest.Wait()
+		var sp *packet.Subscribe
+		select {
+		case pkt := <-fc.pkts:
+			if pkt.Type() != packet.SUBSCRIBE {
+				t.Fatalf("got %s, want SUBSCRIBE", fakebroker.Describe(pkt))
+			}
+			sp = pkt.(*packet.Subscribe)
+		default:
+			t.Error("SUBSCRIBE not sent while a publish waits for the broker's Receive Maximum")
+			fc.send(&packet.Ack{PacketType: packet.PUBACK, PacketID: p.PacketID})
+			fc.expectPublish()
+			sp = fc.expectSubscribe()
+		}
+		fc.send(&packet.Suback{PacketID: sp.PacketID, ReasonCodes: []packet.ReasonCode{0}})
+		if r := <-res; r.err != nil {
+			t.Errorf("Subscribe: %v", r.err)
+		}
 	})
 }

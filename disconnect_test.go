@@ -345,3 +345,68 @@ func TestPublishRacingClose(t *testing.T) {
 		}
 	}
 }
+
+// TestFakeQoS0PublishDuringDisconnectRefused: Disconnect documents that "new
+// publishes are refused", and QoS 1 and 2 publishes are (session.refusing).
+// A QoS 0 Publish goes straight to the connection's writer
+// (Client.publishQoS0), so it is accepted and sent while Disconnect waits
+// for acknowledgements; racing with finishDisconnect it can even be written
+// after the DISCONNECT, which [MQTT-3.14.4-1] forbids.
+func TestFakeQoS0PublishDuringDisconnectRefused(t *testing.T) {
+	fakeEachVersion(t, func(t *testing.T, v mqtt.ProtocolVersion, _ packet.Version) {
+		c, fc, _ := fakeClient(t, mqtt.Config{ClientID: "b", Version: v}, &packet.Connack{})
+		c.PublishAsync(mqtt.Message{Topic: "a", QoS: mqtt.AtLeastOnce})
+		p := fc.expectPublish()
+		disc := fakeAsync(t, func() error { return c.Disconnect(context.Background()) })
+		if disc.returned() {
+			t.Fatal("Disconnect returned with a publish in flight")
+		}
+		if err := c.Publish(context.Background(), mqtt.Message{Topic: "late"}); !errors.Is(err, mqtt.ErrClosed) {
+			t.Errorf("QoS 0 Publish during Disconnect = %v, want ErrClosed", err)
+		}
+		fc.expectNothing()
+		fc.send(&packet.Ack{PacketType: packet.PUBACK, PacketID: p.PacketID})
+		if diff := cmp.Diff([]packet.Packet{&packet.Disconnect{}}, fc.expectClosed(), cmpopts.EquateEmpty()); diff != "" {
+			t.Errorf("packets before the close (-want +got):\n%s", diff)
+		}
+		disc.wait()
+	})
+}
+
+// TestFakeShutdownWithStuckWrite: nothing interrupts the writer
+// goroutine's nc.Write when the connection ends. With a broker that stopped
+// reading (a black-holed TCP peer once the socket buffer is full; any
+// pending write on a pipe), the keepalive timeout cancels the connection,
+// session.connectionEnded calls connection.close, and g.Wait() waits for
+// ever: the writer is blocked in Write, and the reader in Read until the
+// writer closes nc. The client never reports the loss (Done stays open) and
+// Close never returns. connection.close (or a context.AfterFunc in start)
+// should expire the deadlines of nc when the connection's context ends:
+// the write deadline only after finalFlushTimeout when flushing.
+func TestFakeShutdownWithStuckWrite(t *testing.T) {
+	fakeBubble(t, func(t *testing.T) {
+		c, _ := fakeClientConn(t, mqtt.Config{ClientID: "b", Version: mqtt.Version5, KeepAlive: 10 * time.Second}, &packet.Connack{})
+		// The broker reads nothing more: this write never completes.
+		if err := c.Publish(context.Background(), mqtt.Message{Topic: "t", Payload: []byte("x")}); err != nil {
+			t.Fatalf("Publish: %v", err)
+		}
+		start := time.Now()
+		select {
+		case <-c.Done():
+			if d := time.Since(start); d != 20*time.Second {
+				t.Errorf("connection declared lost after %v, want 20s", d)
+			}
+			if err := c.Err(); !errors.Is(err, mqtt.ErrKeepAliveTimeout) {
+				t.Errorf("Err = %v, want ErrKeepAliveTimeout", err)
+			}
+		case <-time.After(time.Hour):
+			t.Errorf("client still running an hour after the broker stopped reading; the keepalive timeout (20 s) did not end it")
+		}
+		closed := fakeAsync(t, c.Close)
+		select {
+		case <-closed.done:
+		case <-time.After(time.Hour):
+			t.Errorf("Close did not return within an hour")
+		}
+	})
+}

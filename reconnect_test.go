@@ -2,134 +2,958 @@ package mqtt_test
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
+	"fmt"
 	"net"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"testing/synctest"
 	"time"
 
 	"github.com/b4e21b16/mqtt"
+	"github.com/b4e21b16/mqtt/internal/brokertest"
 	"github.com/b4e21b16/mqtt/internal/fakebroker"
 	"github.com/b4e21b16/mqtt/packet"
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
 )
 
-// fakeRcRetry is the reconnection the tests of this file configure: the first
-// attempt after 1 s, doubling up to 4 s, each wait randomised by ±25 %.
-var fakeRcRetry = mqtt.ReconnectConfig{MinDelay: time.Second, MaxDelay: 4 * time.Second}
-
-// fakeRcClient connects a client configured by cfg (with fakeRcRetry
-// unless cfg.Reconnect is set) to a new in-memory fake broker that answers
-// the CONNECT with ack. It checks the first EventConnected and returns the
-// client, the broker (from which the client's later connections are
-// accepted) and the broker side of the connection, with a reader running.
-func fakeRcClient(t *testing.T, cfg mqtt.Config, ack *packet.Connack) (*mqtt.Client, *fakebroker.Broker, *fakeConn) {
-	t.Helper()
-	if cfg.Reconnect == (mqtt.ReconnectConfig{}) {
-		cfg.Reconnect = fakeRcRetry
-	}
-	b := fakebroker.New(t)
-	res := fakeStartConnect(t, context.Background(), b, cfg)
-	bc := fakeAccept(t, b, fakeTimeout)
-	bc.ExpectConnect(t)
-	bc.Send(t, ack)
-	c, err := fakeConnectDone(t, res, fakeTimeout)
-	if err != nil {
-		t.Fatalf("Connect: %v", err)
-	}
-	if e := fakeRcExpectEvent(t, c, mqtt.EventConnected); e.SessionPresent != ack.SessionPresent {
-		t.Fatalf("first EventConnected has SessionPresent %v, want %v", e.SessionPresent, ack.SessionPresent)
-	}
-	return c, b, fakeWatch(t, bc, fakeTimeout)
-}
-
-// fakeRcAccept accepts the client's next connection to b, answers its
-// CONNECT with ack and returns the broker side, with a reader running, and
-// the CONNECT.
-func fakeRcAccept(t *testing.T, b *fakebroker.Broker, ack *packet.Connack) (*fakeConn, *packet.Connect) {
-	t.Helper()
-	bc := fakeAccept(t, b, fakeTimeout)
-	cp := bc.ExpectConnect(t)
-	bc.Send(t, ack)
-	return fakeWatch(t, bc, fakeTimeout), cp
-}
-
-// fakeRcHealthy is how long a connection must last for its loss to start
-// the backoff afresh (ReconnectConfig.HealthyAfter's default).
-const fakeRcHealthy = 10 * time.Second
-
-// fakeRcDrop makes the broker hang up on fc, after fakeRcHealthy of fake time
-// so that the connection counts as healthy, and waits for the client to
-// report the lost connection and its first reconnection attempt, which it
-// returns.
-func fakeRcDrop(t *testing.T, c *mqtt.Client, fc *fakeConn) mqtt.Event {
-	t.Helper()
-	fakeAdvance(fakeRcHealthy)
-	fc.bc.Close()
-	if e := fakeRcExpectEvent(t, c, mqtt.EventConnectionLost); e.Err == nil {
-		t.Errorf("EventConnectionLost without Err")
-	}
-	return fakeRcExpectEvent(t, c, mqtt.EventReconnecting)
-}
-
-// fakeRcEvent returns the client's next event.
-func fakeRcEvent(t *testing.T, c *mqtt.Client) mqtt.Event {
-	t.Helper()
-	select {
-	case e := <-c.Events():
-		return e
-	case <-time.After(fakeTimeout):
-		t.Fatalf("no event within %v", fakeTimeout)
-		return mqtt.Event{}
-	}
-}
-
-// fakeRcExpectEvent returns the client's next event, which must be of kind k.
-func fakeRcExpectEvent(t *testing.T, c *mqtt.Client, k mqtt.EventKind) mqtt.Event {
-	t.Helper()
-	e := fakeRcEvent(t, c)
-	if e.Kind != k {
-		t.Fatalf("event %v (%+v), want %v", e.Kind, e, k)
-	}
-	return e
-}
-
-// fakeRcNoEvent checks, inside a bubble, that the client has no event to
-// report once every goroutine has settled.
-func fakeRcNoEvent(t *testing.T, c *mqtt.Client) {
-	t.Helper()
-	synctest.Wait()
-	select {
-	case e, ok := <-c.Events():
-		if ok { // closed: the client stopped, and no event follows
-			t.Fatalf("unexpected event %v (%+v)", e.Kind, e)
+// TestFakeResumeResubscribeOnce checks that after a reconnection where the
+// broker lost the session each live subscription is subscribed again with
+// exactly one SUBSCRIBE. A second SUBSCRIBE with the packet identifier of
+// one still unacknowledged breaks [MQTT-2.2.1-3], and a broker answering
+// both makes the client take the second SUBACK for a protocol violation and
+// drop the connection.
+//
+// Bug: session.resume (session_resume.go) collects s.out after calling
+// resubscribe, so the internal subscribeReqs it just sent are sent again
+// by the loop over outstanding packets.
+func TestFakeResumeResubscribeOnce(t *testing.T) {
+	fakeEachVersion(t, func(t *testing.T, v mqtt.ProtocolVersion, _ packet.Version) {
+		cfg := mqtt.Config{ClientID: "ro", Version: v, KeepAlive: -1}
+		c, b, fc := fakeRcClient(t, cfg, &packet.Connack{})
+		if _, _, err := fakeRcSubscribe(t, c, fc, nil, mqtt.Filter{Topic: "a/#", QoS: 1}); err != nil {
+			t.Fatal(err)
 		}
-	default:
+		fakeRcDrop(t, c, fc)
+		fc2, _ := fakeRcAccept(t, b, &packet.Connack{})
+		fakeRcExpectEvent(t, c, mqtt.EventConnected)
+		got := fakeRcDrain(fc2)
+		if len(got) != 1 {
+			t.Errorf("packets on the new connection: %d, want one SUBSCRIBE", len(got))
+		}
+		for _, p := range got {
+			t.Logf("client sent %s", fakebroker.Describe(p))
+			if sp, ok := p.(*packet.Subscribe); ok {
+				fc2.send(&packet.Suback{PacketID: sp.PacketID, ReasonCodes: []packet.ReasonCode{1}})
+			}
+		}
+		fakeRcExpectEvent(t, c, mqtt.EventResubscribed)
+		fakeRcNoEvent(t, c)
+	})
+}
+
+// TestFakeResumeSubscribeInFlightSessionLost checks a Subscribe whose
+// SUBACK had not come when the connection dropped, the broker then having
+// lost the session: its filter must be subscribed once on the new
+// connection, and the call completes with the SUBACK.
+//
+// Bug: trySubscribe (session_subscribe.go) adds the subscription to s.subs
+// before its SUBACK, so resume both resubscribes it (internal request)
+// and re-sends the caller's SUBSCRIBE: the broker gets the filter twice
+// (and, with Retain Handling 0, sends its retained messages twice).
+func TestFakeResumeSubscribeInFlightSessionLost(t *testing.T) {
+	fakeBubble(t, func(t *testing.T) {
+		cfg := mqtt.Config{ClientID: "rf", Version: mqtt.Version5, KeepAlive: -1}
+		c, b, fc := fakeRcClient(t, cfg, &packet.Connack{})
+		call := fakeAsync(t, func() error { _, err := c.Subscribe(context.Background(), "s/#", 1); return err })
+		fc.expectSubscribe()
+		fakeRcDrop(t, c, fc)
+		fc2, _ := fakeRcAccept(t, b, &packet.Connack{})
+		n := 0
+		for _, p := range fakeRcDrain(fc2) {
+			sp, ok := p.(*packet.Subscribe)
+			if !ok {
+				t.Errorf("unexpected %s", fakebroker.Describe(p))
+				continue
+			}
+			t.Logf("client sent %s", fakebroker.Describe(sp))
+			n++
+			fc2.send(&packet.Suback{PacketID: sp.PacketID, ReasonCodes: []packet.ReasonCode{1}})
+		}
+		if n != 1 {
+			t.Errorf("%d SUBSCRIBEs for s/# on the new connection, want 1", n)
+		}
+		if err := call.wait(); err != nil {
+			t.Errorf("Subscribe: %v", err)
+		}
+	})
+}
+
+// TestFakeReconnectQoS0PublishRecycled checks synchronous QoS 0 publishes
+// made while the client reconnects, round after round, with a byte bound
+// that they fill exactly: each round must be accepted whole and sent.
+// Run it with -race.
+//
+// Bug: drainWaiting (session_publish.go) completes a queued QoS 0 Pending
+// (sendQoS0, or an ended context) and then reads r.msg.Payload to update
+// queuedBytes. Publish recycles its pooled Pending as soon as it is
+// completed (pendingPool.put clears it), so this read races with the
+// reset, and when the reset wins queuedBytes is not decremented: the
+// queue's byte count drifts up until it refuses everything. Fix: take
+// len(r.msg.Payload) before sending or completing.
+func TestFakeReconnectQoS0PublishRecycled(t *testing.T) {
+	fakeBubble(t, func(t *testing.T) {
+		const perRound, size = 5, 10
+		cfg := mqtt.Config{ClientID: "q0", Version: mqtt.Version311, KeepAlive: -1,
+			Queue: mqtt.QueueConfig{MaxBytes: perRound * size, Full: mqtt.QueueFail}}
+		c, b, fc := fakeRcClient(t, cfg, &packet.Connack{})
+		for round := range 20 {
+			b.SetDialError(errors.New("unreachable"))
+			fakeRcDrop(t, c, fc)
+			var calls []*fakeCall
+			for i := range perRound {
+				payload := fmt.Appendf(nil, "%0*d", size, round*perRound+i)
+				calls = append(calls, fakeAsync(t, func() error {
+					return c.Publish(context.Background(), mqtt.Message{Topic: "q", Payload: payload})
+				}))
+				synctest.Wait()
+			}
+			for i, call := range calls {
+				if call.returned() {
+					t.Fatalf("round %d: publish %d returned while offline: %v", round, i, call.err)
+				}
+			}
+			b.SetDialError(nil)
+			fc, _ = fakeRcAccept(t, b, &packet.Connack{SessionPresent: true})
+			fakeRcExpectEvent(t, c, mqtt.EventConnected)
+			fakeRcPayloads(fc, perRound, false)
+			for i, call := range calls {
+				if err := call.wait(); err != nil {
+					t.Fatalf("round %d: publish %d: %v", round, i, err)
+				}
+			}
+		}
+	})
+}
+
+// TestFakeReconnectPublishAsyncQoS0 checks that PublishAsync returns at once
+// for a QoS 0 message made while the client reconnects, as documented.
+//
+// Bug: PublishAsync (client.go) completes a QoS 0 Pending with the result
+// of publishQoS0, which, with no connection, submits the message and waits
+// for it to be sent: PublishAsync blocks until the client has reconnected
+// (for ever if it never does). Fix: for QoS 0 without a connection, submit
+// a Pending through startPublish and return it.
+func TestFakeReconnectPublishAsyncQoS0(t *testing.T) {
+	fakeBubble(t, func(t *testing.T) {
+		cfg := mqtt.Config{ClientID: "pa", Version: mqtt.Version5, KeepAlive: -1}
+		c, b := fakeRcOffline(t, cfg)
+		var p *mqtt.Pending
+		call := fakeAsync(t, func() error {
+			p = c.PublishAsync(mqtt.Message{Topic: "q", Payload: []byte("zero")})
+			return nil
+		})
+		if !call.returned() {
+			t.Error("PublishAsync of a QoS 0 message blocks while the client reconnects")
+		}
+		fc := fakeRcOnline(t, c, b)
+		fakeRcPayloads(fc, 1, false)
+		call.wait()
+		if err := p.Wait(context.Background()); err != nil {
+			t.Errorf("publish: %v", err)
+		}
+	})
+}
+
+// TestFakeBackoffGaveUpAttempt checks that EventGaveUp reports the number
+// of attempts made, as Event.Attempt documents.
+//
+// Bug: session.run (session.go) emits EventGaveUp without Attempt. Fix:
+// carry the attempt count in dialResult.
+func TestFakeBackoffGaveUpAttempt(t *testing.T) {
+	fakeBubble(t, func(t *testing.T) {
+		cfg := mqtt.Config{ClientID: "ga", Version: mqtt.Version5, KeepAlive: -1,
+			Reconnect: mqtt.ReconnectConfig{MinDelay: time.Second, MaxDelay: 4 * time.Second, MaxAttempts: 3}}
+		c, b, fc := fakeRcClient(t, cfg, &packet.Connack{})
+		b.SetDialError(errors.New("unreachable"))
+		fakeRcDrop(t, c, fc)
+		fakeRcExpectEvent(t, c, mqtt.EventReconnecting)
+		fakeRcExpectEvent(t, c, mqtt.EventReconnecting)
+		if e := fakeRcExpectEvent(t, c, mqtt.EventGaveUp); e.Attempt != 3 {
+			t.Errorf("EventGaveUp.Attempt = %d, want 3", e.Attempt)
+		}
+	})
+}
+
+// TestFakeReconnectPingInFlight checks a Ping whose PINGRESP had not come
+// when the connection dropped: it must complete after the reconnection
+// (answered on the new connection, or failed), not wait for ever.
+//
+// Bug: connectionEnded (session.go) drops s.pings without answering their
+// callers, and Ping waits only for its reply, its context or Done. With
+// context.Background it hangs while the client runs. Fix: re-queue the
+// pending pings with a reply channel into s.waiting (sent again once
+// connected), or fail them.
+func TestFakeReconnectPingInFlight(t *testing.T) {
+	fakeBubble(t, func(t *testing.T) {
+		cfg := mqtt.Config{ClientID: "pi", Version: mqtt.Version5, KeepAlive: -1}
+		c, b, fc := fakeRcClient(t, cfg, &packet.Connack{})
+		call := fakeAsync(t, func() error { _, err := c.Ping(context.Background()); return err })
+		fc.expect(packet.PINGREQ)
+		fakeRcDrop(t, c, fc)
+		fc2, _ := fakeRcAccept(t, b, &packet.Connack{SessionPresent: true})
+		for _, p := range fakeRcDrain(fc2) {
+			if p.Type() == packet.PINGREQ {
+				fc2.send(&packet.Pingresp{})
+			}
+		}
+		if !call.returned() {
+			t.Fatal("Ping made before the connection dropped still waits after the reconnection")
+		}
+	})
+}
+
+// TestFakeReconnectSubscribeGaveUp checks that a Subscribe that returned
+// context.DeadlineExceeded while the client was reconnecting is not sent
+// afterwards: the application believes it is not subscribed, and QoS 1
+// messages of a subscription nobody reads would go to Client.Messages and
+// hold back every later acknowledgement [MQTT-4.6.0-2].
+//
+// Bug: drainWaiting (session_publish.go) drops publishes whose context
+// ended but sends every waiting subscribeReq (and unsubscribeReq). Fix:
+// skip and fail those whose ctx is done.
+func TestFakeReconnectSubscribeGaveUp(t *testing.T) {
+	fakeBubble(t, func(t *testing.T) {
+		cfg := mqtt.Config{ClientID: "sg", Version: mqtt.Version5, KeepAlive: -1}
+		c, b := fakeRcOffline(t, cfg)
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		if _, err := c.Subscribe(ctx, "late/#", 1); !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("Subscribe: %v, want DeadlineExceeded", err)
+		}
+		fc := fakeRcOnline(t, c, b)
+		fc.expectNothing()
+	})
+}
+
+// TestFakeResumeReceiveMaximum checks that the re-sending of unacknowledged
+// publishes after a reconnection respects the Receive Maximum of the new
+// CONNACK [MQTT-4.9.0-2]: with Receive Maximum 1, the second is sent only
+// after the first is acknowledged.
+//
+// Bug: session.resume (session_resume.go) re-sends every outstanding
+// PUBLISH whatever s.sendQuota (negative here). Fix: re-send in order only
+// while quota remains and leave the rest for publishAcked.
+func TestFakeResumeReceiveMaximum(t *testing.T) {
+	fakeBubble(t, func(t *testing.T) {
+		cfg := mqtt.Config{ClientID: "rm", Version: mqtt.Version5, KeepAlive: -1, SessionExpiry: time.Hour}
+		c, b, fc := fakeRcClient(t, cfg, &packet.Connack{})
+		p1 := c.PublishAsync(mqtt.Message{Topic: "q", Payload: []byte("1"), QoS: mqtt.AtLeastOnce})
+		p2 := c.PublishAsync(mqtt.Message{Topic: "q", Payload: []byte("2"), QoS: mqtt.AtLeastOnce})
+		pub1, pub2 := fc.expectPublish(), fc.expectPublish()
+		fakeRcDrop(t, c, fc)
+		ack := &packet.Connack{SessionPresent: true}
+		ack.Props.ReceiveMaximum = 1
+		ack.Props.Set(packet.PropReceiveMaximum)
+		fc2, _ := fakeRcAccept(t, b, ack)
+		if diff := cmp.Diff(fakeRcResent(pub1, true), fc2.expectPublish()); diff != "" {
+			t.Errorf("re-sent PUBLISH (-want +got):\n%s", diff)
+		}
+		fc2.expectNothing()
+		fc2.fakeRcAck(packet.PUBACK, pub1.PacketID)
+		if diff := cmp.Diff(fakeRcResent(pub2, true), fc2.expectPublish()); diff != "" {
+			t.Errorf("re-sent PUBLISH (-want +got):\n%s", diff)
+		}
+		fc2.fakeRcAck(packet.PUBACK, pub2.PacketID)
+		for _, p := range []*mqtt.Pending{p1, p2} {
+			if err := p.Wait(context.Background()); err != nil {
+				t.Error(err)
+			}
+		}
+	})
+}
+
+// TestFakeReconnectAssignedClientID checks that an MQTT 5.0 client whose
+// identifier the broker assigned (Config.ClientID empty) reconnects with
+// that identifier, so that a persistent session (Clean Start 0, Session
+// Expiry set) can be resumed.
+//
+// Bug: exchange (dial.go) always sends cfg.ClientID; after a reconnection
+// an empty identifier makes the broker assign a new one and start a new
+// session every time. Fix: send c.ClientID() once one was assigned.
+func TestFakeReconnectAssignedClientID(t *testing.T) {
+	fakeBubble(t, func(t *testing.T) {
+		ack := &packet.Connack{}
+		ack.Props.AssignedClientID = "auto-1"
+		ack.Props.Set(packet.PropAssignedClientID)
+		cfg := mqtt.Config{Version: mqtt.Version5, KeepAlive: -1, SessionExpiry: time.Hour}
+		c, b, fc := fakeRcClient(t, cfg, ack)
+		if id := c.ClientID(); id != "auto-1" {
+			t.Fatalf("ClientID = %q, want auto-1", id)
+		}
+		fakeRcDrop(t, c, fc)
+		_, cp := fakeRcAccept(t, b, &packet.Connack{SessionPresent: true})
+		if cp.ClientID != "auto-1" || cp.CleanStart {
+			t.Errorf("CONNECT on reconnect: client %q clean %v, want \"auto-1\" and clean false", cp.ClientID, cp.CleanStart)
+		}
+	})
+}
+
+// TestMosquittoSharedClientIDNoStorm runs two clients with the same Client
+// ID against mosquitto for 10 s with the default reconnection settings.
+// Each connection takes the session from the other; reconnecting after
+// MinDelay every time used to make them do so about 50 times in 10 s.
+// mosquitto 2.0.11 closes the connection it takes the session from without
+// a DISCONNECT reaching the client, on 3.1.1 and 5.0 alike (the fake-broker
+// test TestFakeStormSessionTakenOver covers a DISCONNECT 0x8E): each such
+// connection is shorter than HealthyAfter, so the backoff keeps doubling
+// and the two make a dozen connections at most.
+func TestMosquittoSharedClientIDNoStorm(t *testing.T) {
+	t.Parallel()
+	b := brokertest.Start(t, brokertest.Options{})
+	for _, ver := range versions {
+		t.Run(ver.name, func(t *testing.T) {
+			t.Parallel()
+			id := uniqueID(t)
+			cfg := mqtt.Config{Servers: []string{b.URL()}, ClientID: id, Version: ver.v}
+			first := connect(t, cfg)
+			second := connect(t, cfg)
+			<-time.After(10 * time.Second)
+			s1, s2 := first.Stats(), second.Stats()
+			total := s1.Connects + s2.Connects
+			t.Logf("%d connections in 10 s (%d + %d), %d + %d reconnect attempts",
+				total, s1.Connects, s2.Connects, s1.ReconnectAttempts, s2.ReconnectAttempts)
+			if total > 14 {
+				t.Errorf("%d connections in 10 s by two clients sharing a Client ID; want at most 14", total)
+			}
+			if s1.ConnectionLosses == 0 || s1.ReconnectAttempts < s1.ConnectionLosses-1 {
+				t.Errorf("first client's stats %+v: want its losses and attempts counted", s1)
+			}
+		})
 	}
 }
 
-// fakeRcRunning checks that the client has not stopped.
-func fakeRcRunning(t *testing.T, c *mqtt.Client) {
+// stormWindow is the interval over which the storm tests count connections.
+const stormWindow = 10 * time.Second
+
+// stormCount runs a client against a fake broker that accepts each
+// connection with ack and then ends it with hangUp (nil: close at once),
+// and returns the connections the client made within stormWindow, the
+// client's Stats and its events. Reconnection uses the defaults (MinDelay
+// 100 ms, MaxDelay 30 s, HealthyAfter 10 s). It must run inside a bubble.
+func stormCount(t *testing.T, v mqtt.ProtocolVersion, ack *packet.Connack, hangUp packet.Packet) (int, mqtt.Stats, []mqtt.Event) {
 	t.Helper()
-	synctest.Wait()
-	select {
-	case <-c.Done():
-		t.Fatalf("client stopped: %v", c.Err())
-	default:
+	b := fakebroker.New(t)
+	cfg := mqtt.Config{ClientID: "storm", Version: v, KeepAlive: -1, Servers: []string{b.URL()}, Dialer: b.Dial}
+	start := time.Now()
+	ctx, cancel := context.WithDeadline(context.Background(), start.Add(stormWindow))
+	defer cancel()
+	connected := make(chan *mqtt.Client, 1)
+	go func() {
+		c, err := mqtt.Connect(context.Background(), cfg)
+		if err != nil {
+			t.Error(err)
+		}
+		connected <- c
+	}()
+	n := 0
+	var c *mqtt.Client
+	for {
+		bc, err := b.AcceptContext(ctx)
+		if err != nil {
+			break
+		}
+		n++
+		bc.ExpectConnect(t)
+		bc.Send(t, ack)
+		if c == nil {
+			c = <-connected
+			if c == nil {
+				t.FailNow()
+			}
+			t.Cleanup(func() { c.Close() })
+		}
+		if hangUp != nil {
+			bc.Send(t, hangUp)
+		}
+		bc.Close()
 	}
-	if err := c.Err(); err != nil {
-		t.Fatalf("Err = %v while the client runs", err)
+	var events []mqtt.Event
+	for len(c.Events()) > 0 {
+		events = append(events, <-c.Events())
+	}
+	return n, c.Stats(), events
+}
+
+// TestFakeStormAcceptThenClose: a broker that accepts each connection and
+// closes it at once (an authorisation plugin, a quota) used to get a
+// connection every ~100 ms (about 90 in 10 s), since any CONNACK reset the
+// backoff. The backoff now resets only after a connection lasted
+// HealthyAfter, so the waits double: 200 ms, 400 ms, ... (±25 %), at most
+// 7 connections in 10 s. Every attempt shows in Stats and as an
+// EventReconnecting.
+func TestFakeStormAcceptThenClose(t *testing.T) {
+	fakeEachVersion(t, func(t *testing.T, v mqtt.ProtocolVersion, _ packet.Version) {
+		n, st, events := stormCount(t, v, &packet.Connack{}, nil)
+		t.Logf("%d connections in %v", n, stormWindow)
+		if n < 4 || n > 7 {
+			t.Errorf("%d connections in %v; want 4 to 7 (a doubling backoff)", n, stormWindow)
+		}
+		if st.ReconnectAttempts < uint64(n-1) || st.ConnectionLosses < uint64(n-1) {
+			t.Errorf("Stats: %d reconnect attempts, %d connection losses for %d connections", st.ReconnectAttempts, st.ConnectionLosses, n)
+		}
+		var prev time.Duration
+		for _, e := range events {
+			if e.Kind != mqtt.EventReconnecting {
+				continue
+			}
+			if e.Delay < prev {
+				t.Errorf("reconnect wait %v after %v: the backoff went back", e.Delay, prev)
+			}
+			prev = e.Delay
+		}
+	})
+}
+
+// TestFakeStormServerBusy: a broker that ends each connection at once with
+// a DISCONNECT saying it is busy, over quota or rate-limited (MQTT 5.0
+// reason codes 0x89, 0x97, 0x96, 0x9F) is backed off from: at most 7
+// connections in 10 s.
+func TestFakeStormServerBusy(t *testing.T) {
+	t.Parallel()
+	for _, code := range []packet.ReasonCode{packet.ServerBusy, packet.QuotaExceeded, packet.MessageRateTooHigh, packet.ConnectionRateExceeded} {
+		t.Run(code.String(), func(t *testing.T) {
+			fakeBubble(t, func(t *testing.T) {
+				n, _, events := stormCount(t, mqtt.Version5, &packet.Connack{}, &packet.Disconnect{ReasonCode: code})
+				if n < 4 || n > 7 {
+					t.Errorf("%d connections in %v; want 4 to 7", n, stormWindow)
+				}
+				for _, e := range events {
+					if re, ok := errors.AsType[*mqtt.ReasonError](e.Err); e.Kind == mqtt.EventConnectionLost && (!ok || re.Code != code) {
+						t.Errorf("EventConnectionLost with %v, want the DISCONNECT's %v", e.Err, code)
+					}
+				}
+			})
+		})
 	}
 }
 
-// fakeRcDone reports, inside a bubble, whether p has completed once
-// every goroutine has settled.
-func fakeRcDone(p *mqtt.Pending) bool {
-	synctest.Wait()
+// TestFakeStormBusyAfterHealthyConnection: a DISCONNECT saying the server
+// is busy does not let even a long connection reset the backoff: the first
+// attempt after it waits twice MinDelay, not MinDelay.
+func TestFakeStormBusyAfterHealthyConnection(t *testing.T) {
+	fakeBubble(t, func(t *testing.T) {
+		c, b, fc := fakeRcClient(t, mqtt.Config{ClientID: "busy", Version: mqtt.Version5, KeepAlive: -1}, &packet.Connack{})
+		fakeAdvance(time.Minute)
+		fc.send(&packet.Disconnect{ReasonCode: packet.ServerBusy})
+		fakeRcExpectEvent(t, c, mqtt.EventConnectionLost)
+		if e := fakeRcExpectEvent(t, c, mqtt.EventReconnecting); !fakeRcWithin(e.Delay, 2*time.Second) {
+			t.Errorf("first attempt after Server busy waits %v, want 2 s ±25%% (MinDelay 1 s doubled)", e.Delay)
+		}
+		fakeRcAccept(t, b, &packet.Connack{})
+		fakeRcExpectEvent(t, c, mqtt.EventConnected)
+	})
+}
+
+// TestFakeStormSessionTakenOver: two clients sharing a Client ID used to
+// take the session from each other about 50 times in 10 s. On MQTT 5.0 the
+// broker says so (DISCONNECT 0x8E); the client then waits MaxDelay before
+// its first attempt, so in 10 s it makes no connection at all, and the
+// event says why.
+func TestFakeStormSessionTakenOver(t *testing.T) {
+	fakeBubble(t, func(t *testing.T) {
+		n, st, events := stormCount(t, mqtt.Version5, &packet.Connack{}, &packet.Disconnect{ReasonCode: packet.SessionTakenOver})
+		if n != 1 {
+			t.Errorf("%d connections in %v after the session was taken over; want only the first", n, stormWindow)
+		}
+		if st.ConnectionLosses != 1 || st.ReconnectAttempts != 1 {
+			t.Errorf("Stats: %d losses, %d attempts; want 1 and 1 (waiting)", st.ConnectionLosses, st.ReconnectAttempts)
+		}
+		var sawLost, sawWait bool
+		for _, e := range events {
+			switch e.Kind {
+			case mqtt.EventConnectionLost:
+				re, ok := errors.AsType[*mqtt.ReasonError](e.Err)
+				sawLost = ok && re.Code == packet.SessionTakenOver
+			case mqtt.EventReconnecting:
+				sawWait = e.Delay == 30*time.Second
+			}
+		}
+		if !sawLost || !sawWait {
+			t.Errorf("events %+v: want EventConnectionLost with Session taken over and EventReconnecting after MaxDelay (30 s)", events)
+		}
+	})
+}
+
+// TestFakeStormShortConnectionsKeepBackingOff: a client whose connections
+// end soon after they start (3.1.1 has no DISCONNECT from the server, so a
+// session taken over looks like this) keeps growing its backoff across
+// them, and starts again from MinDelay only after a connection that lasted
+// HealthyAfter.
+func TestFakeStormShortConnectionsKeepBackingOff(t *testing.T) {
+	fakeBubble(t, func(t *testing.T) {
+		cfg := mqtt.Config{ClientID: "short", Version: mqtt.Version311, KeepAlive: -1}
+		c, b, fc := fakeRcClient(t, cfg, &packet.Connack{})
+		want := []time.Duration{2 * time.Second, 4 * time.Second, 4 * time.Second}
+		for i, w := range want {
+			fakeAdvance(time.Second) // shorter than HealthyAfter
+			fc.bc.Close()
+			fakeRcExpectEvent(t, c, mqtt.EventConnectionLost)
+			if e := fakeRcExpectEvent(t, c, mqtt.EventReconnecting); !fakeRcWithin(e.Delay, w) {
+				t.Errorf("connection %d: first attempt waits %v, want %v ±25%%", i+2, e.Delay, w)
+			}
+			fc, _ = fakeRcAccept(t, b, &packet.Connack{})
+			fakeRcExpectEvent(t, c, mqtt.EventConnected)
+		}
+		if e := fakeRcDrop(t, c, fc); !fakeRcWithin(e.Delay, time.Second) {
+			t.Errorf("after a healthy connection the first attempt waits %v, want MinDelay (1 s) ±25%%", e.Delay)
+		}
+	})
+}
+
+// restartMode is how TestMosquittoBrokerRestart takes the broker down.
+type restartMode int
+
+const (
+	// restartStop stops the broker with SIGTERM while messages flow. With
+	// persistence on, mosquitto saves every session, with its queued and
+	// in-flight messages, as it exits, so the clients resume their sessions
+	// and no message may be lost or, at QoS 2, duplicated.
+	restartStop restartMode = iota
+	// restartKill kills the broker with SIGKILL. Mosquitto only has what
+	// its last autosave (every second) wrote, so the kill comes once the
+	// traffic has settled and been saved; the sessions then survive, and
+	// the publishes made while the broker is down go out after it is back.
+	// (Killed in mid-traffic, the broker comes back with state up to a
+	// second old: messages it acknowledged since are gone, and a stale
+	// incoming QoS 2 packet ID makes it discard a new message that reuses
+	// the ID. Nothing a client can do about either.)
+	restartKill
+	// restartKillLost kills a broker without persistence while messages
+	// flow: it comes back with no sessions at all. One client publishes and
+	// subscribes, so that its resubscription precedes its re-sent and
+	// queued publishes on the new connection. Messages published before the
+	// kill may be lost (the dead broker had acknowledged them) or, at QoS 2,
+	// duplicated (it had forwarded them, but its PUBREC was lost with it):
+	// they are counted, not failed. Every message published after the kill
+	// must arrive, and once at QoS 2.
+	restartKillLost
+)
+
+func (m restartMode) String() string {
+	return [...]string{"stop", "kill", "kill-lost"}[m]
+}
+
+// TestMosquittoBrokerRestart takes mosquitto down and brings it back on the
+// same port while a publisher and a subscriber with persistent sessions
+// exchange QoS 1 and QoS 2 messages: both clients notice
+// the loss, reconnect, resume their sessions or resubscribe, the publishes
+// made while the broker is down wait in the offline queue and complete once
+// it is back, and every message whose publish succeeded arrives, QoS 2
+// messages once.
+func TestMosquittoBrokerRestart(t *testing.T) {
+	t.Parallel()
+	for _, ver := range versions {
+		for _, mode := range []restartMode{restartStop, restartKill, restartKillLost} {
+			t.Run(ver.name+"/"+mode.String(), func(t *testing.T) {
+				t.Parallel()
+				runBrokerRestart(t, ver.v, mode)
+			})
+		}
+	}
+}
+
+func runBrokerRestart(t *testing.T, v mqtt.ProtocolVersion, mode restartMode) {
+	opts := brokertest.Options{Persistence: mode != restartKillLost}
+	if mode == restartKill {
+		opts.Extra = append(opts.Extra, "autosave_interval 1", "autosave_on_changes false")
+	}
+	// Mosquitto 2.0.11 needs an in-flight limit (max_inflight_messages,
+	// default 20) above what the clients keep in flight:
+	//   - It refuses a QoS 1 PUBLISH beyond the limit (which counts QoS 2
+	//     messages awaiting PUBREL) with reason 0x97 "quota exceeded" and
+	//     discards the message. 3.1.1 can neither announce the limit nor
+	//     carry a reason code in PUBACK: the publisher sees a plain PUBACK
+	//     and the message is gone. (Over 5.0 the limit is announced as
+	//     Receive Maximum, which the client honours.)
+	//   - After a restart it restores at most that many in-flight
+	//     messages per client with their state and sends the others again
+	//     as new PUBLISHes: a QoS 2 message past PUBREL whose PUBCOMP it
+	//     had not read when it stopped arrives a second time. The
+	//     subscriber's Receive Maximum (256) keeps it below 1000.
+	opts.Extra = append(opts.Extra, "max_inflight_messages 1000")
+	b := brokertest.Start(t, opts)
+	ctx, cancel := context.WithTimeout(context.Background(), 45*time.Second)
+	defer cancel()
+	id := uniqueID(t)
+	topic := id + "/restart"
+	persistent := func(clientID string) mqtt.Config {
+		return mqtt.Config{
+			Servers: []string{b.URL()}, ClientID: clientID, Version: v, KeepAlive: 5 * time.Second,
+			CleanStart: false, SessionExpiry: time.Hour,
+			Reconnect: mqtt.ReconnectConfig{MinDelay: 10 * time.Millisecond, MaxDelay: 100 * time.Millisecond},
+		}
+	}
+
+	sub := connect(t, persistent(id+"-sub"))
+	subEvents := watchEvents(t, sub)
+	s, err := sub.Subscribe(ctx, topic, mqtt.ExactlyOnce)
+	if err != nil {
+		t.Fatalf("Subscribe: %v", err)
+	}
+	pub, pubEvents := sub, subEvents
+	if mode != restartKillLost {
+		pub = connect(t, persistent(id+"-pub"))
+		pubEvents = watchEvents(t, pub)
+	}
+	clients := []struct {
+		name   string
+		c      *mqtt.Client
+		events *eventLog
+	}{{"subscriber", sub, subEvents}, {"publisher", pub, pubEvents}}
+	if pub == sub {
+		clients = clients[:1]
+		clients[0].name = "client"
+	}
+
+	rx := newRestartReceiver(s, sub)
+	defer rx.stop()
+	pb := &restartPublisher{c: pub, topic: topic}
+
+	const (
+		total  = 1200 // messages in the streaming modes, half of them QoS 2
+		window = 64   // publishes in flight at most
+	)
+	var streamErr chan error
+	if mode == restartKill {
+		// Settle and let the broker save the settled state twice over.
+		if err := pb.publish(ctx, 300, window); err != nil {
+			t.Fatalf("publishing before the kill: %v", err)
+		}
+		waitUntil(ctx, t, "all messages published before the kill to arrive", func() bool { return rx.count() == 300 }, func() string { return rx.missing(pb.all()) })
+		// Wait for an autosave that started after the traffic settled.
+		settled := time.Now()
+		db := filepath.Join(b.Dir(), "data", "mosquitto.db")
+		waitUntil(ctx, t, "the broker to save the settled state", func() bool {
+			fi, err := os.Stat(db)
+			return err == nil && fi.ModTime().After(settled.Add(1100*time.Millisecond))
+		})
+	} else {
+		streamErr = make(chan error, 1)
+		go func() { streamErr <- pb.publish(ctx, total, window) }()
+		waitUntil(ctx, t, "a quarter of the messages to arrive", func() bool { return rx.count() >= total/4 })
+	}
+
+	// Down.
+	marks := make([]int, len(clients))
+	for i, c := range clients {
+		marks[i] = c.events.len()
+	}
+	downAt := time.Now()
+	if mode == restartStop {
+		b.Stop(t)
+	} else {
+		b.Kill(t)
+	}
+	pb.epoch.Store(1)
+	for i, c := range clients {
+		e := c.events.waitFor(ctx, t, marks[i], mqtt.EventConnectionLost)
+		t.Logf("%s: connection lost after %v: %v", c.name, e.Time.Sub(downAt).Round(time.Millisecond), e.Err)
+	}
+	// Publishes made now wait in the offline queue; in the streaming modes
+	// the publisher's window is full of messages in flight, so add some.
+	pb.start(100)
+	<-time.After(300 * time.Millisecond) // a window in which none of them may complete
+	offline := pb.since(1)
+	for _, m := range offline {
+		select {
+		case <-m.p.Done():
+			t.Fatalf("message %d, published while the broker was down, completed before it was back: %v", m.seq, m.p.Err())
+		default:
+		}
+	}
+
+	// Up.
+	pb.epoch.Store(2)
+	for i, c := range clients {
+		marks[i] = c.events.len()
+	}
+	b.Restart(t)
+	t.Logf("broker down for %v; %d publishes made meanwhile", time.Since(downAt).Round(time.Millisecond), len(offline))
+	sessionsKept := true
+	for i, c := range clients {
+		e := c.events.waitFor(ctx, t, marks[i], mqtt.EventConnected)
+		t.Logf("%s: reconnected, session present %t", c.name, e.SessionPresent)
+		sessionsKept = sessionsKept && e.SessionPresent
+		if want := mode != restartKillLost; e.SessionPresent != want {
+			if want {
+				t.Errorf("%s: the broker did not resume the session it saved (session present false)", c.name)
+			} else {
+				t.Errorf("%s: session present after a restart without persistence", c.name)
+			}
+		}
+	}
+	if sessionsKept {
+		for i, c := range clients {
+			if c.events.has(marks[i], mqtt.EventResubscribed) {
+				t.Errorf("%s: resubscribed although the broker resumed the session", c.name)
+			}
+		}
+	} else {
+		e := subEvents.waitFor(ctx, t, marks[0], mqtt.EventResubscribed)
+		if e.Err != nil {
+			t.Errorf("resubscription refused: %v", e.Err)
+		}
+		t.Log("the broker lost the sessions (session present false): the subscriber resubscribed; messages published before the restart may be lost or duplicated")
+	}
+
+	// Traffic continues.
+	if mode == restartKill {
+		if err := pb.publish(ctx, 300, window); err != nil {
+			t.Fatalf("publishing after the restart: %v", err)
+		}
+	} else if err := <-streamErr; err != nil {
+		t.Fatalf("publisher: %v", err)
+	}
+	for _, m := range offline {
+		if err := m.p.Wait(ctx); err != nil {
+			t.Errorf("message %d, published while the broker was down: %v", m.seq, err)
+		}
+	}
+
+	// Every message that must arrive does; then give duplicates a moment.
+	msgs := pb.all()
+	mustArrive := func(m *restartMsg) bool { return m.p.Err() == nil && (sessionsKept || m.epoch > 0) }
+	waitUntil(ctx, t, "every message to arrive", func() bool {
+		for _, m := range msgs {
+			if mustArrive(m) && rx.times(m.seq) == 0 {
+				return false
+			}
+		}
+		return true
+	}, func() string { return rx.missing(msgs) })
+	<-time.After(500 * time.Millisecond) // a window for late duplicates to show
+	rx.stop()
+
+	var q1Dups, lost, lostDups int
+	for _, m := range msgs {
+		if err := m.p.Err(); err != nil {
+			t.Errorf("message %d (%v) failed: %v", m.seq, m.qos, err)
+			continue
+		}
+		n := rx.times(m.seq)
+		switch {
+		case n == 0:
+			lost++ // unreachable when mustArrive
+		case n > 1 && m.qos == mqtt.AtLeastOnce:
+			q1Dups += n - 1
+		case n > 1 && mustArrive(m):
+			t.Errorf("QoS 2 message %d (published %s) arrived %d times", m.seq, [...]string{"before the broker went down", "while it was down", "after it was back"}[m.epoch], n)
+		case n > 1:
+			lostDups++
+		}
+	}
+	if lost > 0 || lostDups > 0 {
+		t.Logf("the broker lost its state (session present false): of the messages published before it went down, %d were lost and %d QoS 2 messages arrived twice", lost, lostDups)
+	}
+	if rx.foreign.Load() > 0 || rx.wrongQoS.Load() > 0 || rx.unrouted.Load() > 0 {
+		t.Errorf("%d messages with an unknown payload, %d with the wrong QoS, %d outside the subscription's channel",
+			rx.foreign.Load(), rx.wrongQoS.Load(), rx.unrouted.Load())
+	}
+	t.Logf("%d messages (%d published while the broker was down), %d QoS 1 duplicates", len(msgs), len(offline), q1Dups)
+
+	if pub != sub {
+		if err := pub.Disconnect(ctx); err != nil {
+			t.Errorf("publisher Disconnect: %v", err)
+		}
+	}
+	if err := sub.Disconnect(ctx); err != nil {
+		t.Errorf("subscriber Disconnect: %v", err)
+	}
+}
+
+// waitUntil polls cond until it holds, failing the test when ctx ends.
+func waitUntil(ctx context.Context, t *testing.T, what string, cond func() bool, explain ...func() string) {
+	t.Helper()
+	tick := time.NewTicker(5 * time.Millisecond)
+	defer tick.Stop()
+	for !cond() {
+		select {
+		case <-tick.C:
+		case <-ctx.Done():
+			var why string
+			for _, f := range explain {
+				why += ": " + f()
+			}
+			t.Fatalf("timed out waiting for %s%s", what, why)
+		}
+	}
+}
+
+// restartMsg is one message published by a restartPublisher.
+type restartMsg struct {
+	seq   uint64
+	qos   mqtt.QoS
+	epoch int32 // 0: published before the broker went down, 1: while it was down, 2: after it was back
+	p     *mqtt.Pending
+}
+
+// restartPublisher publishes numbered messages, alternating QoS 1 and 2.
+type restartPublisher struct {
+	c     *mqtt.Client
+	topic string
+	epoch atomic.Int32
+
+	mu   sync.Mutex
+	msgs []*restartMsg // guarded by mu; index = seq
+}
+
+func restartQoS(seq uint64) mqtt.QoS { return mqtt.QoS(1 + seq%2) }
+
+// start starts n publishes and returns them.
+func (pb *restartPublisher) start(n int) []*restartMsg {
+	ms := make([]*restartMsg, n)
+	for i := range ms {
+		ms[i] = pb.next()
+	}
+	return ms
+}
+
+func (pb *restartPublisher) next() *restartMsg {
+	pb.mu.Lock()
+	defer pb.mu.Unlock()
+	seq := uint64(len(pb.msgs))
+	m := &restartMsg{seq: seq, qos: restartQoS(seq), epoch: pb.epoch.Load()}
+	// The client keeps the payload until the publish completes.
+	m.p = pb.c.PublishAsync(mqtt.Message{Topic: pb.topic, Payload: binary.BigEndian.AppendUint64(nil, seq), QoS: m.qos})
+	pb.msgs = append(pb.msgs, m)
+	return m
+}
+
+// publish publishes n messages with at most window of them in flight and
+// waits for all to complete. It returns an error only if ctx ends.
+func (pb *restartPublisher) publish(ctx context.Context, n, window int) error {
+	inFlight := make([]*restartMsg, 0, window)
+	for range n {
+		if len(inFlight) == window {
+			if inFlight[0].p.Wait(ctx); ctx.Err() != nil {
+				return ctx.Err()
+			}
+			inFlight = inFlight[1:]
+		}
+		inFlight = append(inFlight, pb.next())
+	}
+	for _, m := range inFlight {
+		if m.p.Wait(ctx); ctx.Err() != nil {
+			return ctx.Err()
+		}
+	}
+	return nil
+}
+
+// since returns the messages published in epoch e or later.
+func (pb *restartPublisher) since(e int32) []*restartMsg {
+	pb.mu.Lock()
+	defer pb.mu.Unlock()
+	var ms []*restartMsg
+	for _, m := range pb.msgs {
+		if m.epoch >= e {
+			ms = append(ms, m)
+		}
+	}
+	return ms
+}
+
+func (pb *restartPublisher) all() []*restartMsg { return pb.since(0) }
+
+// restartReceiver counts the deliveries of each message number.
+type restartReceiver struct {
+	quit     chan struct{}
+	done     chan struct{}
+	stopOnce sync.Once
+
+	mu   sync.Mutex
+	seen map[uint64]int // guarded by mu
+
+	foreign, wrongQoS, unrouted atomic.Int64
+}
+
+func newRestartReceiver(s *mqtt.Subscription, c *mqtt.Client) *restartReceiver {
+	r := &restartReceiver{quit: make(chan struct{}), done: make(chan struct{}), seen: make(map[uint64]int)}
+	go func() {
+		defer close(r.done)
+		subCh, defCh := s.Messages(), c.Messages()
+		for subCh != nil || defCh != nil {
+			select {
+			case m, ok := <-subCh:
+				if !ok {
+					subCh = nil
+					continue
+				}
+				r.add(m)
+			case m, ok := <-defCh:
+				if !ok {
+					defCh = nil
+					continue
+				}
+				r.unrouted.Add(1)
+				r.add(m)
+			case <-r.quit:
+				return
+			}
+		}
+	}()
+	return r
+}
+
+func (r *restartReceiver) add(m mqtt.Message) {
+	if len(m.Payload) != 8 {
+		r.foreign.Add(1)
+		return
+	}
+	seq := binary.BigEndian.Uint64(m.Payload)
+	if m.QoS != restartQoS(seq) {
+		r.wrongQoS.Add(1)
+	}
+	r.mu.Lock()
+	r.seen[seq]++
+	r.mu.Unlock()
+}
+
+func (r *restartReceiver) stop() {
+	r.stopOnce.Do(func() { close(r.quit) })
+	<-r.done
+}
+
+// count returns how many distinct messages arrived.
+func (r *restartReceiver) count() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.seen)
+}
+
+// missing describes the messages of ms that have not arrived.
+func (r *restartReceiver) missing(ms []*restartMsg) string {
+	var lost []string
+	for _, m := range ms {
+		if r.times(m.seq) == 0 {
+			lost = append(lost, fmt.Sprintf("%d (%v, epoch %d, done %t, err %v)", m.seq, m.qos, m.epoch, isDone(m.p), m.p.Err()))
+		}
+	}
+	if len(lost) > 20 {
+		lost = append(lost[:20], "...")
+	}
+	return fmt.Sprintf("%d missing: %v", len(lost), lost)
+}
+
+func isDone(p *mqtt.Pending) bool {
 	select {
 	case <-p.Done():
 		return true
@@ -138,53 +962,100 @@ func fakeRcDone(p *mqtt.Pending) bool {
 	}
 }
 
-// fakeRcWithin checks that d lies within ±25 % of nominal.
-func fakeRcWithin(d, nominal time.Duration) bool {
-	return d >= nominal-nominal/4 && d <= nominal+nominal/4
+func (r *restartReceiver) times(seq uint64) int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.seen[seq]
 }
 
-// fakeRcResent returns the PUBLISH p as the client must send it again.
-func fakeRcResent(p *packet.Publish, dup bool) *packet.Publish {
-	q := *p
-	q.Dup = dup
-	return &q
+// eventLog records a client's Events.
+type eventLog struct {
+	mu      sync.Mutex
+	events  []mqtt.Event  // guarded by mu
+	changed chan struct{} // signalled after each append
+	done    chan struct{}
 }
 
-// fakeRcSubscribe subscribes to filters; the broker answers the SUBSCRIBE
-// with codes, or grants each filter its QoS when codes is nil. It returns
-// the subscription, the SUBSCRIBE and the error of SubscribeFilters.
-func fakeRcSubscribe(t *testing.T, c *mqtt.Client, fc *fakeConn, codes []packet.ReasonCode, filters ...mqtt.Filter) (*mqtt.Subscription, *packet.Subscribe, error) {
-	t.Helper()
-	var sub *mqtt.Subscription
-	call := fakeAsync(t, func() error {
-		var err error
-		sub, err = c.SubscribeFilters(context.Background(), filters...)
-		return err
+// watchEvents records c's events until c stops.
+func watchEvents(t *testing.T, c *mqtt.Client) *eventLog {
+	l := &eventLog{changed: make(chan struct{}, 1), done: make(chan struct{})}
+	go func() {
+		defer close(l.done)
+		// The channel is closed once the client has stopped.
+		for e := range c.Events() {
+			l.add(e)
+		}
+	}()
+	t.Cleanup(func() {
+		c.Close()
+		<-l.done
+		if n := c.Stats().EventsDropped; n > 0 {
+			t.Errorf("%d events dropped", n)
+		}
 	})
-	sp := fc.expectSubscribe()
-	if codes == nil {
-		for _, s := range sp.Subscriptions {
-			codes = append(codes, packet.ReasonCode(s.QoS))
-		}
-	}
-	fc.send(&packet.Suback{PacketID: sp.PacketID, ReasonCodes: codes})
-	err := call.wait()
-	return sub, sp, err
+	return l
 }
 
-// fakeRcDrain returns, inside a bubble, the packets the client has sent
-// and the test not yet read, once every goroutine has settled.
-func fakeRcDrain(fc *fakeConn) []packet.Packet {
-	synctest.Wait()
-	var got []packet.Packet
-	for {
-		select {
-		case p := <-fc.pkts:
-			got = append(got, p)
-		default:
-			return got
+func (l *eventLog) add(e mqtt.Event) {
+	l.mu.Lock()
+	l.events = append(l.events, e)
+	l.mu.Unlock()
+	select {
+	case l.changed <- struct{}{}:
+	default:
+	}
+}
+
+func (l *eventLog) len() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return len(l.events)
+}
+
+// find returns the first event of kind k at index from or later.
+func (l *eventLog) find(from int, k mqtt.EventKind) (mqtt.Event, bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, e := range l.events[min(from, len(l.events)):] {
+		if e.Kind == k {
+			return e, true
 		}
 	}
+	return mqtt.Event{}, false
+}
+
+func (l *eventLog) has(from int, k mqtt.EventKind) bool {
+	_, ok := l.find(from, k)
+	return ok
+}
+
+// waitFor waits for an event of kind k at index from or later.
+func (l *eventLog) waitFor(ctx context.Context, t *testing.T, from int, k mqtt.EventKind) mqtt.Event {
+	t.Helper()
+	for {
+		if e, ok := l.find(from, k); ok {
+			return e
+		}
+		select {
+		case <-l.changed:
+		case <-ctx.Done():
+			l.mu.Lock()
+			defer l.mu.Unlock()
+			t.Fatalf("no %v event: %v (events so far: %s)", k, ctx.Err(), describeEvents(l.events))
+		}
+	}
+}
+
+func describeEvents(es []mqtt.Event) string {
+	var errs []error
+	s := ""
+	for _, e := range es {
+		s += e.Kind.String() + "; "
+		if e.Err != nil {
+			errs = append(errs, e.Err)
+		}
+	}
+	return fmt.Sprintf("%s errors: %v", s, errors.Join(errs...))
 }
 
 // fakeRcAck sends the acknowledgement of type typ for packet identifier id.
@@ -1161,6 +2032,50 @@ func TestFakeReconnectClose(t *testing.T) {
 					t.Errorf("%d connection attempts after Close", n)
 				}
 			})
+		})
+	}
+}
+
+func TestMosquittoPersistentSession(t *testing.T) {
+	t.Parallel()
+	b := brokertest.Start(t, brokertest.Options{})
+	for _, ver := range versions {
+		t.Run(ver.name, func(t *testing.T) {
+			t.Parallel()
+			ctx := testContext(t)
+			id := uniqueID(t)
+			// A 3.1.1 session persists only without Clean Session [MQTT-3.1.2-6];
+			// a 5.0 one persists after a clean start when it has a Session Expiry.
+			cfg := mqtt.Config{Servers: []string{b.URL()}, ClientID: id + "-p", Version: ver.v,
+				CleanStart: ver.v == mqtt.Version5, SessionExpiry: time.Hour}
+			first := connect(t, cfg)
+			if first.SessionPresent() {
+				t.Fatal("session present on a clean start")
+			}
+			if _, err := first.Subscribe(ctx, id+"/q", 1); err != nil {
+				t.Fatal(err)
+			}
+			if err := first.Disconnect(ctx); err != nil {
+				t.Fatal(err)
+			}
+			pub := connect(t, mqtt.Config{Servers: []string{b.URL()}, ClientID: id + "-pub", Version: ver.v})
+			for i := range 5 {
+				if err := pub.Publish(ctx, mqtt.Message{Topic: id + "/q", Payload: []byte(fmt.Sprint(i)), QoS: 1}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			cfg.CleanStart = false
+			second := connect(t, cfg)
+			if !second.SessionPresent() {
+				t.Fatal("session not present on resume [MQTT-3.2.2-2]")
+			}
+			// No Subscribe yet: the queued messages arrive on Client.Messages.
+			for i := range 5 {
+				got := receive(t, second.Messages())
+				if string(got.Payload) != fmt.Sprint(i) {
+					t.Fatalf("queued message %d: payload %q", i, got.Payload)
+				}
+			}
 		})
 	}
 }

@@ -3,11 +3,14 @@ package mqtt_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/b4e21b16/mqtt"
+	"github.com/b4e21b16/mqtt/internal/brokertest"
 	"github.com/b4e21b16/mqtt/internal/fakebroker"
 	"github.com/b4e21b16/mqtt/packet"
 )
@@ -385,5 +388,71 @@ func TestFakeKeepAliveSpacingWhileStalled(t *testing.T) {
 				})
 			})
 		}
+	}
+}
+
+func TestMosquittoPing(t *testing.T) {
+	t.Parallel()
+	b := brokertest.Start(t, brokertest.Options{})
+	c := connect(t, mqtt.Config{Servers: []string{b.URL()}, ClientID: uniqueID(t)})
+	rtt, err := c.Ping(testContext(t))
+	if err != nil || rtt <= 0 || rtt > time.Second {
+		t.Fatalf("Ping = %v, %v; want a positive round trip under 1 s", rtt, err)
+	}
+}
+
+func TestMosquittoKeepAlive(t *testing.T) {
+	t.Parallel()
+	b := brokertest.Start(t, brokertest.Options{})
+	for _, ver := range versions {
+		t.Run(ver.name, func(t *testing.T) {
+			t.Parallel()
+			c := connect(t, mqtt.Config{Servers: []string{b.URL()}, ClientID: uniqueID(t), Version: ver.v, KeepAlive: time.Second})
+			// An idle client stays connected for several keepalive periods:
+			// without PINGREQ the broker would drop it after 1.5 s [MQTT-3.1.2-24].
+			select {
+			case <-c.Done():
+				t.Fatalf("connection ended: %v", c.Err())
+			case <-time.After(3500 * time.Millisecond):
+			}
+			if _, err := c.Ping(testContext(t)); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+}
+
+// TestFakeKeepAliveTimerDoesNotSpin: session.keepAlive re-arms its timer with
+// max(next, time.Millisecond), where next = KeepAlive - idle turns negative
+// once a PINGREQ has been outstanding for a whole interval. Whenever the
+// ping deadline keeps moving (packets arrive but no PINGRESP, or the session
+// holds reading back under OverflowPolicy Block, where the deadline is
+// pushed on every run), the session goroutine wakes every millisecond: in
+// a 10 minute stall of the application, 580,000 wake-ups. The timer should
+// be set to the ping deadline (or the next keepalive) only. The test stalls
+// the application for 10 minutes of fake time and checks the real time the
+// bubble took: about 8 s with -race now, milliseconds without the spin.
+func TestFakeKeepAliveTimerDoesNotSpin(t *testing.T) {
+	t.Parallel()
+	start := time.Now()
+	synctest.Test(t, func(t *testing.T) {
+		c, fc, _ := fakeClient(t, mqtt.Config{ClientID: "b", Version: mqtt.Version5, KeepAlive: 10 * time.Second,
+			MemoryLimit: 1, QoS0Overflow: mqtt.Block}, &packet.Connack{})
+		sub := fakeSubscribe(t, c, fc, mqtt.Filter{Topic: "f/#"})
+		var flood []packet.Packet
+		for i := range 40 {
+			flood = append(flood, &packet.Publish{Topic: fmt.Sprint("f/", i)})
+		}
+		sent := fc.sendAsync(flood...)
+		// A timer re-armed every millisecond would wake 36 million times in
+		// these ten hours; a correct one wakes a few thousand times.
+		fakeAdvance(10 * time.Hour)
+		for range 40 {
+			fakeRecv(t, sub.Messages())
+		}
+		<-sent
+	})
+	if d := time.Since(start); d > 20*time.Second {
+		t.Errorf("10 hours of fake time with a stalled application took %v of real time: the keepalive timer spins", d)
 	}
 }

@@ -13,12 +13,6 @@ import (
 	"github.com/b4e21b16/mqtt/packet"
 )
 
-// Enhanced authentication (MQTT 5.0 section 4.12) against the scripted
-// broker, with a toy mechanism whose server side the tests play. Real
-// mechanisms live in their own modules (SCRAM in
-// github.com/b4e21b16/mqtt/scram) and are tested there against the same
-// broker.
-
 // testAuthMethod is the Authentication Method of testAuth.
 const testAuthMethod = "TEST-HMAC"
 

@@ -8,10 +8,101 @@ import (
 	"time"
 
 	"github.com/b4e21b16/mqtt"
+	"github.com/b4e21b16/mqtt/internal/brokertest"
 	"github.com/b4e21b16/mqtt/internal/fakebroker"
 	"github.com/b4e21b16/mqtt/packet"
 	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
 )
+
+func TestMosquittoPublishSubscribeEachQoS(t *testing.T) {
+	t.Parallel()
+	b := brokertest.Start(t, brokertest.Options{})
+	for _, ver := range versions {
+		for _, qos := range []mqtt.QoS{0, 1, 2} {
+			t.Run(fmt.Sprintf("%s/qos%d", ver.name, qos), func(t *testing.T) {
+				t.Parallel()
+				ctx := testContext(t)
+				id := uniqueID(t)
+				sub := connect(t, mqtt.Config{Servers: []string{b.URL()}, ClientID: id + "-sub", Version: ver.v})
+				pub := connect(t, mqtt.Config{Servers: []string{b.URL()}, ClientID: id + "-pub", Version: ver.v})
+				if got := sub.Connection().Version; got != ver.v {
+					t.Fatalf("ProtocolVersion = %v, want %v", got, ver.v)
+				}
+				s, err := sub.Subscribe(ctx, id+"/+/temp", qos)
+				if err != nil {
+					t.Fatalf("Subscribe: %v", err)
+				}
+				if diff := cmp.Diff([]mqtt.FilterResult{{Filter: id + "/+/temp", Code: mqtt.ReasonCode(qos)}}, s.Granted(), ignoreAck); diff != "" {
+					t.Errorf("Granted (-want +got):\n%s", diff)
+				}
+				const n = 50
+				for i := range n {
+					m := mqtt.Message{Topic: fmt.Sprintf("%s/%d/temp", id, i), Payload: []byte(fmt.Sprint(i)), QoS: qos}
+					if err := pub.Publish(ctx, m); err != nil {
+						t.Fatalf("Publish %d: %v", i, err)
+					}
+				}
+				for i := range n {
+					got := receive(t, s.Messages())
+					want := mqtt.Message{Topic: fmt.Sprintf("%s/%d/temp", id, i), Payload: []byte(fmt.Sprint(i)), QoS: qos}
+					if diff := cmp.Diff(want, got, cmpopts.EquateEmpty(), cmpopts.IgnoreFields(mqtt.Message{}, "SubscriptionIDs"), ignoreAck); diff != "" {
+						t.Fatalf("message %d (-want +got):\n%s", i, diff)
+					}
+				}
+				if err := pub.Disconnect(ctx); err != nil {
+					t.Errorf("Disconnect: %v", err)
+				}
+				if err := pub.Err(); !errors.Is(err, mqtt.ErrClosed) {
+					t.Errorf("Err after Disconnect = %v, want ErrClosed", err)
+				}
+			})
+		}
+	}
+}
+
+func TestMosquittoRetained(t *testing.T) {
+	t.Parallel()
+	b := brokertest.Start(t, brokertest.Options{})
+	for _, ver := range versions {
+		t.Run(ver.name, func(t *testing.T) {
+			t.Parallel()
+			ctx := testContext(t)
+			id := uniqueID(t)
+			pub := connect(t, mqtt.Config{Servers: []string{b.URL()}, ClientID: id + "-pub", Version: ver.v})
+			if err := pub.Publish(ctx, mqtt.Message{Topic: id + "/state", Payload: []byte("on"), QoS: 1, Retain: true}); err != nil {
+				t.Fatal(err)
+			}
+			sub := connect(t, mqtt.Config{Servers: []string{b.URL()}, ClientID: id + "-sub", Version: ver.v})
+			s, err := sub.Subscribe(ctx, id+"/#", 1)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := receive(t, s.Messages())
+			if got.Topic != id+"/state" || string(got.Payload) != "on" || !got.Retain {
+				t.Fatalf("got %v retain=%t payload %q; want the retained message", got.Topic, got.Retain, got.Payload)
+			}
+			// A live publish arrives without the retain flag [MQTT-3.3.1-9].
+			if err := pub.Publish(ctx, mqtt.Message{Topic: id + "/state", Payload: []byte("off"), QoS: 1, Retain: true}); err != nil {
+				t.Fatal(err)
+			}
+			if got := receive(t, s.Messages()); got.Retain || string(got.Payload) != "off" {
+				t.Fatalf("live message retain=%t payload %q; want retain=false, off", got.Retain, got.Payload)
+			}
+			// An empty retained payload clears it [MQTT-3.3.1-10].
+			if err := pub.Publish(ctx, mqtt.Message{Topic: id + "/state", QoS: 1, Retain: true}); err != nil {
+				t.Fatal(err)
+			}
+			receive(t, s.Messages())
+			late := connect(t, mqtt.Config{Servers: []string{b.URL()}, ClientID: id + "-late", Version: ver.v})
+			ls, err := late.Subscribe(ctx, id+"/#", 1)
+			if err != nil {
+				t.Fatal(err)
+			}
+			expectNone(t, ls.Messages(), 200*time.Millisecond)
+		})
+	}
+}
 
 // TestFakePublishQoS0 checks the PUBLISH of a QoS 0 message: no packet
 // identifier [MQTT-2.2.1-2], DUP 0 [MQTT-3.3.1-2], the retain flag, topic and

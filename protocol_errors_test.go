@@ -13,30 +13,7 @@ import (
 	"github.com/b4e21b16/mqtt/internal/fakebroker"
 	"github.com/b4e21b16/mqtt/packet"
 	"github.com/google/go-cmp/cmp"
-	"github.com/google/go-cmp/cmp/cmpopts"
 )
-
-// fakeExpectViolationClose checks how the client ends a connection after the
-// broker broke the protocol: over MQTT 5.0 it first sends DISCONNECT with
-// reason code want (MQTT 5.0 section 4.13); over 3.1.1 it just closes. The client
-// then stops with an error wrapping ErrConnectionLost and
-// ErrProtocolViolation, which fakeExpectViolationClose returns.
-func fakeExpectViolationClose(t *testing.T, c *mqtt.Client, fc *fakeConn, wire packet.Version, want packet.ReasonCode) error {
-	t.Helper()
-	got := fc.expectClosed()
-	var wantPkts []packet.Packet
-	if wire == packet.V5 {
-		wantPkts = []packet.Packet{&packet.Disconnect{ReasonCode: want}}
-	}
-	if diff := cmp.Diff(wantPkts, got, cmpopts.EquateEmpty()); diff != "" {
-		t.Errorf("packets before the client closed (-want +got):\n%s", diff)
-	}
-	err := fakeWaitDone(t, c, fakeTimeout)
-	if !errors.Is(err, mqtt.ErrProtocolViolation) || !errors.Is(err, mqtt.ErrConnectionLost) {
-		t.Errorf("Err = %v, want ErrProtocolViolation and ErrConnectionLost", err)
-	}
-	return err
-}
 
 // TestFakeAckUnknownPacketID checks that an acknowledgement for a packet
 // identifier the client has not used, or for the wrong step of an exchange,
@@ -399,5 +376,33 @@ func TestFakeBrokerClosesMidPacketTCP(t *testing.T) {
 		}
 	default:
 		t.Error("in-flight publish still pending after Done closed")
+	}
+}
+
+// TestFakeViolationDrainedAtConnectionEnd: a protocol violation that the
+// reader handed to the session before the connection ended is handled
+// while connectionEnded drains the session's input. protocolFailCode then
+// finds s.conn still set and calls connectionEnded again, which shuts the
+// session down; the outer connectionEnded then calls shutdown a second time
+// and close(s.stopPumps) panics: "close of closed channel", which takes the
+// application down. Here the session has stopped reading (the application
+// holds Receive Maximum unacknowledged messages), the broker sends a PUBACK
+// for an unknown packet identifier and hangs up.
+func TestFakeViolationDrainedAtConnectionEnd(t *testing.T) {
+	if !fakeInChildProcess(t) {
+		return
+	}
+	for _, ver := range fakeVersions {
+		synctest.Test(t, func(t *testing.T) {
+			c, fc, _ := fakeClient(t, mqtt.Config{ClientID: "b", Version: ver.v, ReceiveMaximum: 1, KeepAlive: -1}, &packet.Connack{})
+			fc.send(&packet.Publish{Topic: "held", QoS: 1, PacketID: 1})
+			fc.send(&packet.Ack{PacketType: packet.PUBACK, PacketID: 9})
+			synctest.Wait()
+			fc.bc.Close()
+			err := fakeWaitDone(t, c, fakeTimeout)
+			if !errors.Is(err, mqtt.ErrConnectionLost) {
+				t.Errorf("%s: Err = %v, want ErrConnectionLost", ver.name, err)
+			}
+		})
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/b4e21b16/mqtt"
+	"github.com/b4e21b16/mqtt/internal/brokertest"
 	"github.com/b4e21b16/mqtt/internal/fakebroker"
 	"github.com/b4e21b16/mqtt/packet"
 	"github.com/google/go-cmp/cmp"
@@ -512,5 +513,143 @@ func TestFakeConnectionDescribesWhatWasAgreed(t *testing.T) {
 		if diff := cmp.Diff(want, c.Connection()); diff != "" {
 			t.Errorf("Connection after reconnecting (-want +got):\n%s", diff)
 		}
+	})
+}
+
+func TestMosquittoBadCredentialsRefused(t *testing.T) {
+	t.Parallel()
+	b := brokertest.Start(t, brokertest.Options{Users: map[string]string{"alice": "s3cret"}})
+	for _, ver := range versions {
+		t.Run(ver.name, func(t *testing.T) {
+			t.Parallel()
+			ctx := testContext(t)
+			c, err := mqtt.Connect(ctx, mqtt.Config{Servers: []string{b.URL()}, ClientID: uniqueID(t),
+				Username: "alice", Password: []byte("wrong-password"), Version: ver.v})
+			var ce *mqtt.ConnectError
+			if !errors.As(err, &ce) {
+				t.Fatalf("Connect = %v, %v; want *ConnectError", c, err)
+			}
+			want := mqtt.ReasonCode(0x86) // bad user name or password
+			if ver.v == mqtt.Version311 {
+				want = 4 // [MQTT-3.2.2.3] return code 4; mosquitto answers 5 (not authorized)
+			}
+			if ce.Code != want && ce.Code != 5 && ce.Code != 0x87 {
+				t.Errorf("Code = %v, want %v (or not authorized)", ce.Code, want)
+			}
+			if msg := err.Error(); strings.Contains(msg, "wrong-password") {
+				t.Errorf("error reveals the password: %s", msg)
+			}
+			good := connect(t, mqtt.Config{Servers: []string{b.URL()}, ClientID: uniqueID(t),
+				Username: "alice", Password: []byte("s3cret"), Version: ver.v})
+			if _, err := good.Ping(ctx); err != nil {
+				t.Fatalf("Ping with good credentials: %v", err)
+			}
+		})
+	}
+}
+
+func TestMosquittoWill(t *testing.T) {
+	t.Parallel()
+	b := brokertest.Start(t, brokertest.Options{})
+	for _, ver := range versions {
+		t.Run(ver.name, func(t *testing.T) {
+			t.Parallel()
+			ctx := testContext(t)
+			id := uniqueID(t)
+			watcher := connect(t, mqtt.Config{Servers: []string{b.URL()}, ClientID: id + "-w", Version: ver.v})
+			s, err := watcher.Subscribe(ctx, id+"/status", 1)
+			if err != nil {
+				t.Fatal(err)
+			}
+			will := &mqtt.Message{Topic: id + "/status", Payload: []byte("gone"), QoS: 1}
+
+			// Disconnect is graceful: the broker discards the will [MQTT-3.1.2-10].
+			graceful := connect(t, mqtt.Config{Servers: []string{b.URL()}, ClientID: id + "-g", Version: ver.v, Will: will})
+			if err := graceful.Disconnect(ctx); err != nil {
+				t.Fatal(err)
+			}
+			expectNone(t, s.Messages(), 300*time.Millisecond)
+
+			// Close drops the connection without DISCONNECT: the will is published [MQTT-3.1.2-8].
+			abrupt := connect(t, mqtt.Config{Servers: []string{b.URL()}, ClientID: id + "-a", Version: ver.v, Will: will})
+			if err := abrupt.Close(); err != nil {
+				t.Fatal(err)
+			}
+			got := receive(t, s.Messages())
+			if got.Topic != will.Topic || string(got.Payload) != "gone" {
+				t.Fatalf("got %s %q, want the will", got.Topic, got.Payload)
+			}
+		})
+	}
+}
+
+// TestFakeMalformedHeaderBeforeConnackRefused: a malformed fixed header where the
+// CONNACK should be (reserved flag bits [MQTT-2.1.3-1], packet type 0, a
+// Remaining Length over four bytes, a CONNACK larger than the client's
+// Maximum Packet Size) makes Connect fail with the bare *packet.Error
+// ("mqtt: waiting for CONNACK ...: %w" in Client.exchange, dial.go), which
+// does not wrap ErrProtocolViolation; a malformed CONNACK body does.
+// ErrProtocolViolation is documented as covering "a malformed or unexpected
+// packet".
+func TestFakeMalformedHeaderBeforeConnackRefused(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name string
+		raw  []byte
+	}{
+		{"CONNACK-reserved-flags", []byte{0x21, 0x02, 0x00, 0x00}},
+		{"type-0", []byte{0x00, 0x00}},
+		{"remaining-length-5-bytes", []byte{0x20, 0xff, 0xff, 0xff, 0xff, 0x7f}},
+		{"larger-than-MaxPacketSize", append([]byte{0x20, 0x23, 0x00, 0x00, 0x20, 0x1f, 0x00, 0x1d}, "a reason string too long to fit"...)},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			fakeBubble(t, func(t *testing.T) {
+				b := fakebroker.New(t)
+				res := fakeStartConnect(t, context.Background(), b, mqtt.Config{ClientID: "b", Version: mqtt.Version5, MaxPacketSize: 32})
+				bc := fakeAccept(t, b, fakeTimeout)
+				bc.ExpectConnect(t)
+				sent := fakeAsync(t, func() error { return bc.SendRawErr(tc.raw) })
+				c, err := fakeConnectDone(t, res, fakeTimeout)
+				if c != nil || !errors.Is(err, mqtt.ErrProtocolViolation) {
+					t.Errorf("Connect = %v, %v; want an error wrapping ErrProtocolViolation", c, err)
+				}
+				bc.Close()
+				sent.wait()
+			})
+		})
+	}
+}
+
+// TestFakePasswordWithoutUserNameRefused311: with Version311, a Config with a
+// Password and no Username makes Client.exchange (dial.go) send a CONNECT
+// with the Password Flag set and the User Name Flag clear, which MQTT 3.1.1
+// forbids [MQTT-3.1.2-22]; brokers close such a connection. The client
+// should refuse the Config (an *ArgumentError before dialing) or leave the
+// password out; VersionAuto falling back to 3.1.1 has the same problem.
+func TestFakePasswordWithoutUserNameRefused311(t *testing.T) {
+	fakeBubble(t, func(t *testing.T) {
+		b := fakebroker.New(t)
+		res := fakeStartConnect(t, context.Background(), b, mqtt.Config{ClientID: "b", Version: mqtt.Version311, Password: []byte("pw")})
+		synctest.Wait()
+		if b.Pending() == 0 {
+			_, err := fakeConnectDone(t, res, fakeTimeout)
+			if !errors.Is(err, mqtt.ErrInvalidArgument) {
+				t.Errorf("Connect = %v; want ErrInvalidArgument or a valid CONNECT", err)
+			}
+			return
+		}
+		bc := fakeAccept(t, b, fakeTimeout)
+		p, err := bc.ReadErr()
+		if err != nil {
+			t.Errorf("the CONNECT is invalid: %v", err)
+			bc.Close()
+			fakeConnectDone(t, res, fakeTimeout)
+			return
+		}
+		if cp := p.(*packet.Connect); cp.PasswordFlag && !cp.UsernameFlag {
+			t.Errorf("CONNECT has the Password Flag without the User Name Flag [MQTT-3.1.2-22]")
+		}
+		bc.Send(t, &packet.Connack{})
+		fakeConnectDone(t, res, fakeTimeout)
 	})
 }

@@ -20,12 +20,70 @@ import (
 	"sync/atomic"
 	"syscall"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/b4e21b16/mqtt"
 	"github.com/b4e21b16/mqtt/filestore"
 	"github.com/b4e21b16/mqtt/internal/brokertest"
+	"github.com/b4e21b16/mqtt/packet"
 )
+
+// TestFakeStoreInboundQoS2AcrossRestart: with a file store, a QoS 2 message
+// the application received before the process ended (its PUBREC sent, no
+// PUBREL yet) is recorded before the PUBREC goes out, so when the broker
+// re-sends it to the next process (DUP, same packet ID) it is answered with
+// PUBREC and not handed to the application again [MQTT-4.3.3-11].
+func TestFakeStoreInboundQoS2AcrossRestart(t *testing.T) {
+	t.Parallel()
+	for _, ver := range fakeVersions {
+		t.Run(ver.name, func(t *testing.T) {
+			t.Parallel()
+			path := filepath.Join(t.TempDir(), "store")
+			synctest.Test(t, func(t *testing.T) {
+				open := func() mqtt.Store {
+					st, err := filestore.Open(path, &filestore.Options{Sync: filestore.SyncNever})
+					if err != nil {
+						t.Fatal(err)
+					}
+					return st
+				}
+				cfg := mqtt.Config{ClientID: "s", Version: ver.v, SessionExpiry: time.Hour, KeepAlive: -1}
+
+				// First process: receives message 7 and sends PUBREC.
+				cfg.Store = open()
+				c1, bc1 := fakeClientConn(t, cfg, &packet.Connack{})
+				bc1.Send(t, &packet.Publish{Topic: "in/a", QoS: 2, PacketID: 7, Payload: []byte("once")})
+				if got := fakeRecv(t, c1.Messages()); string(got.Payload) != "once" {
+					t.Fatalf("first delivery: %q", got.Payload)
+				}
+				if a := bc1.ExpectAck(t, packet.PUBREC); a.PacketID != 7 {
+					t.Fatalf("PUBREC for %d, want 7", a.PacketID)
+				}
+				c1.Close() // the process ends before PUBREL arrives
+
+				// Next process, same store: the broker re-sends message 7.
+				cfg.Store = open()
+				c2, bc2 := fakeClientConn(t, cfg, &packet.Connack{SessionPresent: true})
+				defer c2.Close()
+				bc2.Send(t, &packet.Publish{Topic: "in/a", QoS: 2, PacketID: 7, Dup: true, Payload: []byte("once")})
+				if a := bc2.ExpectAck(t, packet.PUBREC); a.PacketID != 7 {
+					t.Fatalf("PUBREC for %d, want 7", a.PacketID)
+				}
+				bc2.Send(t, &packet.Ack{PacketType: packet.PUBREL, PacketID: 7})
+				if a := bc2.ExpectAck(t, packet.PUBCOMP); a.PacketID != 7 || a.ReasonCode != 0 {
+					t.Fatalf("PUBCOMP %d code %v, want 7 success", a.PacketID, a.ReasonCode)
+				}
+				synctest.Wait()
+				select {
+				case m := <-c2.Messages():
+					t.Fatalf("message delivered again after the restart: %q", m.Payload)
+				default:
+				}
+			})
+		})
+	}
+}
 
 // crashChildEnv carries a crashChild, as JSON, to TestCrashChild in a child
 // process.
@@ -528,4 +586,109 @@ func (r *crashReceiver) missing(runs []crashOutcome) string {
 		lost = append(lost[:20], "...")
 	}
 	return fmt.Sprintf("%d missing: %s", n, strings.Join(lost, ", "))
+}
+
+// TestMosquittoDurablePublishSurvivesRestart shows the effect on a
+// client: after 1024 durable publishes have completed, the next one, made
+// while the broker is down, is accepted by PublishDurable but is gone when
+// the process restarts with the same file store.
+func TestMosquittoDurablePublishSurvivesRestart(t *testing.T) {
+	b := brokertest.Start(t, brokertest.Options{Persistence: true})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	id := uniqueID(t)
+	topic := id + "/durable"
+	path := filepath.Join(t.TempDir(), "store")
+	cfg := func(st mqtt.Store) mqtt.Config {
+		return mqtt.Config{
+			Servers: []string{b.URL()}, ClientID: id + "-pub", Version: mqtt.Version5,
+			SessionExpiry: time.Hour, Store: st,
+			Reconnect: mqtt.ReconnectConfig{MinDelay: 10 * time.Millisecond, MaxDelay: 100 * time.Millisecond},
+		}
+	}
+	sub := connect(t, mqtt.Config{Servers: []string{b.URL()}, ClientID: id + "-sub", Version: mqtt.Version5, SessionExpiry: time.Hour})
+	s, err := sub.Subscribe(ctx, topic, mqtt.AtLeastOnce)
+	must(t, err)
+
+	st, err := filestore.Open(path, &filestore.Options{Sync: filestore.SyncNever})
+	must(t, err)
+	pub, err := mqtt.Connect(ctx, cfg(st))
+	if err != nil {
+		st.Close()
+		t.Fatal(err)
+	}
+	defer pub.Close()
+	const n = 1024
+	for i := range n {
+		if _, err := pub.PublishDurable(ctx, mqtt.Message{Topic: topic, Payload: []byte(fmt.Sprint(i)), QoS: mqtt.AtLeastOnce}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for range n {
+		select {
+		case r := <-pub.DeliveryResults():
+			must(t, r.Err)
+		case <-ctx.Done():
+			t.Fatal("delivery results missing")
+		}
+	}
+	for range n {
+		receive(t, s.Messages())
+	}
+
+	b.Stop(t)
+	if _, err := pub.PublishDurable(ctx, mqtt.Message{Topic: topic, Payload: []byte("last"), QoS: mqtt.AtLeastOnce}); err != nil {
+		t.Fatal(err)
+	}
+	pub.Close() // the process ends; the store is closed with the client
+	b.Restart(t)
+
+	st, err = filestore.Open(path, nil)
+	must(t, err)
+	out, _, err := st.Load()
+	must(t, err)
+	if len(out) != 1 {
+		t.Errorf("the store holds %d publishes after the restart, want 1 (the message accepted while the broker was down)", len(out))
+	}
+	pub2, err := mqtt.Connect(ctx, cfg(st))
+	if err != nil {
+		st.Close()
+		t.Fatal(err)
+	}
+	defer pub2.Close()
+	timeout := time.After(5 * time.Second)
+	for {
+		select {
+		case m := <-s.Messages():
+			if string(m.Payload) == "last" {
+				return
+			}
+			// A re-delivery of an earlier message: the broker restarted.
+		case <-timeout:
+			t.Fatal("the message accepted by PublishDurable before the restart never arrived")
+		}
+	}
+}
+
+// TestFakeResumeReleasesInSeqOrderAfterRestart loads 16 messages
+// past PUBREC from a store and checks that the PUBRELs go out in Seq order.
+func TestFakeResumeReleasesInSeqOrderAfterRestart(t *testing.T) {
+	fakeBubble(t, func(t *testing.T) {
+		st := mqtt.NewMemoryStore()
+		const n = 16
+		for seq := uint64(1); seq <= n; seq++ {
+			must(t, st.SavePublish(mqtt.StoredPublish{Seq: seq, PacketID: uint16(seq), Released: true,
+				Message: mqtt.Message{Topic: "t", Payload: []byte(fmt.Sprint(seq)), QoS: mqtt.ExactlyOnce}}))
+		}
+		_, bc := fakeClientConn(t, mqtt.Config{ClientID: "r", Version: mqtt.Version5, Store: st}, &packet.Connack{SessionPresent: true})
+		var got []uint16
+		for range n {
+			got = append(got, bc.ExpectAck(t, packet.PUBREL).PacketID)
+		}
+		for i, id := range got {
+			if id != uint16(i+1) {
+				t.Fatalf("PUBREL packet IDs in order %v, want 1 to %d (Seq order)", got, n)
+			}
+		}
+	})
 }
