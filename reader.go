@@ -109,8 +109,15 @@ func (r *reader) run(ctx context.Context) error {
 			if err = failed(ev, err); err != nil {
 				return err
 			}
-		} else if ev.typ == 0 {
-			continue // dropped by the reader: nothing for the session
+		}
+		for ev.typ == 0 && ev.err == nil {
+			// Dropped by the reader: nothing was handed over, so the same
+			// record is still the reader's alone for the next packet.
+			if err := r.next(ctx, ev); err != nil {
+				if err = failed(ev, err); err != nil {
+					return err
+				}
+			}
 		}
 		select {
 		case r.out <- ev: // the common case, without a full select
