@@ -47,6 +47,7 @@ type Client struct {
 	connectedOnce atomic.Bool                // later connections resume the session instead of starting clean
 	counters      counters
 	replies       replyChans
+	restored      []*Pending // durable publishes Connect found in the Store; set before Connect returns
 	mem           *memoryBudget
 	events        chan Event
 }

@@ -108,9 +108,9 @@
 // resumes: unacknowledged packets are re-sent, subscriptions are restored
 // if the broker lost them, and calls made meanwhile wait, bounded by
 // Config.MemoryLimit and Config.Queue. With Config.Store set to a
-// filestore.Store, in-flight QoS 1 and 2 state survives a process crash,
-// and PublishDurable reports outcomes, across a restart, on
-// Client.DeliveryResults.
+// filestore.Store, in-flight QoS 1 and 2 state survives a process crash;
+// the outcome of a PublishDurable made before a restart is found again in
+// Client.Restored.
 //
 // # MQTT 5.0
 //

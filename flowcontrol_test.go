@@ -127,33 +127,6 @@ func fakeRcPayloads(fc *fakeConn, n int, ack bool) []string {
 	return got
 }
 
-// fakeRcResult returns the next durable delivery result.
-func fakeRcResult(t *testing.T, c *mqtt.Client) mqtt.DeliveryResult {
-	t.Helper()
-	select {
-	case r, ok := <-c.DeliveryResults():
-		if !ok {
-			t.Fatal("DeliveryResults closed")
-		}
-		return r
-	case <-time.After(fakeTimeout):
-		t.Fatalf("no delivery result within %v", fakeTimeout)
-		return mqtt.DeliveryResult{}
-	}
-}
-
-// fakeRcNoResult checks, inside a bubble, that no delivery result is ready
-// once every goroutine has settled.
-func fakeRcNoResult(t *testing.T, c *mqtt.Client) {
-	t.Helper()
-	synctest.Wait()
-	select {
-	case r := <-c.DeliveryResults():
-		t.Fatalf("unexpected delivery result %+v", r)
-	default:
-	}
-}
-
 // TestFakeQueueFailMaxMessages checks Queue.MaxMessages with QueueFail:
 // while the client reconnects, publishes (of every QoS) queue up to the
 // bound; the next one fails at once with ErrQueueFull, synchronously or
@@ -358,43 +331,49 @@ func TestFakeQueueFlowControl(t *testing.T) {
 }
 
 // TestFakeDurableResult checks PublishDurable without a Store: it returns
-// an ID at once, increasing from one call to the next; the outcome arrives
-// on DeliveryResults as {ID, nil} only after the PUBACK (QoS 1) or PUBCOMP
+// a Pending at once whose ID increases from one call to the next; the
+// Pending completes with nil only after the PUBACK (QoS 1) or PUBCOMP
 // (QoS 2).
 func TestFakeDurableResult(t *testing.T) {
 	fakeEachVersion(t, func(t *testing.T, v mqtt.ProtocolVersion, _ packet.Version) {
 		cfg := mqtt.Config{ClientID: "du", Version: v, KeepAlive: -1}
 		c, _, fc := fakeRcClient(t, cfg, &packet.Connack{})
 		ctx := context.Background()
-		id1, err := c.PublishDurable(ctx, mqtt.Message{Topic: "d", Payload: []byte("1"), QoS: mqtt.AtLeastOnce})
-		if err != nil || id1 == 0 {
-			t.Fatalf("PublishDurable = %d, %v; want an ID", id1, err)
+		p1, err := c.PublishDurable(ctx, mqtt.Message{Topic: "d", Payload: []byte("1"), QoS: mqtt.AtLeastOnce})
+		if err != nil || p1.ID() == 0 {
+			t.Fatalf("PublishDurable = %v, %v; want a Pending with an ID", p1, err)
 		}
 		pub1 := fc.expectPublish()
-		id2, err := c.PublishDurable(ctx, mqtt.Message{Topic: "d", Payload: []byte("2"), QoS: mqtt.ExactlyOnce})
-		if err != nil || id2 <= id1 {
-			t.Fatalf("second PublishDurable = %d, %v; want an ID above %d", id2, err, id1)
+		p2, err := c.PublishDurable(ctx, mqtt.Message{Topic: "d", Payload: []byte("2"), QoS: mqtt.ExactlyOnce})
+		if err != nil || p2.ID() <= p1.ID() {
+			t.Fatalf("second PublishDurable = %v, %v; want an ID above %d", p2, err, p1.ID())
 		}
 		pub2 := fc.expectPublish()
-		fakeRcNoResult(t, c)
+		if fakeRcDone(p1) || fakeRcDone(p2) {
+			t.Fatal("a durable publish completed before its acknowledgement")
+		}
 		fc.fakeRcAck(packet.PUBACK, pub1.PacketID)
-		if diff := cmp.Diff(mqtt.DeliveryResult{ID: id1}, fakeRcResult(t, c)); diff != "" {
-			t.Errorf("result (-want +got):\n%s", diff)
+		if err := p1.Wait(ctx); err != nil {
+			t.Errorf("QoS 1 durable publish: %v", err)
 		}
 		fc.fakeRcAck(packet.PUBREC, pub2.PacketID)
 		fc.expectAck(packet.PUBREL)
-		fakeRcNoResult(t, c)
-		fc.fakeRcAck(packet.PUBCOMP, pub2.PacketID)
-		if diff := cmp.Diff(mqtt.DeliveryResult{ID: id2}, fakeRcResult(t, c)); diff != "" {
-			t.Errorf("result (-want +got):\n%s", diff)
+		if fakeRcDone(p2) {
+			t.Fatal("the QoS 2 durable publish completed before PUBCOMP")
 		}
-		fakeRcNoResult(t, c)
+		fc.fakeRcAck(packet.PUBCOMP, pub2.PacketID)
+		if err := p2.Wait(ctx); err != nil {
+			t.Errorf("QoS 2 durable publish: %v", err)
+		}
+		if len(c.Restored()) != 0 {
+			t.Errorf("Restored = %d Pendings without a Store", len(c.Restored()))
+		}
 	})
 }
 
 // TestFakeDurableRefused checks that an MQTT 5.0 PUBACK or PUBREC with a
-// failure reason code gives a delivery result whose Err is the
-// *ReasonError, and that the message is not sent again [MQTT-4.4.0-2].
+// failure reason code completes the durable publish with the *ReasonError,
+// and that the message is not sent again [MQTT-4.4.0-2].
 func TestFakeDurableRefused(t *testing.T) {
 	fakeBubble(t, func(t *testing.T) {
 		cfg := mqtt.Config{ClientID: "dr", Version: mqtt.Version5, KeepAlive: -1}
@@ -404,16 +383,16 @@ func TestFakeDurableRefused(t *testing.T) {
 			ack  packet.Type
 			code packet.ReasonCode
 		}{{1, packet.PUBACK, packet.UnspecifiedError}, {2, packet.PUBREC, packet.QuotaExceeded}} {
-			id, err := c.PublishDurable(context.Background(), mqtt.Message{Topic: "d", QoS: tc.qos})
+			p, err := c.PublishDurable(context.Background(), mqtt.Message{Topic: "d", QoS: tc.qos})
 			if err != nil {
 				t.Fatal(err)
 			}
 			pub := fc.expectPublish()
 			fc.send(&packet.Ack{PacketType: tc.ack, PacketID: pub.PacketID, ReasonCode: tc.code})
-			r := fakeRcResult(t, c)
+			err = p.Wait(context.Background())
 			var re *mqtt.ReasonError
-			if r.ID != id || !errors.As(r.Err, &re) || re.Code != tc.code || re.Packet != tc.ack.String() {
-				t.Errorf("result = %+v, want ID %d with a *ReasonError %v %v", r, id, tc.ack, tc.code)
+			if !errors.As(err, &re) || re.Code != tc.code || re.Packet != tc.ack.String() {
+				t.Errorf("durable publish %d: %v, want a *ReasonError %v %v", p.ID(), err, tc.ack, tc.code)
 			}
 			fc.expectNothing()
 		}
@@ -423,29 +402,32 @@ func TestFakeDurableRefused(t *testing.T) {
 // TestFakeDurableReconnect checks that durable publishes survive a
 // reconnection: one in flight is sent again with DUP and its packet
 // identifier [MQTT-4.4.0-1], one made while reconnecting is accepted at
-// once and sent after it; both outcomes arrive on DeliveryResults.
+// once and sent after it; both Pendings complete after their
+// acknowledgements.
 func TestFakeDurableReconnect(t *testing.T) {
 	fakeEachVersion(t, func(t *testing.T, v mqtt.ProtocolVersion, _ packet.Version) {
 		cfg := mqtt.Config{ClientID: "dc", Version: v, KeepAlive: -1, SessionExpiry: time.Hour}
 		c, b, fc := fakeRcClient(t, cfg, &packet.Connack{})
 		ctx := context.Background()
-		id1, err := c.PublishDurable(ctx, mqtt.Message{Topic: "d", Payload: []byte("in flight"), QoS: mqtt.AtLeastOnce})
+		p1, err := c.PublishDurable(ctx, mqtt.Message{Topic: "d", Payload: []byte("in flight"), QoS: mqtt.AtLeastOnce})
 		if err != nil {
 			t.Fatal(err)
 		}
 		pub1 := fc.expectPublish()
 		b.SetDialError(errors.New("unreachable"))
 		fakeRcDrop(t, c, fc)
-		var id2 uint64
+		var p2 *mqtt.Pending
 		call := fakeAsync(t, func() error {
 			var err error
-			id2, err = c.PublishDurable(ctx, mqtt.Message{Topic: "d", Payload: []byte("offline"), QoS: mqtt.ExactlyOnce})
+			p2, err = c.PublishDurable(ctx, mqtt.Message{Topic: "d", Payload: []byte("offline"), QoS: mqtt.ExactlyOnce})
 			return err
 		})
-		if !call.returned() || call.err != nil || id2 <= id1 {
-			t.Fatalf("PublishDurable while reconnecting: returned %v, ID %d, err %v; want a new ID at once", call.returned(), id2, call.err)
+		if !call.returned() || call.err != nil || p2.ID() <= p1.ID() {
+			t.Fatalf("PublishDurable while reconnecting: returned %v, err %v; want a new ID at once", call.returned(), call.err)
 		}
-		fakeRcNoResult(t, c)
+		if fakeRcDone(p1) || fakeRcDone(p2) {
+			t.Fatal("a durable publish completed while reconnecting")
+		}
 		fc2 := fakeRcOnline(t, c, b)
 		if diff := cmp.Diff(fakeRcResent(pub1, true), fc2.expectPublish()); diff != "" {
 			t.Errorf("re-sent PUBLISH (-want +got):\n%s", diff)
@@ -455,14 +437,14 @@ func TestFakeDurableReconnect(t *testing.T) {
 			t.Errorf("publish made while reconnecting sent as %s", fakebroker.Describe(pub2))
 		}
 		fc2.fakeRcAck(packet.PUBACK, pub1.PacketID)
-		if diff := cmp.Diff(mqtt.DeliveryResult{ID: id1}, fakeRcResult(t, c)); diff != "" {
-			t.Errorf("result (-want +got):\n%s", diff)
+		if err := p1.Wait(ctx); err != nil {
+			t.Errorf("in-flight durable publish: %v", err)
 		}
 		fc2.fakeRcAck(packet.PUBREC, pub2.PacketID)
 		fc2.expectAck(packet.PUBREL)
 		fc2.fakeRcAck(packet.PUBCOMP, pub2.PacketID)
-		if diff := cmp.Diff(mqtt.DeliveryResult{ID: id2}, fakeRcResult(t, c)); diff != "" {
-			t.Errorf("result (-want +got):\n%s", diff)
+		if err := p2.Wait(ctx); err != nil {
+			t.Errorf("durable publish made while reconnecting: %v", err)
 		}
 		fc2.expectNothing()
 	})
@@ -478,7 +460,6 @@ func TestFakeDurableQoS0(t *testing.T) {
 			t.Errorf("PublishDurable QoS 0: %v, want an *ArgumentError", err)
 		}
 		fc.expectNothing()
-		fakeRcNoResult(t, c)
 	})
 }
 

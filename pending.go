@@ -7,16 +7,24 @@ import (
 	"github.com/b4e21b16/mqtt/packet"
 )
 
-// Pending is the completion of a publish started with PublishAsync. Done is
+// Pending is the completion of a publish started with PublishAsync or
+// PublishDurable, or restored from a Store (Client.Restored). Done is
 // closed when the publish has completed; Err then reports its outcome. A
 // Pending is the caller's: once completed it never changes, and the client
 // never reuses it.
 type Pending struct {
+	id uint64 // set before the caller sees the Pending; never changed
+
 	mu       sync.Mutex
 	done     chan struct{} // made on first use by Done; closed on completion; guarded by mu
 	finished bool          // guarded by mu
 	err      error         // guarded by mu
 }
+
+// ID returns the number of a durable publish in the Store: what
+// PublishDurable returned it with, and what Client.Restored finds it by
+// after a restart. It is 0 for other publishes.
+func (p *Pending) ID() uint64 { return p.id }
 
 // Done returns a channel that is closed when the publish has completed.
 func (p *Pending) Done() <-chan struct{} {
@@ -95,7 +103,7 @@ type publishReq struct {
 	phase     packet.Type // the acknowledgement awaited next
 	seq       uint64      // order of publishing
 	relSeq    uint64      // QoS 2: order in which its PUBREC arrived
-	durable   bool        // the outcome goes to Client.DeliveryResults
+	durable   bool        // made with PublishDurable: pending.id names it in the Store
 	stored    bool        // a record of it is in the Store
 	completed bool        // complete was called
 	// rejections counts connections that ended with this the oldest publish

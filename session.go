@@ -131,7 +131,6 @@ type session struct {
 	queuedBytes int           // their payload bytes (Config.Queue.MaxBytes)
 	overflow    []*publishReq // publishes waiting for room in the queue (QueueWait)
 	store       Store         // nil: state lives only in this session
-	results     resultQueue
 
 	// Reconnection.
 	dialed     chan dialResult // from the redial goroutine
@@ -199,7 +198,6 @@ func newSession(c *Client) *session {
 		defaultQ:  newDeliveryQueue(c.cfg.qos0Limit()),
 		mem:       c.mem,
 	}
-	s.results.init()
 	s.kaTimer = time.NewTimer(time.Hour)
 	s.kaTimer.Stop()
 	return s
@@ -666,7 +664,6 @@ func (s *session) shutdown(cause error) {
 	}
 	s.subs = nil
 	s.closeQueue(s.defaultQ)
-	s.results.close()
 	s.c.pumps.Wait()
 	if s.store != nil {
 		if err := s.store.Close(); err != nil {

@@ -244,9 +244,6 @@ func (s *session) finishPublish(p *publishReq, err error) {
 	s.unstore(p)
 	s.publishGauges() // so that Stats no longer counts p once its caller returns
 	p.complete(err)
-	if p.durable {
-		s.results.push(DeliveryResult{ID: p.seq, Err: err})
-	}
 }
 
 // storePublish persists p (with its packet ID once it has one) before it is
@@ -257,11 +254,7 @@ func (s *session) storePublish(p *publishReq) bool {
 		return true
 	}
 	if err := s.saveStored(p, false); err != nil {
-		durable, seq := p.durable, p.seq
 		p.complete(err)
-		if durable {
-			s.results.push(DeliveryResult{ID: seq, Err: err})
-		}
 		return false
 	}
 	return true

@@ -155,6 +155,8 @@ func (s *session) loadStore() error {
 	}
 	for _, r := range out {
 		p := &publishReq{msg: r.Message, ctx: detachedCtx, seq: r.Seq, durable: true, stored: true}
+		p.pending.id = r.Seq
+		s.c.restored = append(s.c.restored, &p.pending)
 		s.seq = max(s.seq, r.Seq)
 		if r.PacketID == 0 {
 			s.queuedMsgs++

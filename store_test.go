@@ -5,7 +5,6 @@ import (
 	"errors"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/b4e21b16/mqtt"
 	"github.com/b4e21b16/mqtt/internal/storetest"
@@ -52,8 +51,8 @@ func TestMemoryStoreContract(t *testing.T) {
 
 // TestFakeUnencodableStoredPublishFails: a stored publish that cannot be
 // encoded (here correlation data over 65,535 bytes, which publishing
-// refuses but a store written by an older version may hold) fails with an
-// error on DeliveryResults, whether it was in flight (re-sent on resume) or
+// refuses but a store written by an older version may hold) completes its
+// restored Pending with an error, whether it was in flight (re-sent on resume) or
 // still waiting, and gives back its packet ID and send quota: the broker's
 // whole Receive Maximum stays usable.
 func TestFakeUnencodableStoredPublishFails(t *testing.T) {
@@ -78,14 +77,13 @@ func TestFakeUnencodableStoredPublishFails(t *testing.T) {
 		if p.Topic != "good" {
 			t.Fatalf("broker received a PUBLISH to %q, want only the encodable one", p.Topic)
 		}
-		for range 2 {
-			select {
-			case r := <-c.DeliveryResults():
-				if r.ID == 3 || r.Err == nil || !strings.Contains(r.Err.Error(), "cannot encode") {
-					t.Errorf("delivery result %d: %v, want seq 1 or 2 failing as unencodable", r.ID, r.Err)
-				}
-			case <-time.After(fakeTimeout):
-				t.Fatal("no delivery result for an unencodable stored publish")
+		restored := c.Restored()
+		if len(restored) != 3 {
+			t.Fatalf("Restored = %d Pendings, want 3", len(restored))
+		}
+		for _, r := range restored[:2] {
+			if err := r.Wait(context.Background()); r.ID() == 3 || err == nil || !strings.Contains(err.Error(), "cannot encode") {
+				t.Errorf("restored publish %d: %v, want seq 1 or 2 failing as unencodable", r.ID(), err)
 			}
 		}
 		// With "good" still in flight, one more publish must go out at

@@ -117,8 +117,8 @@ func crashSay(format string, args ...any) {
 // opens the file store, connects with it (which queues the messages earlier
 // runs left in it) and publishes numbered QoS 1 and QoS 2 messages with
 // PublishDurable, reporting "queued <qos> <seq>" once each is accepted. A
-// final run then waits for the delivery result of every message, its own
-// and those it inherited, and disconnects. Outside a child process it does
+// final run then waits for the outcome of every message, its own and those
+// it inherited (Client.Restored), and disconnects. Outside a child process it does
 // nothing.
 func TestCrashChild(t *testing.T) {
 	env := os.Getenv(crashChildEnv)
@@ -164,22 +164,33 @@ func TestCrashChild(t *testing.T) {
 	}
 	crashSay("connected %d %t %d %d", len(inherited), c.SessionPresent(), sent, released)
 
-	// Every message in the store, inherited or new, gets one result.
+	// Every message in the store, inherited or new, has one Pending: those
+	// of the inherited ones are restored with their IDs.
 	want := make(map[uint64]bool, len(inherited)+cfg.Count)
 	for _, r := range inherited {
 		want[r.Seq] = true
 	}
+	pendings := c.Restored()
+	if len(pendings) != len(inherited) {
+		t.Fatalf("Restored = %d Pendings for %d stored publishes", len(pendings), len(inherited))
+	}
+	for _, p := range pendings {
+		if !want[p.ID()] {
+			t.Fatalf("restored Pending with ID %d, which is not in the store", p.ID())
+		}
+	}
 	for seq := range cfg.Count {
 		qos := mqtt.QoS(1 + seq%2)
 		m := mqtt.Message{Topic: cfg.Topic, Payload: fmt.Appendf(nil, "%d %d %d", cfg.Run, qos, seq), QoS: qos}
-		id, err := c.PublishDurable(ctx, m)
+		p, err := c.PublishDurable(ctx, m)
 		if err != nil {
 			t.Fatalf("PublishDurable %d: %v", seq, err)
 		}
-		if want[id] {
-			t.Fatalf("PublishDurable %d returned ID %d, already in use", seq, id)
+		if want[p.ID()] {
+			t.Fatalf("PublishDurable %d returned ID %d, already in use", seq, p.ID())
 		}
-		want[id] = true
+		want[p.ID()] = true
+		pendings = append(pendings, p)
 		crashSay("queued %d %d", qos, seq)
 	}
 	if !cfg.Final {
@@ -187,22 +198,14 @@ func TestCrashChild(t *testing.T) {
 		t.Fatal("not killed in time")
 	}
 	results := len(want)
-	for len(want) > 0 {
-		select {
-		case r, ok := <-c.DeliveryResults():
-			if !ok {
-				t.Fatalf("DeliveryResults closed with %d results missing: %v", len(want), c.Err())
-			}
-			if !want[r.ID] {
-				t.Fatalf("delivery result for ID %d, which is not (or no longer) pending", r.ID)
-			}
-			delete(want, r.ID)
-			if r.Err != nil {
-				t.Errorf("delivery of ID %d: %v", r.ID, r.Err)
-			}
-		case <-ctx.Done():
-			t.Fatalf("%d of %d delivery results missing", len(want), results)
+	for _, p := range pendings {
+		if err := p.Wait(ctx); err != nil {
+			t.Fatalf("delivery of ID %d: %v (%d of %d)", p.ID(), err, results-len(want), results)
 		}
+		delete(want, p.ID())
+	}
+	if len(want) > 0 {
+		t.Fatalf("%d of %d messages have no Pending", len(want), results)
 	}
 	if err := c.Disconnect(ctx); err != nil {
 		t.Fatalf("Disconnect: %v", err)
@@ -620,17 +623,11 @@ func TestMosquittoDurablePublishSurvivesRestart(t *testing.T) {
 	defer pub.Close()
 	const n = 1024
 	for i := range n {
-		if _, err := pub.PublishDurable(ctx, mqtt.Message{Topic: topic, Payload: []byte(fmt.Sprint(i)), QoS: mqtt.AtLeastOnce}); err != nil {
+		p, err := pub.PublishDurable(ctx, mqtt.Message{Topic: topic, Payload: []byte(fmt.Sprint(i)), QoS: mqtt.AtLeastOnce})
+		if err != nil {
 			t.Fatal(err)
 		}
-	}
-	for range n {
-		select {
-		case r := <-pub.DeliveryResults():
-			must(t, r.Err)
-		case <-ctx.Done():
-			t.Fatal("delivery results missing")
-		}
+		must(t, p.Wait(ctx))
 	}
 	for range n {
 		receive(t, s.Messages())

@@ -41,22 +41,17 @@ func ExampleOpen() {
 		return
 	}
 	// Messages that an earlier process left in the store are sent again
-	// now, and their results arrive on DeliveryResults as well.
+	// now; their Pendings are in c.Restored().
 
 	// PublishDurable returns once the message is in the store: from then
 	// on it survives a crash of this process.
-	id, err := c.PublishDurable(ctx, mqtt.Message{Topic: "example/durable", Payload: []byte("hello"), QoS: mqtt.AtLeastOnce})
+	p, err := c.PublishDurable(ctx, mqtt.Message{Topic: "example/durable", Payload: []byte("hello"), QoS: mqtt.AtLeastOnce})
 	if err != nil {
 		fmt.Println(err)
 		c.Close()
 		return
 	}
-	select {
-	case r := <-c.DeliveryResults():
-		fmt.Println("delivered:", r.ID == id, r.Err)
-	case <-ctx.Done():
-		fmt.Println("no delivery result:", ctx.Err())
-	}
+	fmt.Println("delivered:", p.ID() != 0, p.Wait(ctx))
 	if err := c.Disconnect(ctx); err != nil { // closes the store as well
 		fmt.Println(err)
 	}
