@@ -166,6 +166,19 @@ type Config struct {
 	// QoS0Overflow chooses what happens to a QoS 0 message when
 	// MessageBuffer is full or MemoryLimit is reached.
 	QoS0Overflow OverflowPolicy
+	// OncePerClient chooses how a message that matches several
+	// subscriptions of the client is delivered. By default each matching
+	// subscription receives it: over MQTT 5.0 the broker tags every copy
+	// with the Subscription Identifiers it is for and the client routes by
+	// them; over 3.1.1 the client routes each copy it receives by topic,
+	// which gives each subscription the message once with brokers that send
+	// one copy per client (mosquitto), and every copy with brokers that
+	// send one per matching subscription. With OncePerClient the
+	// application receives the message once in all, on the channel of the
+	// earliest matching subscription: over 5.0 the copies tagged for other
+	// subscriptions are acknowledged and dropped; over 3.1.1 each copy
+	// goes there (so a broker that sends several delivers them all there).
+	OncePerClient bool
 	// Logger receives connection lifecycle events at Info and per-packet
 	// events at Debug. Nil disables logging.
 	Logger *slog.Logger

@@ -96,6 +96,8 @@
 // over 3.1.1 it routes by topic filter, which is right for brokers that
 // send one copy per client (mosquitto does), while a broker that sends one
 // copy per matching subscription makes each of them receive every copy.
+// Config.OncePerClient delivers each message once in all instead, to the
+// earliest matching subscription.
 //
 // # Connections
 //

@@ -129,6 +129,10 @@ func (s *session) receive(p *packet.Publish, bodySize int) {
 	}
 	msg := messageFrom(p)
 	queues := s.route(&msg)
+	if len(queues) == 0 {
+		s.skipCopy(p)
+		return
+	}
 	per := inboundFootprint(&msg, bodySize)
 	if !s.mem.tryInbound(per * int64(len(queues))) {
 		s.noRoom(p, bodySize, per*int64(len(queues)))
@@ -158,9 +162,21 @@ func (s *session) receive(p *packet.Publish, bodySize int) {
 }
 
 // route returns the delivery queues msg goes to: those of the matching
-// subscriptions, or the default queue. The slice is reused by the next call.
+// subscriptions, or the default queue; under Config.OncePerClient only the
+// first matching subscription's, and none for a copy the broker tagged for
+// other subscriptions (see OncePerClient). The slice is reused by the next
+// call.
 func (s *session) route(msg *Message) []*deliveryQueue {
 	queues := s.routeBuf[:0]
+	if s.cfg.OncePerClient {
+		if first := s.firstMatching(msg.Topic); first == nil {
+			queues = append(queues, s.defaultQ)
+		} else if len(msg.SubscriptionIDs) == 0 || slices.Contains(msg.SubscriptionIDs, first.id) {
+			queues = append(queues, first.q)
+		}
+		s.routeBuf = queues
+		return queues
+	}
 	for _, sub := range s.subs {
 		if sub.routes(msg) {
 			queues = append(queues, sub.q)
@@ -171,6 +187,33 @@ func (s *session) route(msg *Message) []*deliveryQueue {
 	}
 	s.routeBuf = queues
 	return queues
+}
+
+// firstMatching returns the earliest live subscription with a filter that
+// matches topic, or nil.
+func (s *session) firstMatching(topic string) *Subscription {
+	for _, sub := range s.subs {
+		for _, f := range sub.filters {
+			if packet.Match(f, topic) {
+				return sub
+			}
+		}
+	}
+	return nil
+}
+
+// skipCopy takes a copy of a message that goes to no queue (see
+// Config.OncePerClient): counted as received, and for QoS 1 or 2
+// acknowledged in its turn like any other.
+func (s *session) skipCopy(p *packet.Publish) {
+	s.c.counters.received(p.QoS, len(p.Payload))
+	if p.QoS == 0 {
+		return
+	}
+	ref := s.newRef(p.PacketID, p.QoS)
+	s.inByID[p.PacketID] = ref
+	s.ackOrder.push(ref)
+	s.flushAcks()
 }
 
 // noRoom handles a received PUBLISH for which the memory budget has no

@@ -3,6 +3,7 @@ package mqtt_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"testing"
 	"testing/synctest"
@@ -505,4 +506,92 @@ func TestFakeSubscribeDoesNotWaitForPublishQuota(t *testing.T) {
 			t.Errorf("Subscribe: %v", r.err)
 		}
 	})
+}
+
+// TestFakeOverlappingSubscriptions checks what a message matching two
+// subscriptions of the client becomes: by default each subscription
+// receives it (over MQTT 5.0 the copy tagged with its identifier, over
+// 3.1.1 the one copy, routed by topic); with Config.OncePerClient only the
+// earlier subscription does, and a 5.0 copy tagged for the other is
+// acknowledged and dropped.
+func TestFakeOverlappingSubscriptions(t *testing.T) {
+	t.Parallel()
+	for _, once := range []bool{false, true} {
+		for _, ver := range fakeVersions {
+			t.Run(fmt.Sprintf("%s/once=%v", ver.name, once), func(t *testing.T) {
+				fakeBubble(t, func(t *testing.T) {
+					c, fc, _ := fakeClient(t, mqtt.Config{ClientID: "ov", Version: ver.v, KeepAlive: -1, OncePerClient: once}, &packet.Connack{})
+					hash := fakeSubscribe(t, c, fc, mqtt.Filter{Topic: "o/#", QoS: 1})
+					plus := fakeSubscribe(t, c, fc, mqtt.Filter{Topic: "o/+", QoS: 1})
+					copies := []*packet.Publish{{Topic: "o/x", QoS: 1, PacketID: 1, Payload: []byte("m")}}
+					if ver.wire == packet.V5 { // mosquitto's way: one copy per subscription, tagged
+						copies[0].Props.SubscriptionIDs = []uint32{hash.ID()}
+						second := &packet.Publish{Topic: "o/x", QoS: 1, PacketID: 2, Payload: []byte("m")}
+						second.Props.SubscriptionIDs = []uint32{plus.ID()}
+						copies = append(copies, second)
+					}
+					for _, p := range copies {
+						fc.send(p)
+					}
+					fakeRecv(t, hash.Messages())
+					if once {
+						fakeNoMsg(t, plus.Messages())
+					} else {
+						fakeRecv(t, plus.Messages())
+					}
+					for range copies {
+						fc.expectAck(packet.PUBACK)
+					}
+					fakeNoMsg(t, hash.Messages())
+					fc.expectNothing()
+				})
+			})
+		}
+	}
+}
+
+// TestMosquittoOverlappingSubscriptions runs two overlapping subscriptions
+// on mosquitto 2.0 and counts the deliveries of each message: mosquitto
+// sends one copy per client over 3.1.1 and one tagged copy per subscription
+// over 5.0, and either way each subscription receives every message once;
+// with OncePerClient the application receives each message once in all.
+func TestMosquittoOverlappingSubscriptions(t *testing.T) {
+	t.Parallel()
+	b := brokertest.Start(t, brokertest.Options{})
+	for _, once := range []bool{false, true} {
+		for _, ver := range versions {
+			t.Run(fmt.Sprintf("%s/once=%v", ver.name, once), func(t *testing.T) {
+				t.Parallel()
+				ctx := testContext(t)
+				id := uniqueID(t)
+				c := connect(t, mqtt.Config{Servers: []string{b.URL()}, ClientID: id, Version: ver.v, OncePerClient: once})
+				hash, err := c.Subscribe(ctx, id+"/#", mqtt.AtLeastOnce)
+				if err != nil {
+					t.Fatal(err)
+				}
+				plus, err := c.Subscribe(ctx, id+"/+", mqtt.AtLeastOnce)
+				if err != nil {
+					t.Fatal(err)
+				}
+				const n = 20
+				for i := range n {
+					if err := c.Publish(ctx, mqtt.Message{Topic: id + "/x", Payload: []byte{byte(i)}, QoS: mqtt.AtLeastOnce}); err != nil {
+						t.Fatal(err)
+					}
+				}
+				for i := range n {
+					if m := receive(t, hash.Messages()); m.Payload[0] != byte(i) {
+						t.Fatalf("first subscription: message %d, want %d", m.Payload[0], i)
+					}
+					if !once {
+						if m := receive(t, plus.Messages()); m.Payload[0] != byte(i) {
+							t.Fatalf("second subscription: message %d, want %d", m.Payload[0], i)
+						}
+					}
+				}
+				expectNone(t, hash.Messages(), 200*time.Millisecond)
+				expectNone(t, plus.Messages(), 50*time.Millisecond)
+			})
+		}
+	}
 }
