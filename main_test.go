@@ -13,7 +13,7 @@ import (
 var exampleServer string
 
 func TestMain(m *testing.M) {
-	if floodChild() {
+	if floodChild() || sharedConsumer() {
 		return
 	}
 	b, stop, err := brokertest.Launch(brokertest.Options{})

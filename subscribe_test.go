@@ -1,10 +1,14 @@
 package mqtt_test
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
+	"os"
+	"os/exec"
 	"slices"
+	"strconv"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -592,6 +596,208 @@ func TestMosquittoOverlappingSubscriptions(t *testing.T) {
 				expectNone(t, hash.Messages(), 200*time.Millisecond)
 				expectNone(t, plus.Messages(), 50*time.Millisecond)
 			})
+		}
+	}
+}
+
+// sharedEnv starts the test binary as a shared-subscription consumer (see
+// sharedConsumer): "url clientID filter version".
+const sharedEnv = "MQTT_TEST_SHARED_CONSUMER"
+
+// TestMosquittoSharedSubscriptionProcesses spreads a QoS 1 stream of
+// 20,000 messages over four consumer processes sharing a subscription
+// ($share/group/filter) on mosquitto, kills one of them with SIGKILL
+// mid-stream and starts it again with its persistent session. Every
+// message must reach some consumer (duplicates, which QoS 1 allows, are
+// counted), and the load must be spread. Each consumer acknowledges a
+// message only after reporting it (Config.ManualAck), so what a killed
+// consumer took but did not report comes again.
+//
+// What mosquitto 2.0 does with the killed member's messages: its session
+// stays subscribed, so its share of the stream is queued for it while it
+// is away and delivered when it comes back, together with the messages
+// it had in flight, unacknowledged.
+func TestMosquittoSharedSubscriptionProcesses(t *testing.T) {
+	t.Parallel()
+	b := brokertest.Start(t, brokertest.Options{Extra: []string{"max_queued_messages 0", "max_inflight_messages 20"}})
+	for _, ver := range versions {
+		t.Run(ver.name, func(t *testing.T) {
+			t.Parallel()
+			const (
+				consumers = 4
+				n         = 20000
+			)
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+			defer cancel()
+			id := uniqueID(t)
+			filter := "$share/g/" + id + "/jobs"
+			got := make(chan sharedGot, 1024)
+			start := func(i int) *exec.Cmd {
+				return startSharedConsumer(ctx, t, b.URL(), fmt.Sprintf("%s-c%d", id, i), filter, ver.v, i, got)
+			}
+			cmds := make([]*exec.Cmd, consumers)
+			for i := range cmds {
+				cmds[i] = start(i)
+			}
+			// Every consumer has subscribed before the stream starts.
+			ready := 0
+			for ready < consumers {
+				select {
+				case g := <-got:
+					if g.seq == -1 {
+						ready++
+					}
+				case <-ctx.Done():
+					t.Fatalf("%d of %d consumers subscribed", ready, consumers)
+				}
+			}
+			pub := connect(t, mqtt.Config{Servers: []string{b.URL()}, ClientID: id + "-pub", Version: ver.v, MaxInflight: 16})
+			published := make(chan error, 1)
+			go func() {
+				for i := range n {
+					if err := pub.Publish(ctx, mqtt.Message{Topic: id + "/jobs", Payload: []byte(strconv.Itoa(i)), QoS: mqtt.AtLeastOnce}); err != nil {
+						published <- err
+						return
+					}
+				}
+				published <- nil
+			}()
+			seen := make([]int, n)
+			share := make([]int, consumers)
+			distinct, killed, before := 0, false, 0
+			for distinct < n {
+				select {
+				case g := <-got:
+					if g.seq < 0 {
+						continue
+					}
+					if seen[g.seq] == 0 {
+						distinct++
+					}
+					seen[g.seq]++
+					share[g.consumer]++
+					if !killed && distinct >= n/4 {
+						// Kill a consumer mid-stream, and start it again with
+						// its persistent session.
+						killed = true
+						_ = cmds[0].Process.Kill()
+						t.Logf("consumer 0 killed after %d messages (%v)", share[0], cmds[0].Wait())
+						before = share[0]
+						cmds[0] = start(0)
+					}
+				case <-ctx.Done():
+					t.Fatalf("%d of %d messages received; shares %v", distinct, n, share)
+				}
+			}
+			if err := <-published; err != nil {
+				t.Fatal(err)
+			}
+			dups := 0
+			for _, c := range seen {
+				dups += c - 1
+			}
+			t.Logf("%d messages over %d consumers, shares %v (consumer 0: %d after its restart), %d duplicates (QoS 1 redeliveries)",
+				n, consumers, share, share[0]-before, dups)
+			if !killed || share[0] == before {
+				t.Errorf("consumer 0 was not killed mid-stream, or got nothing after its restart")
+			}
+			for i, s := range share {
+				if s < n/(4*consumers) {
+					t.Errorf("consumer %d took %d of %d messages: the load is not spread", i, s, n)
+				}
+			}
+			for _, cmd := range cmds {
+				_ = cmd.Process.Kill()
+				_ = cmd.Wait()
+			}
+		})
+	}
+}
+
+// sharedGot is what a consumer process reported: a message's sequence
+// number, or -1 once it has subscribed.
+type sharedGot struct {
+	consumer, seq int
+}
+
+// startSharedConsumer starts a consumer process and forwards what it
+// reports to got.
+func startSharedConsumer(ctx context.Context, t *testing.T, url, clientID, filter string, v mqtt.ProtocolVersion, i int, got chan<- sharedGot) *exec.Cmd {
+	t.Helper()
+	cmd := exec.CommandContext(ctx, os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), fmt.Sprintf("%s=%s %s %s %d", sharedEnv, url, clientID, filter, v))
+	cmd.Stderr = os.Stderr
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		sc := bufio.NewScanner(out)
+		for sc.Scan() {
+			seq, err := strconv.Atoi(sc.Text())
+			if err != nil {
+				continue
+			}
+			select {
+			case got <- sharedGot{consumer: i, seq: seq}:
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	return cmd
+}
+
+// sharedConsumer runs a shared-subscription consumer when the test binary
+// was started by startSharedConsumer, reporting whether it was: it prints
+// -1 once subscribed, then each message's sequence number, and
+// acknowledges a message only after printing it. It reads Client.Messages
+// too: a resumed session delivers what was queued for it as soon as it
+// connects, before Subscribe has returned.
+func sharedConsumer() bool {
+	spec := os.Getenv(sharedEnv)
+	if spec == "" {
+		return false
+	}
+	var url, clientID, filter string
+	var v int
+	if _, err := fmt.Sscan(spec, &url, &clientID, &filter, &v); err != nil {
+		fmt.Fprintln(os.Stderr, "consumer:", err)
+		os.Exit(2)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	c, err := mqtt.Connect(ctx, mqtt.Config{Servers: []string{url}, ClientID: clientID, Version: mqtt.ProtocolVersion(v),
+		SessionExpiry: time.Hour, ManualAck: true, ReceiveMaximum: 20})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "consumer:", err)
+		os.Exit(1)
+	}
+	defer c.Close()
+	sub, err := c.Subscribe(ctx, filter, mqtt.AtLeastOnce)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "consumer:", err)
+		os.Exit(1)
+	}
+	fmt.Println(-1)
+	for {
+		var m mqtt.Message
+		select {
+		case m = <-sub.Messages():
+		case m = <-c.Messages():
+			// A resumed session's messages that arrived before Subscribe
+			// returned: they match no live subscription yet.
+		case <-c.Done():
+			return true
+		case <-ctx.Done():
+			return true
+		}
+		fmt.Println(string(m.Payload))
+		if err := m.Ack(); err != nil {
+			return true
 		}
 	}
 }
