@@ -229,9 +229,12 @@ func (c *Client) publishAndWait(ctx context.Context, m Message) error {
 // completes: do not modify them before.
 func (c *Client) PublishAsync(m Message) *Pending {
 	if m.QoS == AtMostOnce && c.conn.Load() != nil {
-		p := new(Pending)
-		p.complete(c.publishQoS0(context.Background(), &m))
-		return p
+		if err := c.publishQoS0(context.Background(), &m); err != nil {
+			p := new(Pending)
+			p.complete(err)
+			return p
+		}
+		return succeeded
 	}
 	r, err := c.startPublish(context.Background(), m)
 	if err != nil {

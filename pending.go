@@ -3,6 +3,7 @@ package mqtt
 import (
 	"context"
 	"sync"
+	"sync/atomic"
 
 	"github.com/b4e21b16/mqtt/packet"
 )
@@ -14,6 +15,11 @@ import (
 // never reuses it.
 type Pending struct {
 	id uint64 // set before the caller sees the Pending; never changed
+
+	// completed is set, after err and done, once the publish has
+	// completed: from then on Done and Err read without the lock, so that
+	// a completed Pending can be shared (see succeeded).
+	completed atomic.Bool
 
 	mu       sync.Mutex
 	done     chan struct{} // made on first use by Done; closed on completion; guarded by mu
@@ -28,6 +34,12 @@ func (p *Pending) ID() uint64 { return p.id }
 
 // Done returns a channel that is closed when the publish has completed.
 func (p *Pending) Done() <-chan struct{} {
+	if p.completed.Load() {
+		if p.done != nil {
+			return p.done
+		}
+		return closedChan
+	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.done == nil {
@@ -41,6 +53,9 @@ func (p *Pending) Done() <-chan struct{} {
 
 // Err returns the publish's outcome once Done is closed, and nil before.
 func (p *Pending) Err() error {
+	if p.completed.Load() {
+		return p.err
+	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return p.err
@@ -69,9 +84,15 @@ func (p *Pending) complete(err error) {
 	if p.done != nil {
 		close(p.done)
 	}
+	p.completed.Store(true)
 }
 
 var closedChan = func() chan struct{} { c := make(chan struct{}); close(c); return c }()
+
+// succeeded is the Pending of every asynchronous QoS 0 publish written at
+// once: completed without error, it never changes, so one serves them all
+// and such a publish allocates nothing.
+var succeeded = func() *Pending { p := new(Pending); p.complete(nil); return p }()
 
 // publishReq is one publish from the API call that made it until it
 // completes: the request the session receives, then its record while it
