@@ -104,6 +104,31 @@ func (p *proc) waitLog(t *testing.T, parts ...string) string {
 	}
 }
 
+// waitLogs waits until, from now on, each of wants has been matched by a
+// log line (as by waitLog), in any order.
+func (p *proc) waitLogs(t *testing.T, wants ...[]string) {
+	t.Helper()
+	timer := time.NewTimer(waitTimeout)
+	defer timer.Stop()
+	for len(wants) > 0 {
+		select {
+		case line, ok := <-p.lines:
+			if !ok {
+				t.Fatalf("the service exited before logging %q", wants)
+			}
+			t.Logf("service: %s", line)
+			for i, parts := range wants {
+				if containsAll(line, parts) {
+					wants = append(wants[:i], wants[i+1:]...)
+					break
+				}
+			}
+		case <-timer.C:
+			t.Fatalf("the service did not log %q within %v", wants, waitTimeout)
+		}
+	}
+}
+
 func containsAll(s string, parts []string) bool {
 	for _, p := range parts {
 		if !strings.Contains(s, p) {
@@ -177,8 +202,8 @@ func TestService(t *testing.T) {
 	const id = "svc-test"
 	args := []string{"-server", b.URL(), "-id", id, "-interval", "100ms", "-max-backoff", "200ms"}
 	svc := startService(t, bin, args...)
-	svc.waitLog(t, "msg=ready")
-	svc.waitLog(t, "msg=\"mqtt event\"", "kind=connected")
+	// The two are logged by different goroutines, in either order.
+	svc.waitLogs(t, []string{"msg=ready"}, []string{"msg=\"mqtt event\"", "kind=connected"})
 
 	// The broker goes away and comes back on the same port.
 	b.Kill(t)
