@@ -332,7 +332,15 @@ func testRetained(t *testing.T, tg *target, b *broker) {
 	if err := pub.Publish(ctx, mqtt.Message{Topic: id + "/state", Payload: []byte("off"), QoS: 1, Retain: true}); err != nil {
 		t.Fatal(err)
 	}
-	if got := receive(t, exact.Messages()); got.Retain || string(got.Payload) != "off" {
+	got = receive(t, exact.Messages())
+	if !got.Retain && string(got.Payload) == "on" {
+		// A broker may acknowledge a publish before it fans it out (mochi
+		// does), so a subscription made just after the PUBACK can get the
+		// first message twice: once retained, once live. Nothing orders a
+		// SUBSCRIBE on one connection against a fan-out from another.
+		got = receive(t, exact.Messages())
+	}
+	if got.Retain || string(got.Payload) != "off" {
 		t.Fatalf("live message %s %q; want retain=false, off", got.String(), got.Payload)
 	}
 	if err := pub.Publish(ctx, mqtt.Message{Topic: id + "/state", QoS: 1, Retain: true}); err != nil {
