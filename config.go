@@ -273,8 +273,7 @@ func (cfg Config) withDefaults() (Config, []server, error) {
 	cfg.Reconnect.withDefaults()
 	cfg.Queue.withDefaults()
 	if cfg.Dialer == nil {
-		var d net.Dialer
-		cfg.Dialer = d.DialContext
+		cfg.Dialer = defaultDialer()
 	}
 	return cfg, servers, nil
 }
@@ -290,6 +289,9 @@ func (cfg *Config) parseServers() ([]server, error) {
 	servers := make([]server, 0, len(cfg.Servers))
 	for _, s := range cfg.Servers {
 		srv, err := parseServer(s, cfg.Transports)
+		if err == nil {
+			err = checkPlatform(srv, cfg.Dialer != nil)
+		}
 		if err != nil {
 			return nil, err
 		}

@@ -33,13 +33,6 @@ func TestFakeDurableQueueBounds(t *testing.T) {
 	})
 }
 
-func must(t *testing.T, err error) {
-	t.Helper()
-	if err != nil {
-		t.Fatal(err)
-	}
-}
-
 func TestMemoryStoreContract(t *testing.T) {
 	t.Parallel()
 	storetest.Contract(t, func(t *testing.T) mqtt.Store {

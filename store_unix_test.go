@@ -689,3 +689,11 @@ func TestFakeResumeReleasesInSeqOrderAfterRestart(t *testing.T) {
 		}
 	})
 }
+
+// must ends the test on err.
+func must(t *testing.T, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+}

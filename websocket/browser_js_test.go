@@ -5,8 +5,10 @@ package websocket_test
 import (
 	"context"
 	"errors"
+	"net"
 	"net/url"
 	"os"
+	"strings"
 	"testing"
 	"time"
 
@@ -123,5 +125,38 @@ func TestBrowserDeadline(t *testing.T) {
 	}
 	if ack, ok := pk.(*packet.Connack); !ok || ack.ReasonCode != 0 {
 		t.Fatalf("got %#v, want a successful CONNACK", pk)
+	}
+}
+
+// TestBrowserNoSockets checks that the transports a browser cannot offer
+// are refused when the configuration is checked, with an error that says
+// why, and that an application's own Dialer still serves mqtt://.
+func TestBrowserNoSockets(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), browserTimeout)
+	defer cancel()
+	for _, server := range []string{"mqtt://127.0.0.1:1883", "tcp://127.0.0.1", "mqtts://127.0.0.1", "tls://127.0.0.1", "unix:///run/mqtt.sock"} {
+		c, err := mqtt.Connect(ctx, mqtt.Config{Servers: []string{server}})
+		if err == nil {
+			c.Close()
+			t.Fatalf("Connect(%s) succeeded", server)
+		}
+		var arg *mqtt.ArgumentError
+		if !errors.As(err, &arg) || !errors.Is(err, errors.ErrUnsupported) || !strings.Contains(err.Error(), "not available in a browser") {
+			t.Errorf("Connect(%s) = %v, want an *mqtt.ArgumentError saying it is not available in a browser", server, err)
+		}
+	}
+	errDial := errors.New("dialed by the application")
+	var dialed string
+	dial := func(_ context.Context, network, addr string) (net.Conn, error) {
+		dialed = network + " " + addr
+		return nil, errDial
+	}
+	cfg := mqtt.Config{Servers: []string{"mqtt://broker.test:1883"}, Dialer: dial, Reconnect: mqtt.ReconnectConfig{Disable: true}}
+	if _, err := mqtt.Connect(ctx, cfg); !errors.Is(err, errDial) || dialed != "tcp broker.test:1883" {
+		t.Errorf("Connect with a Dialer = %v after dialing %q, want the Dialer's error after dialing tcp broker.test:1883", err, dialed)
+	}
+	cfg.Servers = []string{"mqtts://broker.test"}
+	if _, err := mqtt.Connect(ctx, cfg); !errors.Is(err, errors.ErrUnsupported) {
+		t.Errorf("Connect(mqtts://) with a Dialer = %v, want TLS on TCP refused", err)
 	}
 }

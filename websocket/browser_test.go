@@ -50,7 +50,7 @@ func TestBrowser(t *testing.T) {
 	if err != nil {
 		t.Fatalf("browser tests: %v\n%s", err, out)
 	}
-	for _, name := range []string{"TestBrowserPublishSubscribe", "TestBrowserDeadline"} {
+	for _, name := range []string{"TestBrowserPublishSubscribe", "TestBrowserDeadline", "TestBrowserNoSockets"} {
 		if !strings.Contains(string(out), "--- PASS: "+name) {
 			t.Errorf("%s did not pass:\n%s", name, out)
 		}
