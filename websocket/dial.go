@@ -22,8 +22,16 @@ const maxResponseHeader = 64 << 10
 
 // dialWebSocket performs the opening handshake with target over a
 // connection from dial (secured with tlsConfig for wss) and returns the
-// WebSocket as a *conn.
+// WebSocket as a *conn. A nil dial stands for a net.Dialer, a nil
+// tlsConfig for one with the host of target.
 func dialWebSocket(ctx context.Context, target *url.URL, header http.Header, host string, dial mqtt.Dialer, tlsConfig *tls.Config) (net.Conn, error) {
+	if dial == nil {
+		var d net.Dialer
+		dial = d.DialContext
+	}
+	if tlsConfig == nil {
+		tlsConfig = &tls.Config{ServerName: target.Hostname()}
+	}
 	var under underConn
 	ht := &http.Transport{
 		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {

@@ -98,13 +98,6 @@ func (t *Transport) Dial(ctx context.Context, server *url.URL, dial mqtt.Dialer,
 	if server.Opaque != "" || server.Hostname() == "" {
 		return nil, errors.New("mqtt: WebSocket URL without a host")
 	}
-	if dial == nil {
-		var d net.Dialer
-		dial = d.DialContext
-	}
-	if tlsConfig == nil {
-		tlsConfig = &tls.Config{ServerName: server.Hostname()}
-	}
 	target := *server
 	target.User = nil
 	target.Fragment, target.RawFragment = "", ""
