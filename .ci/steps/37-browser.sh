@@ -16,6 +16,11 @@ if [ ${#missing[@]} -gt 0 ]; then
   apt-get update -qq
   apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
+# The library builds for the browser and for every other kind of target.
+(cd "$(dirname "$0")/../.." &&
+  for target in js/wasm wasip1/wasm windows/amd64 darwin/arm64 linux/arm freebsd/amd64; do
+    GOOS=${target%/*} GOARCH=${target#*/} go build . ./packet
+  done)
 cd "$(dirname "$0")/../../examples/browser"
 go mod download
 go vet ./...
