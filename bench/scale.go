@@ -173,10 +173,11 @@ type scaleRun struct {
 	// the run and after it.
 	brokerFDsBefore int
 	brokerFDsAfter  []int // per round
-	// sockMem is the kernel's TCP memory (sockstat, bytes) before the run
+	// slab is the kernel's slab memory (sockets, files, epoll entries of
+	// both ends, and whatever else the machine does; bytes) before the run
 	// and with all connections open.
-	sockMemBefore, sockMemOpen uint64
-	fdLimit                    int
+	slabBefore, slabOpen uint64
+	fdLimit              int
 }
 
 // scaleWorker is one client process as the coordinator sees it.
@@ -203,7 +204,7 @@ func runScale(w io.Writer, cfg scaleConfig) error {
 		addrs[i] = m.Addr()
 	}
 	run.brokerFDsBefore = run.brokerFDs()
-	run.sockMemBefore = tcpSocketMemory()
+	run.slabBefore = kernelSlab()
 	exe, err := os.Executable()
 	if err != nil {
 		return err
@@ -243,7 +244,7 @@ func runScale(w io.Writer, cfg scaleConfig) error {
 			switch {
 			case phase == "exchange" && round == 0:
 				run.brokerRSS = run.brokersRSS()
-				run.sockMemOpen = tcpSocketMemory()
+				run.slabOpen = kernelSlab()
 			case phase == "close":
 				run.brokerFDsAfter = append(run.brokerFDsAfter, run.settleBrokers())
 			}
@@ -430,9 +431,9 @@ type scaleResult struct {
 	// The same right after connecting, before subscribing.
 	IdleHeapStackPerConn  float64 `json:"idle_heap_stack_per_conn"`
 	IdleGoroutinesPerConn float64 `json:"idle_goroutines_per_conn"`
-	ClientRSSMiB          float64 `json:"client_rss_mib"` // all client processes, all open
-	BrokerRSSMiB          float64 `json:"broker_rss_mib"` // all brokers, all open
-	KernelTCPMiB          float64 `json:"kernel_tcp_mib"` // growth of the kernel's TCP memory, all open
+	ClientRSSMiB          float64 `json:"client_rss_mib"`  // all client processes, all open
+	BrokerRSSMiB          float64 `json:"broker_rss_mib"`  // all brokers, all open
+	KernelSlabMiB         float64 `json:"kernel_slab_mib"` // growth of the kernel's slab memory, all open
 	// What each round left behind after its close phase, summed over the
 	// processes, relative to the state before the first round.
 	Left []leftOver `json:"left"`
@@ -461,10 +462,10 @@ func (run *scaleRun) result() scaleResult {
 		Connected: conn.OK, ConnectSecs: run.wall["connect"].Seconds(),
 		Exchanged: ex.OK, ExchangeSecs: run.wall["exchange"].Seconds(),
 		Closed: cl.OK, CloseSecs: run.wall["close"].Seconds(),
-		Failed:       run.failed(),
-		ClientRSSMiB: float64(ex.RSS) / (1 << 20),
-		BrokerRSSMiB: float64(run.brokerRSS) / (1 << 20),
-		KernelTCPMiB: (float64(run.sockMemOpen) - float64(run.sockMemBefore)) / (1 << 20),
+		Failed:        run.failed(),
+		ClientRSSMiB:  float64(ex.RSS) / (1 << 20),
+		BrokerRSSMiB:  float64(run.brokerRSS) / (1 << 20),
+		KernelSlabMiB: (float64(run.slabOpen) - float64(run.slabBefore)) / (1 << 20),
 	}
 	r.ConnectRate = float64(conn.OK) / r.ConnectSecs
 	r.HeapStackPerConn = perConn(ex.HeapStack, ready.HeapStack, ex.OK)
@@ -518,8 +519,8 @@ func (run *scaleRun) print(w io.Writer) {
 		r.HeapStackPerConn, r.StacksPerConn, r.GoroutinesPerConn, r.RSSPerConn)
 	fmt.Fprintf(w, "  per connection, connected only:             Go heap+stacks %.0f B, %.2f goroutines\n",
 		r.IdleHeapStackPerConn, r.IdleGoroutinesPerConn)
-	fmt.Fprintf(w, "  all open: client RSS %.1f MiB, broker RSS %.1f MiB, kernel TCP memory %+.1f MiB\n",
-		r.ClientRSSMiB, r.BrokerRSSMiB, r.KernelTCPMiB)
+	fmt.Fprintf(w, "  all open: client RSS %.1f MiB, broker RSS %.1f MiB, kernel slab %+.1f MiB (both ends of every connection; machine-wide)\n",
+		r.ClientRSSMiB, r.BrokerRSSMiB, r.KernelSlabMiB)
 	if cfg.procs > 1 {
 		for i, rep := range run.reports["exchange"] {
 			ready := run.reports["ready"][i]
@@ -544,24 +545,17 @@ func openFiles(pid int) int {
 	return len(ents)
 }
 
-// tcpSocketMemory returns the kernel's memory for TCP sockets, from the
-// "mem" field (pages) of /proc/net/sockstat, in bytes.
-func tcpSocketMemory() uint64 {
-	b, err := os.ReadFile("/proc/net/sockstat")
+// kernelSlab returns the kernel's slab memory ("Slab" of /proc/meminfo),
+// in bytes.
+func kernelSlab() uint64 {
+	b, err := os.ReadFile("/proc/meminfo")
 	if err != nil {
 		return 0
 	}
 	for _, line := range strings.Split(string(b), "\n") {
-		rest, ok := strings.CutPrefix(line, "TCP: ")
-		if !ok {
-			continue
-		}
-		f := strings.Fields(rest)
-		for i := 0; i+1 < len(f); i += 2 {
-			if f[i] == "mem" {
-				pages, _ := strconv.ParseUint(f[i+1], 10, 64)
-				return pages * uint64(os.Getpagesize())
-			}
+		if rest, ok := strings.CutPrefix(line, "Slab:"); ok {
+			kb, _ := strconv.ParseUint(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 10, 64)
+			return kb << 10
 		}
 	}
 	return 0
