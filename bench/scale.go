@@ -430,6 +430,7 @@ type scaleResult struct {
 	RSSPerConn        float64 `json:"rss_per_conn"`
 	// The same right after connecting, before subscribing.
 	IdleHeapStackPerConn  float64 `json:"idle_heap_stack_per_conn"`
+	IdleStacksPerConn     float64 `json:"idle_stacks_per_conn"`
 	IdleGoroutinesPerConn float64 `json:"idle_goroutines_per_conn"`
 	ClientRSSMiB          float64 `json:"client_rss_mib"`  // all client processes, all open
 	BrokerRSSMiB          float64 `json:"broker_rss_mib"`  // all brokers, all open
@@ -473,6 +474,7 @@ func (run *scaleRun) result() scaleResult {
 	r.GoroutinesPerConn = perConn(uint64(ex.Goroutines), uint64(ready.Goroutines), ex.OK)
 	r.RSSPerConn = perConn(ex.RSS, ready.RSS, ex.OK)
 	r.IdleHeapStackPerConn = perConn(conn.HeapStack, ready.HeapStack, conn.OK)
+	r.IdleStacksPerConn = perConn(conn.Stacks, ready.Stacks, conn.OK)
 	r.IdleGoroutinesPerConn = perConn(uint64(conn.Goroutines), uint64(ready.Goroutines), conn.OK)
 	for round := range cfg.rounds {
 		cl := run.total(phaseKey("close", round))
@@ -517,8 +519,8 @@ func (run *scaleRun) print(w io.Writer) {
 	}
 	fmt.Fprintf(w, "  per connection, all open after the exchange: Go heap+stacks %.0f B (stacks %.0f B), %.2f goroutines, RSS %.0f B\n",
 		r.HeapStackPerConn, r.StacksPerConn, r.GoroutinesPerConn, r.RSSPerConn)
-	fmt.Fprintf(w, "  per connection, connected only:             Go heap+stacks %.0f B, %.2f goroutines\n",
-		r.IdleHeapStackPerConn, r.IdleGoroutinesPerConn)
+	fmt.Fprintf(w, "  per connection, connected only:             Go heap+stacks %.0f B (stacks %.0f B), %.2f goroutines\n",
+		r.IdleHeapStackPerConn, r.IdleStacksPerConn, r.IdleGoroutinesPerConn)
 	fmt.Fprintf(w, "  all open: client RSS %.1f MiB, broker RSS %.1f MiB, kernel slab %+.1f MiB (both ends of every connection; machine-wide)\n",
 		r.ClientRSSMiB, r.BrokerRSSMiB, r.KernelSlabMiB)
 	if cfg.procs > 1 {
