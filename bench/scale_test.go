@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -13,6 +14,9 @@ import (
 // disconnect, and nothing may be left behind.
 func TestScale(t *testing.T) {
 	t.Parallel()
+	if _, err := os.Stat(mosquittoBin); err != nil && os.Getenv("CI") == "" {
+		t.Skipf("mosquitto is not installed: %v", err)
+	}
 	for _, client := range scaleClients {
 		t.Run(client, func(t *testing.T) {
 			t.Parallel()
