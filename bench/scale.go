@@ -71,6 +71,10 @@ type scaleConfig struct {
 	profile   string // directory for the client processes' profiles, "" for none
 	rounds    int    // times the phases are run, to show that nothing accumulates
 	phaseWait time.Duration
+	// brokerMax, when positive, is each broker's max_connections instead
+	// of what its open-file limit allows (to show how failures are
+	// reported).
+	brokerMax int
 }
 
 // phases are the steps every client process runs on the coordinator's
@@ -105,6 +109,7 @@ func scaleMain(args []string) int {
 	version := fs.Int("mqttv", 5, "MQTT version for ours (4 or 5)")
 	fs.StringVar(&cfg.profile, "profile", "", "directory for CPU, mutex and block profiles and an execution trace of each client process's connect phase")
 	fs.IntVar(&cfg.rounds, "rounds", 1, "run the phases this many times (leaks show as growth after each round)")
+	fs.IntVar(&cfg.brokerMax, "broker-max", 0, "max_connections of each broker (0: what its open-file limit allows)")
 	fs.DurationVar(&cfg.phaseWait, "phase-timeout", 5*time.Minute, "bound on each phase")
 	if err := fs.Parse(args); err != nil {
 		return 2
@@ -196,7 +201,11 @@ func runScale(w io.Writer, cfg scaleConfig) error {
 	defer run.stop()
 	addrs := make([]string, cfg.brokers)
 	for i := range cfg.brokers {
-		m, err := startMosquittoOn(fmt.Sprintf("127.0.0.%d", i+1), limit-fdReserve/2)
+		maxConns := limit - fdReserve/2
+		if cfg.brokerMax > 0 {
+			maxConns = cfg.brokerMax
+		}
+		m, err := startMosquittoOn(fmt.Sprintf("127.0.0.%d", i+1), maxConns)
 		if err != nil {
 			return fmt.Errorf("broker %d: %w", i, err)
 		}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"fmt"
 	"os"
 	"strings"
 	"testing"
@@ -45,6 +46,36 @@ func TestScale(t *testing.T) {
 			t.Log(out.String())
 		})
 	}
+}
+
+// TestScaleReportsFailures has more connections than the broker accepts:
+// the run fails, and the refused connections are counted under their
+// cause, while the others go through every phase and are closed.
+func TestScaleReportsFailures(t *testing.T) {
+	t.Parallel()
+	if _, err := os.Stat(mosquittoBin); err != nil && os.Getenv("CI") == "" {
+		t.Skipf("mosquitto is not installed: %v", err)
+	}
+	cfg := scaleConfig{client: "ours", conns: 100, procs: 1, brokers: 1, dials: 8, perSource: 1000,
+		version: 5, rounds: 1, phaseWait: time.Minute, brokerMax: 60}
+	var out strings.Builder
+	err := runScale(&out, cfg)
+	r := parseScaleResult(t, out.String())
+	// mosquitto admits max_connections + 1.
+	if r.Failed < 30 || r.Failed > 40 || r.Connected+r.Failed != cfg.conns || r.Exchanged != r.Connected || r.Closed != r.Connected {
+		t.Errorf("connected %d, exchanged %d, closed %d, failed %d; want about 60 through every phase and the other 40 failed",
+			r.Connected, r.Exchanged, r.Closed, r.Failed)
+	}
+	if want := fmt.Sprintf("%d connections failed", r.Failed); err == nil || !strings.Contains(err.Error(), want) {
+		t.Errorf("runScale: %v, want %q", err, want)
+	}
+	if want := fmt.Sprintf("%6d × ours connect: ", r.Failed); !strings.Contains(out.String(), want) {
+		t.Errorf("the failures are not grouped under one cause (%q):\n%s", want, out.String())
+	}
+	if l := r.Left[0]; l.Goroutines > 0 || l.Files > 0 || l.BrokerFiles > 0 {
+		t.Errorf("left %+v", l)
+	}
+	t.Log(out.String())
 }
 
 func parseScaleResult(t *testing.T, out string) scaleResult {
