@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 )
 
 // benchClient is the part of an MQTT client that the workloads drive. Each
@@ -34,6 +35,22 @@ type dialOpts struct {
 	payload    []byte
 	receiveMax int  // announced Receive Maximum (5.0 clients); 0 keeps the library default
 	small      bool // raw: minimal buffers, for the memory workloads
+	// localIP, when set, is the source address of the connection (a
+	// loopback address other than 127.0.0.1 spreads many connections over
+	// more ephemeral ports).
+	localIP net.IP
+	// noReconnect turns this client's automatic reconnection off, as the
+	// peers are configured, so a lost connection shows as an error.
+	noReconnect bool
+}
+
+// netDialer returns the net.Dialer for o: bound to o.localIP when set.
+func (o dialOpts) netDialer() *net.Dialer {
+	d := new(net.Dialer)
+	if o.localIP != nil {
+		d.LocalAddr = &net.TCPAddr{IP: o.localIP}
+	}
+	return d
 }
 
 type dialFunc func(ctx context.Context, addr string, o dialOpts) (benchClient, error)

@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"time"
 
 	mqtt "github.com/b4e21b16/mqtt"
@@ -23,7 +25,9 @@ func dialOurs(ctx context.Context, addr string, o dialOpts) (benchClient, error)
 		Version:      mqtt.ProtocolVersion(o.version),
 		QoS0Overflow: mqtt.Block,
 		KeepAlive:    60 * time.Second,
+		Dialer:       o.netDialer().DialContext,
 	}
+	cfg.Reconnect.Disable = o.noReconnect
 	if o.receiveMax > 0 {
 		cfg.ReceiveMaximum = uint16(min(o.receiveMax, 65535))
 	}
@@ -101,4 +105,30 @@ func (o *oursClient) close(ctx context.Context) error {
 	err := o.c.Disconnect(ctx)
 	o.c.Close()
 	return err
+}
+
+// exchange subscribes to the client's topic, publishes one QoS 1 message
+// to it and waits until the broker delivers it back, all on the calling
+// goroutine (subscribe would start one more per client).
+func (o *oursClient) exchange(ctx context.Context) error {
+	sub, err := o.c.Subscribe(ctx, o.msg.Topic, mqtt.AtLeastOnce)
+	if err != nil {
+		return fmt.Errorf("subscribe: %w", err)
+	}
+	m := o.msg
+	m.QoS = mqtt.AtLeastOnce
+	if err := o.c.Publish(ctx, m); err != nil {
+		return fmt.Errorf("publish: %w", err)
+	}
+	select {
+	case _, ok := <-sub.Messages():
+		if !ok {
+			return errors.New("receive: the subscription ended")
+		}
+		return nil
+	case <-o.c.Done():
+		return fmt.Errorf("receive: %w", o.c.Err())
+	case <-ctx.Done():
+		return fmt.Errorf("receive: %w", ctx.Err())
+	}
 }

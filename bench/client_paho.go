@@ -23,7 +23,8 @@ func dialPaho(ctx context.Context, addr string, o dialOpts) (benchClient, error)
 		SetAutoReconnect(false).
 		SetConnectRetry(false).
 		SetKeepAlive(60 * time.Second).
-		SetProtocolVersion(4)
+		SetProtocolVersion(4).
+		SetDialer(o.netDialer())
 	c := paho.NewClient(opts)
 	if err := waitToken(ctx, c.Connect()); err != nil {
 		return nil, err

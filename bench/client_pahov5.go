@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"net"
 	"net/url"
 	"sync"
 	"sync/atomic"
@@ -48,8 +47,7 @@ func connectProps(o dialOpts) *pahov5.ConnectProperties {
 }
 
 func dialPahoV5(ctx context.Context, addr string, o dialOpts) (benchClient, error) {
-	var d net.Dialer
-	nc, err := d.DialContext(ctx, "tcp", addr)
+	nc, err := o.netDialer().DialContext(ctx, "tcp", addr)
 	if err != nil {
 		return nil, err
 	}

@@ -13,6 +13,13 @@
 // (publish-and-wait latency), e2e-qos0, e2e-qos1, e2e-lat (publisher to
 // subscriber through mosquitto), recv-qos0, recv-qos1 (flood from the
 // sink), idle (memory per idle connection), conn (10,000 connections).
+//
+// The scale command opens connections up to the open-file limit of one
+// process, or beyond it across several client processes, against several
+// mosquitto instances (see scale.go):
+//
+//	go run . scale -client ours -n 19000
+//	go run . scale -client ours -n 100000 -procs 6
 package main
 
 import (
@@ -46,6 +53,16 @@ type runConfig struct {
 }
 
 func main() {
+	if len(os.Args) > 1 {
+		switch os.Args[1] {
+		case "scale":
+			raiseFileLimit()
+			os.Exit(scaleMain(os.Args[2:]))
+		case scaleWorkerCmd:
+			raiseFileLimit()
+			os.Exit(scaleWorkerMain(os.Args[2:]))
+		}
+	}
 	var (
 		workloadF  = flag.String("workload", "pub-qos0", "workload name, comma-separated names, or all (with -compare)")
 		client     = flag.String("client", "ours", "ours, paho, pahov5, autopaho or raw")

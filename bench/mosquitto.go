@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"syscall"
 	"time"
 )
@@ -19,8 +20,8 @@ type mosquittoBroker struct {
 	addr string
 }
 
-func freePort() (int, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+func freePort(host string) (int, error) {
+	ln, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
 	if err != nil {
 		return 0, err
 	}
@@ -29,7 +30,14 @@ func freePort() (int, error) {
 }
 
 func startMosquitto() (*mosquittoBroker, error) {
-	port, err := freePort()
+	return startMosquittoOn("127.0.0.1", -1)
+}
+
+// startMosquittoOn starts mosquitto listening on a free port of host (a
+// loopback address), accepting at most maxConns clients (-1: no limit of
+// its own; the open-file limit it inherits still applies).
+func startMosquittoOn(host string, maxConns int) (*mosquittoBroker, error) {
+	port, err := freePort(host)
 	if err != nil {
 		return nil, err
 	}
@@ -37,7 +45,7 @@ func startMosquitto() (*mosquittoBroker, error) {
 	if err != nil {
 		return nil, err
 	}
-	conf := fmt.Sprintf("listener %d 127.0.0.1\nallow_anonymous true\nmax_inflight_messages 0\nmax_queued_messages 1000000\npersistence false\nmax_connections -1\nlog_dest none\n", port)
+	conf := fmt.Sprintf("listener %d %s\nallow_anonymous true\nmax_inflight_messages 0\nmax_queued_messages 1000000\npersistence false\nmax_connections %d\nlog_dest none\n", port, host, maxConns)
 	if os.Geteuid() == 0 {
 		conf += "user root\n"
 	}
@@ -54,7 +62,7 @@ func startMosquitto() (*mosquittoBroker, error) {
 		os.RemoveAll(dir)
 		return nil, err
 	}
-	m := &mosquittoBroker{cmd: cmd, dir: dir, addr: fmt.Sprintf("127.0.0.1:%d", port)}
+	m := &mosquittoBroker{cmd: cmd, dir: dir, addr: net.JoinHostPort(host, strconv.Itoa(port))}
 	deadline := time.Now().Add(5 * time.Second)
 	for {
 		c, err := net.DialTimeout("tcp", m.addr, 200*time.Millisecond)

@@ -11,6 +11,18 @@
 //
 //	go run ./examples/workers -server mqtt://127.0.0.1:1883 -workers 4 -filter 'jobs/#'
 //	mosquitto_pub -t jobs/1 -q 1 -m 'resize image 1'
+//
+// With -procs N the pool spans N processes: the program re-executes itself
+// N times, each worker process runs -workers workers in the same share
+// group, and this process forwards their lines ("process P worker N: topic
+// payload"), stops them all once -count messages were processed (or on a
+// signal) and prints how many each process took. Each worker has a client
+// ID of its own that is the same on every run (group-P-N) and a persistent
+// session (-session-expiry, one hour unless set), so a worker process that
+// is killed and started again resumes its session and gets what the broker
+// kept for it meanwhile.
+//
+//	go run ./examples/workers -server mqtt://127.0.0.1:1883 -procs 4 -workers 2 -filter 'jobs/#'
 package main
 
 import (
@@ -58,6 +70,9 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	qos := fs.Int("qos", 1, "subscription QoS (0, 1 or 2)")
 	count := fs.Int("count", 0, "stop after the pool processed this many messages (0: run until interrupted)")
 	ready := fs.String("ready", "", "print this line once every worker is subscribed (for scripts)")
+	procs := fs.Int("procs", 0, "run the pool in this many worker processes, each with -workers workers (0: in this process)")
+	expiry := fs.Duration("session-expiry", 0, "keep each worker's session this long after it disconnects (persistent session; with -procs: 1h unless set)")
+	process := fs.Int("process", -1, "this is worker process number N of a -procs pool (set by -procs)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -68,16 +83,38 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 		return fmt.Errorf("-workers %d: need at least one", *workers)
 	case *group == "" || strings.ContainsAny(*group, "/+#"):
 		return fmt.Errorf("-group %q: a share name is non-empty and has no /, + or #", *group)
+	case *procs < 0 || *procs > maxProcs:
+		return fmt.Errorf("-procs %d: between 0 and %d", *procs, maxProcs)
+	case *procs > 0 && *process >= 0:
+		return errors.New("-procs and -process exclude each other")
 	}
 	out := &lineWriter{w: stdout}
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 
-	shared := "$share/" + *group + "/" + *filter
+	if *procs > 0 {
+		if *expiry == 0 {
+			*expiry = time.Hour
+		}
+		childArgs := []string{"-server", *server, "-workers", fmt.Sprint(*workers), "-group", *group,
+			"-filter", *filter, "-qos", fmt.Sprint(*qos), "-session-expiry", expiry.String()}
+		return runProcesses(ctx, *procs, childArgs, *count, *ready, out)
+	}
+	if *process >= 0 {
+		// A worker process stops when its parent closes its standard
+		// input (or exits).
+		go func() {
+			_, _ = io.Copy(io.Discard, os.Stdin)
+			cancel()
+		}()
+	}
+
+	spec := workerSpec{server: *server, group: *group, shared: "$share/" + *group + "/" + *filter,
+		qos: mqtt.QoS(*qos), process: *process, sessionExpiry: *expiry}
 	pool := make([]*worker, *workers)
 	for i := range pool {
-		w, err := startWorker(ctx, i, *server, *group, shared, mqtt.QoS(*qos))
+		w, err := startWorker(ctx, i, spec)
 		if err != nil {
 			return err
 		}
