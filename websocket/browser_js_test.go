@@ -160,3 +160,32 @@ func TestBrowserNoSockets(t *testing.T) {
 		t.Errorf("Connect(mqtts://) with a Dialer = %v, want TLS on TCP refused", err)
 	}
 }
+
+// TestBrowserTextMessage checks that a text message from the server ends
+// the connection with an error that says so, and that the browser closes
+// the WebSocket (with status 1000: a browser sends no other protocol
+// status) at once; TestBrowser checks what the server saw.
+func TestBrowserTextMessage(t *testing.T) {
+	server := os.Getenv("MQTT_WS_TEXT_URL")
+	if server == "" {
+		t.Skip("MQTT_WS_TEXT_URL is not set: TestBrowser runs this test")
+	}
+	u, err := url.Parse(server)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), browserTimeout)
+	defer cancel()
+	nc, err := (&websocket.Transport{}).Dial(ctx, u, nil, nil)
+	if err != nil {
+		t.Fatalf("Dial: %v", err)
+	}
+	start := time.Now()
+	if _, err := nc.Read(make([]byte, 16)); err == nil || !strings.Contains(err.Error(), "text message") {
+		t.Fatalf("Read = %v, want an error about the text message", err)
+	}
+	if d := time.Since(start); d > 3*time.Second {
+		t.Errorf("Read took %v to end the connection", d)
+	}
+	nc.Close()
+}

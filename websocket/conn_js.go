@@ -140,12 +140,32 @@ func (c *conn) Close() error {
 	return c.closeWith(cws.StatusNormalClosure, "")
 }
 
+// closeTimeout bounds the wait for the browser to report a WebSocket
+// closed.
+const closeTimeout = 5 * time.Second
+
+// closeWith closes the WebSocket with code and reason, and waits until the
+// browser reports it closed, at most closeTimeout: a server that does not
+// answer the closing handshake leaves the receiving goroutine (and the
+// browser's close call) waiting until the browser gives up on it. A browser
+// closes only with status 1000 or 3000–4999; other codes are sent as 1000,
+// with the reason.
 func (c *conn) closeWith(code cws.StatusCode, reason string) error {
+	if code != cws.StatusNormalClosure && (code < 3000 || code > 4999) {
+		code = cws.StatusNormalClosure
+	}
 	err := net.ErrClosed
 	c.closeOnce.Do(func() {
 		close(c.done)
-		_ = c.ws.Close(code, reason)
-		<-c.received
+		// ws.Close waits for the closing handshake, for as long as the
+		// browser gives it.
+		go func() { _ = c.ws.Close(code, reason) }()
+		timeout := time.NewTimer(closeTimeout)
+		defer timeout.Stop()
+		select {
+		case <-c.received:
+		case <-timeout.C:
+		}
 		err = nil
 	})
 	return err
