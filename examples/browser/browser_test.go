@@ -21,6 +21,7 @@ import (
 	"github.com/b4e21b16/mqtt/internal/brokertest"
 	_ "github.com/b4e21b16/mqtt/websocket"
 	"github.com/chromedp/chromedp"
+	"github.com/coder/websocket"
 )
 
 // maxWasmGzip bounds the compressed size of the app.
@@ -165,6 +166,24 @@ func TestBrowser(t *testing.T) {
 		t.Errorf("the page reported an error: %s", s.LastError)
 	}
 	page.screenshot("browser-test.png")
+
+	// Close ends the browser's WebSocket normally (status 1000), as a
+	// relay in front of mosquitto's TCP listener sees it.
+	r := startRelay(t, b.Addr())
+	page.set("broker", r.URL())
+	page.set("clientid", "browser-close")
+	page.click("connect")
+	page.waitState("connected through the relay", func(s pageState) bool { return strings.HasPrefix(s.Status, "connected") && s.Connects == 3 })
+	page.click("close")
+	page.waitState("closed again", func(s pageState) bool { return s.Status == "closed" })
+	select {
+	case status := <-r.closed:
+		if status != websocket.StatusNormalClosure {
+			t.Errorf("the page's WebSocket ended with status %v, want %v", status, websocket.StatusNormalClosure)
+		}
+	case <-time.After(10 * time.Second):
+		t.Error("the relay saw no end of the page's WebSocket")
+	}
 }
 
 // tab drives the example's page in Chromium.
