@@ -83,11 +83,11 @@ func TestBrowserPublishSubscribe(t *testing.T) {
 	}
 }
 
-// TestBrowserDeadline checks that a read deadline interrupts a blocked
-// Read without ending the WebSocket, as the client needs: a connection
-// whose Read was interrupted still carries CONNECT and CONNACK.
-func TestBrowserDeadline(t *testing.T) {
-	u, err := url.Parse(browserURL(t))
+// dialTransport opens a WebSocket to server with the transport alone, in
+// the browser's WebSocket.
+func dialTransport(t *testing.T, server string) net.Conn {
+	t.Helper()
+	u, err := url.Parse(server)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -97,6 +97,14 @@ func TestBrowserDeadline(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Dial: %v", err)
 	}
+	return nc
+}
+
+// TestBrowserDeadline checks that a read deadline interrupts a blocked
+// Read without ending the WebSocket, as the client needs: a connection
+// whose Read was interrupted still carries CONNECT and CONNACK.
+func TestBrowserDeadline(t *testing.T) {
+	nc := dialTransport(t, browserURL(t))
 	defer nc.Close()
 	read := make(chan error, 1)
 	go func() {
@@ -170,16 +178,7 @@ func TestBrowserTextMessage(t *testing.T) {
 	if server == "" {
 		t.Skip("MQTT_WS_TEXT_URL is not set: TestBrowser runs this test")
 	}
-	u, err := url.Parse(server)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), browserTimeout)
-	defer cancel()
-	nc, err := (&websocket.Transport{}).Dial(ctx, u, nil, nil)
-	if err != nil {
-		t.Fatalf("Dial: %v", err)
-	}
+	nc := dialTransport(t, server)
 	start := time.Now()
 	if _, err := nc.Read(make([]byte, 16)); err == nil || !strings.Contains(err.Error(), "text message") {
 		t.Fatalf("Read = %v, want an error about the text message", err)
