@@ -31,17 +31,21 @@ func measureThroughput(t *testing.T, ctx context.Context, p *tab, wsURL string) 
 		t.Fatal(err)
 	}
 
+	stop := startProfile(t, p, "native → page")
 	start := time.Now()
 	if err := pipeline.Publish(ctx, pub, "bench/in", benchMessages, mqtt.AtLeastOnce); err != nil {
 		t.Fatal(err)
 	}
 	p.waitState("given every message", func(s pageState) bool { return s.BenchReceived == benchMessages })
 	toBrowser := rate(benchMessages, time.Since(start))
+	stop()
 
+	stop = startProfile(t, p, "page → native")
 	start = time.Now()
 	p.do(chromedp.Evaluate[chromedp.Void](fmt.Sprintf(`mqttDemo.benchPublish("bench/out", %d, 1).catch((e) => { window.benchError = String(e) }), 0`, benchMessages)))
 	receive(t, ctx, out.Messages(), benchMessages)
 	fromBrowser := rate(benchMessages, time.Since(start))
+	stop()
 
 	start = time.Now()
 	if err := pipeline.Publish(ctx, pub, "bench/out", benchMessages, mqtt.AtLeastOnce); err != nil {
