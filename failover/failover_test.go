@@ -7,6 +7,8 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -17,9 +19,10 @@ var (
 	flagKills     = flag.Int("failover.kills", 10, "nodes killed with SIGKILL, one at a time")
 	flagMinRun    = flag.Duration("failover.min", 60*time.Second, "shortest time over which the kills are spread")
 	flagDown      = flag.Duration("failover.down", 3*time.Second, "how long a killed node stays down")
-	flagInterval  = flag.Duration("failover.interval", 5*time.Millisecond, "time between two publishes of one publisher")
+	flagInterval  = flag.Duration("failover.interval", 20*time.Millisecond, "time between two publishes of one publisher")
 	flagVerbose   = flag.Bool("failover.v", false, "log every failover")
 	flagJSTimeout = flag.Duration("failover.jstimeout", 0, "the nodes' js_api_timeout (0: the server's default, 5 s)")
+	flagPairs     = flag.String("failover.pairs", "ours-qos1,ours-qos2,paho-qos1", "the publisher and subscriber pairs to run")
 	flagLogs      = flag.String("failover.log", "", "file for the nodes' and the clients' logs")
 )
 
@@ -98,6 +101,9 @@ func TestClusterFailover(t *testing.T) {
 	setup, cancelSetup := context.WithTimeout(ctx, 30*time.Second)
 	defer cancelSetup()
 	for _, pc := range pcs {
+		if !slices.Contains(strings.Split(*flagPairs, ","), pc.name) {
+			continue
+		}
 		pc.interval, pc.window = *flagInterval, 32
 		var p pair
 		var err error
