@@ -25,10 +25,15 @@ type ReconnectConfig struct {
 	// (0: never give up). Giving up stops the client.
 	MaxAttempts int
 	// HealthyAfter is how long a connection must last for the backoff to
-	// start again from MinDelay when it ends (default 10 s). A connection
-	// that ends sooner (a broker that accepts and then closes at once, two
-	// clients taking a Client ID from each other) continues the backoff
-	// where the previous one left it, so that such a broker is not stormed.
+	// start again from MinDelay when it ends (default 10 s); a connection
+	// over which the broker answered the client (any packet after CONNACK)
+	// needs only a tenth of it. A connection that ends sooner (a broker
+	// that accepts and then closes at once, two clients taking a Client ID
+	// from each other) continues the backoff where the previous one left
+	// it, so that such a broker is not stormed. After a healthy connection
+	// the first attempt goes to the next server at once when Servers
+	// lists several (a cluster node died: fail over without waiting), and
+	// after MinDelay when it lists one.
 	HealthyAfter time.Duration
 	// RejectAfter fails a QoS 1 or 2 publish with ErrPublishRejected once it
 	// was the oldest in flight on this many connections in a row that ended
@@ -196,9 +201,11 @@ type redialPlan struct {
 }
 
 // planRedial decides how to reconnect after conn ended with cause. The
-// backoff starts again from MinDelay only after a connection that lasted
-// Reconnect.HealthyAfter; a server DISCONNECT is acted on by its reason
-// code (see the README's reconnection policy):
+// backoff starts again only after a healthy connection: one that lasted
+// Reconnect.HealthyAfter, or a tenth of it with the broker answering;
+// the first attempt after it is then immediate when there is another
+// server to go to. A server DISCONNECT is acted on by its reason code (see
+// the README's reconnection policy):
 //
 //   - Session taken over (0x8E): another client connected with the same
 //     Client ID; reconnecting at once would take the session back and start
@@ -214,7 +221,8 @@ type redialPlan struct {
 func (s *session) planRedial(conn *connection, cause error) redialPlan {
 	rc := &s.cfg.Reconnect
 	plan := redialPlan{wait: -1, next: s.c.serverIndex(conn.server) + 1}
-	healthy := time.Since(conn.started) >= rc.HealthyAfter
+	lived := time.Since(conn.started)
+	healthy := lived >= rc.HealthyAfter || (lived >= rc.HealthyAfter/10 && conn.r.packetsIn.Load() > 0)
 	if re, ok := errors.AsType[*ReasonError](cause); ok && re.Packet == "DISCONNECT" {
 		switch re.Code {
 		case packet.SessionTakenOver:
@@ -239,6 +247,9 @@ func (s *session) planRedial(conn *connection, cause error) redialPlan {
 		plan.wait, plan.first = 0, &conn.server
 	case healthy:
 		s.failures = 0
+		if plan.wait < 0 && len(s.c.servers) > 1 {
+			plan.wait = 0 // fail over to the next server at once
+		}
 	default:
 		s.failures++
 	}

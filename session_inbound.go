@@ -117,6 +117,7 @@ func (s *session) receive(p *packet.Publish, bodySize int) {
 	if p.QoS > 0 {
 		if old, dup := s.inByID[p.PacketID]; dup {
 			// A re-sent message the client already holds: deliver it once only.
+			s.log.Debug("mqtt: PUBLISH with a packet ID in use ignored as a re-send", "id", p.PacketID, "qos", p.QoS, "dup", p.Dup)
 			if old.acked && old.qos == 2 {
 				s.sendAck(packet.PUBREC, p.PacketID, 0)
 			}
