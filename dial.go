@@ -25,7 +25,7 @@ type connection struct {
 
 	ctx    context.Context // ends when the connection ends; context.Cause says why
 	cancel context.CancelCauseFunc
-	g      *errgroup.Group
+	g      errgroup.Group
 
 	sessionPresent  bool
 	assignedID      string
@@ -45,14 +45,24 @@ type connection struct {
 
 // start runs the reader and writer, tied together: when one fails, the
 // connection's context ends and both stop.
-func (conn *connection) start(in chan<- *inbound) {
-	pctx, cancel := context.WithCancelCause(context.Background())
-	g, gctx := errgroup.WithContext(pctx)
-	conn.ctx, conn.cancel, conn.g = gctx, cancel, g
+func (conn *connection) start(in chan<- *inboundBatch) {
+	ctx, cancel := context.WithCancelCause(context.Background())
+	conn.ctx, conn.cancel = ctx, cancel
 	conn.r.out = in
 	conn.w.lastWrite.Store(time.Now().UnixNano())
-	g.Go(func() error { return conn.r.run(gctx) })
-	g.Go(func() error { return conn.w.run(gctx) })
+	conn.g.Go(func() error { return conn.ended(conn.r.run(ctx)) })
+	conn.g.Go(func() error { return conn.ended(conn.w.run(ctx)) })
+}
+
+// ended ends the connection with the error of its reader or writer, the
+// first one being the cause. (One context for both, rather than
+// errgroup.WithContext's derived one, saves an idle connection a context
+// and its parent's table of children.)
+func (conn *connection) ended(err error) error {
+	if err != nil {
+		conn.cancel(err)
+	}
+	return err
 }
 
 // close ends the connection with cause, without writing what is queued,

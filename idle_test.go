@@ -63,7 +63,8 @@ func (a *idleAcceptor) close() {
 
 // TestIdleConnectionMemory measures the Go heap and goroutine stacks one
 // idle connected client holds (300 of them, after garbage collection), and
-// fails if they grow past a regression bound. The numbers are logged; see
+// fails if they grow past a regression bound: 16 KiB in all (DESIGN.md's
+// target) without the race detector. The numbers are logged; see
 // the README's Performance section. It is not parallel, so that the memory
 // measured is its own.
 func TestIdleConnectionMemory(t *testing.T) {
@@ -83,8 +84,9 @@ func TestIdleConnectionMemory(t *testing.T) {
 			c.Close()
 		}
 	}()
+	ctx := testContext(t) // one for all, so that only the clients' memory is measured
 	for range n {
-		c, err := mqtt.Connect(testContext(t), mqtt.Config{Servers: []string{"mqtt://" + a.ln.Addr().String()},
+		c, err := mqtt.Connect(ctx, mqtt.Config{Servers: []string{"mqtt://" + a.ln.Addr().String()},
 			ClientID: "idle", Version: mqtt.Version5})
 		if err != nil {
 			t.Fatal(err)
@@ -94,7 +96,13 @@ func TestIdleConnectionMemory(t *testing.T) {
 	h1, s1 := measure()
 	heap, stack := (int64(h1)-int64(h0))/n, (int64(s1)-int64(s0))/n
 	t.Logf("per idle connection: heap %d B, goroutine stacks %d B, total %.1f KiB", heap, stack, float64(heap+stack)/1024)
-	if heap > 16<<10 || heap+stack > 32<<10 {
-		t.Errorf("an idle connection holds %d B of heap and %d B of stacks; the regression bound is 16 KiB of heap and 32 KiB in all", heap, stack)
+	// Measured: 8.9 KiB of heap and 6.4 KiB of stacks (three goroutines of
+	// the smallest stack, 2 KiB); the race detector makes stacks larger.
+	heapBound, totalBound := int64(10<<10), int64(16<<10)
+	if raceEnabled {
+		totalBound = 24 << 10
+	}
+	if heap > heapBound || heap+stack > totalBound {
+		t.Errorf("an idle connection holds %d B of heap and %d B of stacks; the regression bound is %d B of heap and %d B in all", heap, stack, heapBound, totalBound)
 	}
 }

@@ -92,6 +92,7 @@ func (s *session) keepAlive() {
 // connection has been quiet for a keepalive interval.
 func (s *session) trimBuffers() {
 	s.conn.w.trim()
+	s.conn.r.trim()
 	s.defaultQ.trim()
 	for _, sub := range s.subs {
 		sub.q.trim()

@@ -26,12 +26,13 @@ var readBuffers = sync.Pool{New: func() any { b := make([]byte, readBufferSize);
 // as reads keep filling it, giving it back once a read comes up short and
 // its bytes have been consumed.
 type connReader struct {
-	rd    io.Reader
-	probe [readProbeSize]byte
-	buf   []byte  // probe[:] or *pool
-	pool  *[]byte // the borrowed buffer, nil when buf is the probe or nil
-	r, w  int     // buf[r:w] is unread
-	hot   bool    // the last read filled its space: keep the pooled buffer
+	rd     io.Reader
+	probe  [readProbeSize]byte
+	buf    []byte  // probe[:] or *pool
+	pool   *[]byte // the borrowed buffer, nil when buf is the probe or nil
+	r, w   int     // buf[r:w] is unread
+	hot    bool    // the last read filled its space: keep the pooled buffer
+	peeked int     // bytes lent by peek, given back by discard
 }
 
 func newConnReader(rd io.Reader) *connReader { return &connReader{rd: rd} }
@@ -110,6 +111,98 @@ func (b *connReader) Read(p []byte) (int, error) {
 	b.r += n
 	b.consumed()
 	return n, nil
+}
+
+// packetLen returns the length of the MQTT packet the unread bytes start
+// with, fixed header included: 0 while its fixed header is incomplete, -1
+// when its Remaining Length is malformed (the reader reports it).
+func (b *connReader) packetLen() int {
+	p := b.buf[b.r:b.w]
+	n, shift := 0, 0
+	for i := 1; i < 5; i++ {
+		if i >= len(p) {
+			return 0
+		}
+		c := p[i]
+		n |= int(c&0x7f) << shift
+		shift += 7
+		if c&0x80 == 0 {
+			return i + 1 + n
+		}
+	}
+	return -1
+}
+
+// whole reports whether the unread bytes start with a whole packet, or
+// with a fixed header that is malformed.
+func (b *connReader) whole() bool {
+	n := b.packetLen()
+	return n < 0 || (n > 0 && n <= b.w-b.r)
+}
+
+// burst reports whether the unread bytes hold more than one whole packet.
+func (b *connReader) burst() bool {
+	n := b.packetLen()
+	if n <= 0 || n > b.w-b.r {
+		return false
+	}
+	b.r += n
+	more := b.whole()
+	b.r -= n
+	return more
+}
+
+// wait reads from the connection until the unread bytes start with a whole
+// packet, or with the fixed header of one larger than a read buffer (read
+// as it arrives) or a malformed one. The reader calls it with nothing else
+// on its stack, so that a connection waiting for the broker costs no more
+// than the smallest goroutine stack.
+func (b *connReader) wait() error {
+	for range readBufferSize + 1 { // each round reads at least a byte
+		if n := b.packetLen(); n < 0 || n > readBufferSize || (n > 0 && n <= b.w-b.r) {
+			return nil
+		}
+		if err := b.more(); err != nil {
+			if err == io.EOF && b.r < b.w {
+				err = io.ErrUnexpectedEOF
+			}
+			return err
+		}
+	}
+	return nil
+}
+
+// more reads more after the unread bytes, first moving them into a pooled
+// buffer, or to its start, when there is no room after them.
+func (b *connReader) more() error {
+	switch {
+	case b.r == b.w:
+	case b.pool == nil:
+		b.borrow()
+	case b.w == len(b.buf):
+		n := copy(b.buf, b.buf[b.r:b.w])
+		b.r, b.w = 0, n
+	}
+	return b.fill()
+}
+
+// peek returns the next n bytes in place when they are buffered. The caller
+// gives them back with discard once done with them.
+func (b *connReader) peek(n int) ([]byte, bool) {
+	if b.w-b.r < n {
+		return nil, false
+	}
+	b.peeked = n
+	return b.buf[b.r : b.r+n : b.r+n], true
+}
+
+// discard consumes the bytes peek lent.
+func (b *connReader) discard() {
+	if b.peeked > 0 {
+		b.r += b.peeked
+		b.peeked = 0
+		b.consumed()
+	}
 }
 
 // release returns a borrowed buffer when the connection ends.

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"slices"
+	"sync"
 	"sync/atomic"
 
 	"github.com/b4e21b16/mqtt/packet"
@@ -51,33 +52,89 @@ func (a *ackInfo) packet(t packet.Type, dst *packet.Ack) {
 	}
 }
 
-// inboundSlots is how many decoded packets a reader keeps: one the session
-// is handling, inboundBuffer in the channel and the one being decoded.
-const inboundSlots = inboundBuffer + 2
-
 // reset clears ev for the next packet.
 func (ev *inbound) reset() {
 	*ev = inbound{}
 }
 
-// readerScratch is the largest non-PUBLISH body the reader decodes from its
-// reused buffer; bigger ones get their own allocation.
-const readerScratch = 128
+const (
+	// batchSlots is the most packets a reader hands to the session at once.
+	batchSlots = 32
+	// batchBytes bounds the PUBLISH bodies in one batch (their
+	// allocations): the reader ends a batch once they reach it.
+	batchBytes = 32 << 10
+)
+
+// inboundBatch is the packets a reader decoded from what it had buffered,
+// handed to the session in one channel send and handled by it in one go.
+// A batch for a lone packet has one slot; one for a burst has batchSlots
+// and comes from a pool that all connections share. The session gives each
+// batch back (recycle) for the reader's next one.
+type inboundBatch struct {
+	evs []inbound
+	ack packet.Ack // an acknowledgement being decoded
+}
+
+func (b *inboundBatch) big() bool { return cap(b.evs) == batchSlots }
+
+var bigBatches = sync.Pool{New: func() any { return &inboundBatch{evs: make([]inbound, 0, batchSlots)} }}
+
+// newBatch returns the batch to decode into: the spare, unless it has one
+// slot and a burst is buffered; otherwise a pooled one for a burst or a new
+// one-slot batch.
+func (r *reader) newBatch() *inboundBatch {
+	burst := r.br.burst()
+	if b := r.spare.Swap(nil); b != nil && (b.big() || !burst) {
+		return b
+	}
+	if burst {
+		return bigBatches.Get().(*inboundBatch)
+	}
+	return &inboundBatch{evs: make([]inbound, 0, 1)}
+}
+
+// recycle takes back a batch the session has handled as the reader's
+// spare, so that a connection exchanging lone packets allocates none. Only
+// the session calls it.
+func (r *reader) recycle(b *inboundBatch) {
+	clear(b.evs)
+	b.evs = b.evs[:0]
+	if old := r.spare.Swap(b); old != nil && old.big() {
+		bigBatches.Put(old)
+	}
+}
+
+// trim lets a spare batch for bursts go back to the pool; the session
+// calls it once the connection has been quiet for a keepalive interval.
+func (r *reader) trim() {
+	b := r.spare.Swap(nil) // b is then the session's alone
+	switch {
+	case b == nil:
+	case b.big():
+		bigBatches.Put(b)
+	default:
+		r.spare.CompareAndSwap(nil, b) // unless the reader has one again
+	}
+}
 
 // reader owns the read side of one network connection: it reads through a
 // buffered reader, checks each packet's size against the client's maximum
 // before reading its body, decodes and validates it, and hands it to the
 // session. It never writes and never calls application code.
+//
+// It waits for the network only in run's own frame (see wait), with nothing
+// decoded in hand, so that the goroutine of an idle connection keeps the
+// smallest stack; packets that are buffered whole are decoded and handed
+// over in a batch.
 type reader struct {
 	br      *connReader
 	version packet.Version
 	maxSize int
-	out     chan<- *inbound // the session's input
-	evs     [inboundSlots]inbound
-	ack     packet.Ack // an acknowledgement being decoded // decoded packets, reused in turn
-	scratch [readerScratch]byte
+	out     chan<- *inboundBatch // the session's input
 
 	packetsIn atomic.Uint64 // packets read, for keepalive liveness
+
+	spare atomic.Pointer[inboundBatch] // a batch the session handled, for the next one
 
 	// A large PUBLISH (body over publishStep) is read only once the session
 	// has handled the previous one, so that the packets between the reader
@@ -103,36 +160,80 @@ type reader struct {
 // run then waits for ctx to end.
 func (r *reader) run(ctx context.Context) error {
 	defer r.br.release()
-	for i := 0; ; i = (i + 1) % inboundSlots {
-		ev := &r.evs[i]
-		if err := r.next(ctx, ev); err != nil {
-			if err = failed(ev, err); err != nil {
-				return err
-			}
+	for {
+		if err := r.br.wait(); err != nil {
+			return readError(err)
 		}
-		for ev.typ == 0 && ev.err == nil {
-			// Dropped by the reader: nothing was handed over, so the same
-			// record is still the reader's alone for the next packet.
-			if err := r.next(ctx, ev); err != nil {
-				if err = failed(ev, err); err != nil {
-					return err
-				}
-			}
-		}
-		select {
-		case r.out <- ev: // the common case, without a full select
-		default:
-			select {
-			case r.out <- ev:
-			case <-ctx.Done():
+		b, err := r.batch(ctx)
+		if len(b.evs) == 0 {
+			r.recycle(b)
+		} else {
+			last := b.evs[len(b.evs)-1].err
+			if !r.handOver(ctx, b) {
 				return nil
 			}
+			if last != nil {
+				<-ctx.Done()
+				return last
+			}
 		}
-		if ev.err != nil {
-			<-ctx.Done()
-			return ev.err
+		if err != nil {
+			return err
 		}
 	}
+}
+
+// handOver gives b to the session; false if ctx ended first.
+func (r *reader) handOver(ctx context.Context, b *inboundBatch) bool {
+	select {
+	case r.out <- b: // the common case, without a full select
+		return true
+	default:
+	}
+	select {
+	case r.out <- b:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+// batch decodes the packets buffered whole into a batch from the pool: at
+// least one (which it may wait for, when it is larger than a read buffer),
+// at most batchSlots, and no more once their bodies reach batchBytes or
+// one of them is large. A packet that is invalid ends the batch as an
+// event carrying the error. err is a read error that ends the reader after
+// the batch is handed over.
+//
+//go:noinline
+func (r *reader) batch(ctx context.Context) (b *inboundBatch, err error) {
+	b = r.newBatch()
+	bytes := 0
+	for len(b.evs) < cap(b.evs) && bytes < batchBytes {
+		if len(b.evs) > 0 && !r.br.whole() {
+			break
+		}
+		b.evs = b.evs[:len(b.evs)+1]
+		ev := &b.evs[len(b.evs)-1]
+		if err := r.next(ctx, ev, &b.ack); err != nil {
+			if err = failed(ev, err); err != nil {
+				b.evs = b.evs[:len(b.evs)-1]
+				return b, err
+			}
+			break
+		}
+		if ev.typ == 0 {
+			b.evs = b.evs[:len(b.evs)-1] // dropped by the reader: nothing for the session
+			continue
+		}
+		if ev.typ == packet.PUBLISH {
+			if ev.size > publishStep {
+				break // a large body goes to the session at once
+			}
+			bytes += ev.size
+		}
+	}
+	return b, nil
 }
 
 // failed turns a read error into ev carrying a protocol violation for the
@@ -284,7 +385,7 @@ func allocSize(n int) int {
 var errReaderStopped = errors.New("connection closed")
 
 // next reads and decodes one packet into ev.
-func (r *reader) next(ctx context.Context, ev *inbound) error {
+func (r *reader) next(ctx context.Context, ev *inbound, ack *packet.Ack) error {
 	ev.reset()
 	h, err := packet.ReadHeader(r.br, r.maxSize)
 	if err != nil {
@@ -320,16 +421,20 @@ func (r *reader) next(ctx context.Context, ev *inbound) error {
 		if err != nil {
 			return err
 		}
-		if err := packet.DecodeAck(h, body, r.version, &r.ack); err != nil {
+		err = packet.DecodeAck(h, body, r.version, ack)
+		r.br.discard()
+		if err != nil {
 			return err
 		}
-		ev.ack.fill(&r.ack)
+		ev.ack.fill(ack)
 	default:
 		body, err := r.body(h.Remaining)
 		if err != nil {
 			return err
 		}
-		if ev.pkt, err = packet.Decode(h, body, r.version); err != nil {
+		ev.pkt, err = packet.Decode(h, body, r.version)
+		r.br.discard()
+		if err != nil {
 			return err
 		}
 	}
@@ -367,15 +472,15 @@ func (r *reader) publishBody(n int) ([]byte, error) {
 	return b, nil
 }
 
-// body reads n bytes into the scratch buffer when they fit. Decoders copy what
-// they keep, so the scratch buffer is free again after decoding.
+// body returns the n-byte body of a packet other than PUBLISH: in place in
+// the read buffer when it is buffered whole (the caller then gives it back
+// with discard once decoded: decoders copy what they keep), otherwise read
+// into a buffer of its own.
 func (r *reader) body(n int) ([]byte, error) {
-	var b []byte
-	if n <= len(r.scratch) {
-		b = r.scratch[:n]
-	} else {
-		b = make([]byte, n)
+	if b, ok := r.br.peek(n); ok {
+		return b, nil
 	}
+	b := make([]byte, n)
 	return b, r.fill(b)
 }
 

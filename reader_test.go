@@ -48,7 +48,7 @@ func TestReaderLargeAnnouncementCostsWhatArrives(t *testing.T) {
 		bigHandled: make(chan struct{}, 1)}
 	var ev inbound
 	var err error
-	n := allocated(func() { err = r.next(context.Background(), &ev) })
+	n := allocated(func() { err = r.next(context.Background(), &ev, new(packet.Ack)) })
 	if !errors.Is(err, io.ErrUnexpectedEOF) {
 		t.Fatalf("next = %v, want io.ErrUnexpectedEOF", err)
 	}
@@ -66,7 +66,7 @@ func TestReaderOversizedRefusedBeforeAllocation(t *testing.T) {
 		bigHandled: make(chan struct{}, 1)}
 	var ev inbound
 	var err error
-	n := allocated(func() { err = r.next(context.Background(), &ev) })
+	n := allocated(func() { err = r.next(context.Background(), &ev, new(packet.Ack)) })
 	if !errors.Is(err, packet.ErrTooLarge) {
 		t.Fatalf("next = %v, want packet.ErrTooLarge", err)
 	}
@@ -87,7 +87,7 @@ func TestReaderLargeBodyComplete(t *testing.T) {
 	r := &reader{br: newConnReader(bytes.NewReader(data)), version: packet.V311, maxSize: 16 << 20,
 		bigHandled: make(chan struct{}, 1)}
 	var ev inbound
-	if err := r.next(context.Background(), &ev); err != nil {
+	if err := r.next(context.Background(), &ev, new(packet.Ack)); err != nil {
 		t.Fatal(err)
 	}
 	if ev.pub.Topic != "t" || !bytes.Equal(ev.pub.Payload, body) {
@@ -130,7 +130,7 @@ func TestReaderDropsWhatCannotFit(t *testing.T) {
 		bigHandled: make(chan struct{}, 1), dropUnfit: true, mem: mem, counters: &k}
 	var ev inbound
 	var err error
-	n := allocated(func() { err = r.next(context.Background(), &ev) })
+	n := allocated(func() { err = r.next(context.Background(), &ev, new(packet.Ack)) })
 	if err != nil || ev.typ != 0 {
 		t.Fatalf("next = %v with event type %v, want the PUBLISH dropped", err, ev.typ)
 	}
@@ -140,7 +140,7 @@ func TestReaderDropsWhatCannotFit(t *testing.T) {
 	if got, want := k.recvBytes[0].Load(), uint64(len(big.Payload)); got != want || k.dropped.Load() != 1 || k.recvMsgs[0].Load() != 1 {
 		t.Errorf("counted %d messages, %d payload bytes, %d dropped; want 1, %d, 1", k.recvMsgs[0].Load(), got, k.dropped.Load(), want)
 	}
-	if err := r.next(context.Background(), &ev); err != nil || ev.typ != packet.PUBLISH || string(ev.pub.Payload) != "kept" {
+	if err := r.next(context.Background(), &ev, new(packet.Ack)); err != nil || ev.typ != packet.PUBLISH || string(ev.pub.Payload) != "kept" {
 		t.Fatalf("the next packet: %v, type %v, payload %q", err, ev.typ, ev.pub.Payload)
 	}
 }

@@ -93,13 +93,6 @@ type pingWait struct {
 	reply chan time.Duration // nil for keepalive pings
 }
 
-// inboundBuffer is how many decoded packets a reader may hand over ahead of
-// the session. The reader decodes into a ring of inboundSlots records that
-// it reuses, which is safe because a record is handed over only after the
-// session took the one before it from the channel, and so has finished the
-// one before that (see reader.run).
-const inboundBuffer = 4
-
 // session is the one goroutine that owns the protocol state of a Client:
 // packet identifiers, in-flight messages in both directions, subscriptions
 // and their routing, keepalive. Everything else talks to it through
@@ -115,8 +108,12 @@ type session struct {
 	debug bool
 
 	reqs      *requestQueue
-	in        chan *inbound
+	in        chan *inboundBatch // from the current connection's reader
 	stopPumps chan struct{}
+	// batch is the reader's batch being handled, from batchAt on; the rest
+	// waits while a message waits for memory (stalled).
+	batch   *inboundBatch
+	batchAt int
 
 	conn *connection // nil when there is no connection
 
@@ -146,7 +143,7 @@ type session struct {
 	// to be delivered (see noRoom): the session then takes nothing more
 	// from the reader, which pushes back on the broker through TCP.
 	stalled     bool
-	stalledPub  packet.Publish
+	stalledPub  *packet.Publish
 	stalledSize int // its body's allocation
 	// deferring is set once a received QoS 1 or 2 message was left
 	// unacknowledged on this connection for lack of memory: every later
@@ -169,9 +166,7 @@ type session struct {
 	lastPing     time.Time // when the latest PINGREQ was queued
 	kaTimer      *time.Timer
 
-	ackScratch packet.Ack     // reused to send acknowledgements without allocating
-	pubScratch packet.Publish // reused to encode publishes (see sendPublish)
-	ackIn      packet.Ack     // the acknowledgement being handled
+	pubScratch *packet.Publish // reused to encode publishes (see sendPublish); made on first use
 
 	resubscribing  int   // resubscriptions awaiting SUBACK after a session loss
 	resubscribeErr error // refusals among them
@@ -191,7 +186,7 @@ func newSession(c *Client) *session {
 		reqs:      newRequestQueue(),
 		dialed:    make(chan dialResult, 1),
 		store:     c.cfg.Store,
-		in:        make(chan *inbound, inboundBuffer),
+		in:        make(chan *inboundBatch, 1),
 		stopPumps: make(chan struct{}),
 		out:       make(map[uint16]outstanding),
 		inByID:    make(map[uint16]*inboundRef),
@@ -264,16 +259,17 @@ func (s *session) attach(conn *connection) {
 func (s *session) run() {
 	defer close(s.c.exited)
 	for !s.stopped {
+		if s.stalled && s.awaitingBroker() {
+			// A call waits for the broker's answer, which must be read:
+			// the stalled message is dropped or deferred instead.
+			s.retryStalled()
+		}
+		if s.batch != nil && !s.stalled {
+			s.takeBatch()
+		}
 		in := s.in
-		if s.stalled {
-			if s.awaitingBroker() {
-				// A call waits for the broker's answer, which must be read:
-				// the stalled message is dropped or deferred instead.
-				s.retryStalled()
-			}
-			if s.stalled {
-				in = nil
-			}
+		if s.stalled || s.batch != nil {
+			in = nil
 		}
 		var connDone, discDone <-chan struct{}
 		if s.conn != nil {
@@ -285,8 +281,9 @@ func (s *session) run() {
 		select {
 		case <-s.reqs.kick:
 			s.handleRequests()
-		case ev := <-in:
-			s.take(ev)
+		case b := <-in:
+			s.batch, s.batchAt = b, 0
+			s.takeBatch()
 			s.drainInbound()
 		case <-s.kaTimer.C:
 			s.keepAlive()
@@ -306,19 +303,49 @@ func (s *session) run() {
 	}
 }
 
-// drainInbound handles the packets the reader has already queued, without
-// going through the full select for each, while the session is free to.
+// drainInbound handles a batch the reader has already queued, without going
+// through the full select, while the session is free to.
 func (s *session) drainInbound() {
-	for range inboundBuffer {
-		if s.stalled || s.conn == nil || s.stopped {
+	if s.batch != nil || s.conn == nil || s.stopped {
+		return
+	}
+	select {
+	case b := <-s.in:
+		s.batch, s.batchAt = b, 0
+		s.takeBatch()
+	default:
+	}
+}
+
+// takeBatch handles the packets of the current batch in order, stopping
+// while a message waits for memory (unless the connection is ending, when
+// nothing waits), and gives the batch back to the pool once done. The
+// connection may end while a packet is handled; the rest of the batch is
+// then handled by connectionEnded, which leaves the batch to the garbage
+// collector (the packet being handled is still in use), or dropped once the
+// session has stopped.
+func (s *session) takeBatch() {
+	b := s.batch
+	for b != nil && s.batch == b {
+		switch {
+		case s.stopped || s.conn == nil && !s.ending:
+			s.batch = nil
+			return
+		case s.batchAt == len(b.evs):
+			s.batch = nil
+			if !s.ending {
+				s.conn.r.recycle(b)
+			}
+			return
+		case s.stalled && !s.ending:
 			return
 		}
-		select {
-		case ev := <-s.in:
-			s.take(ev)
-		default:
-			return
+		ev := &b.evs[s.batchAt]
+		s.batchAt++
+		if ev.err != nil && s.ending {
+			continue
 		}
+		s.take(ev)
 	}
 }
 
@@ -371,8 +398,14 @@ func (s *session) send(p packet.Packet) error {
 
 // sendAck sends a PUBACK, PUBREC, PUBREL or PUBCOMP.
 func (s *session) sendAck(t packet.Type, id uint16, code packet.ReasonCode) {
-	s.ackScratch = packet.Ack{PacketType: t, PacketID: id, ReasonCode: code}
-	s.send(&s.ackScratch)
+	if s.conn == nil {
+		return
+	}
+	if s.debug {
+		s.send(&packet.Ack{PacketType: t, PacketID: id, ReasonCode: code})
+		return
+	}
+	_ = s.conn.w.sendAck(t, id, code)
 }
 
 // refusing reports whether new work must be refused, and with which error.
@@ -454,12 +487,12 @@ func (s *session) connectionEnded(cause error) {
 	s.dropStalled()
 	// Packets the reader handed over before it stopped are still valid.
 	s.ending = true
+	s.takeBatch()
 	for drained := false; !drained; {
 		select {
-		case ev := <-s.in:
-			if ev.err == nil {
-				s.take(ev)
-			}
+		case b := <-s.in:
+			s.batch, s.batchAt = b, 0
+			s.takeBatch()
 		default:
 			drained = true
 		}

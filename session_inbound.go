@@ -27,11 +27,13 @@ func (s *session) handleInbound(ev *inbound) {
 	case packet.PUBLISH:
 		s.receive(&ev.pub, ev.size)
 	case packet.PUBACK, packet.PUBREC, packet.PUBCOMP:
-		ev.ack.packet(ev.typ, &s.ackIn)
-		s.publishAcked(&s.ackIn)
+		var a packet.Ack
+		ev.ack.packet(ev.typ, &a)
+		s.publishAcked(&a)
 	case packet.PUBREL:
-		ev.ack.packet(ev.typ, &s.ackIn)
-		s.released(&s.ackIn)
+		var a packet.Ack
+		ev.ack.packet(ev.typ, &a)
+		s.released(&a)
 	case packet.SUBACK:
 		s.subacked(ev.pkt.(*packet.Suback))
 	case packet.UNSUBACK:
@@ -232,7 +234,8 @@ func (s *session) noRoom(p *packet.Publish, bodySize int, size int64) {
 	}
 	// The packet's slices are its own allocation; the struct is the
 	// reader's and is reused, so it is copied.
-	s.stalledPub, s.stalledSize = *p, bodySize
+	stalled := *p
+	s.stalledPub, s.stalledSize = &stalled, bodySize
 	s.stalled = true
 }
 
@@ -304,8 +307,8 @@ func (s *session) retryStalled() {
 		return
 	}
 	p := s.stalledPub
-	s.stalled, s.stalledPub = false, packet.Publish{}
-	s.receive(&p, s.stalledSize)
+	s.stalled, s.stalledPub = false, nil
+	s.receive(p, s.stalledSize)
 }
 
 // dropStalled gives up the message waiting for memory when its connection
@@ -320,7 +323,7 @@ func (s *session) dropStalled() {
 	} else {
 		s.c.counters.deferred.Add(1)
 	}
-	s.stalled, s.stalledPub = false, packet.Publish{}
+	s.stalled, s.stalledPub = false, nil
 }
 
 // routes reports whether m is for sub: by Subscription Identifier when the

@@ -286,10 +286,13 @@ func (s *session) unstore(p *publishReq) {
 // the PUBLISH cannot be encoded, and then nothing was queued; a connection
 // that is ending is no error here (the publish stays in flight).
 func (s *session) sendPublish(p *publishReq) error {
-	p.msg.toPublish(&s.pubScratch)
+	if s.pubScratch == nil {
+		s.pubScratch = new(packet.Publish)
+	}
+	p.msg.toPublish(s.pubScratch)
 	s.pubScratch.PacketID = p.id
 	s.pubScratch.Dup = p.dup
-	if err := s.send(&s.pubScratch); errors.Is(err, errEncode) {
+	if err := s.send(s.pubScratch); errors.Is(err, errEncode) {
 		return errorf("mqtt: publish to %q: %w", p.msg.Topic, err)
 	}
 	return nil

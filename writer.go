@@ -65,6 +65,25 @@ func newWriter(nc net.Conn, v packet.Version) *writer {
 // send encodes p onto the queue. It never blocks on the network.
 func (w *writer) send(p packet.Packet) error { return w.enqueue(p, false) }
 
+// sendAck encodes a publish acknowledgement without properties onto the
+// queue, without the allocation a packet.Packet would cost.
+func (w *writer) sendAck(t packet.Type, id uint16, code packet.ReasonCode) error {
+	a := packet.Ack{PacketType: t, PacketID: id, ReasonCode: code}
+	w.mu.Lock()
+	if err := w.refuseLocked(); err != nil {
+		w.mu.Unlock()
+		return err
+	}
+	var err error
+	w.pending, err = a.Append(w.pending, w.version)
+	w.mu.Unlock()
+	if err != nil {
+		return fmt.Errorf("%w: %w", errEncode, err)
+	}
+	w.signal()
+	return nil
+}
+
 // sendLast queues p as the last packet: later sends fail.
 func (w *writer) sendLast(p packet.Packet) error { return w.enqueue(p, true) }
 
