@@ -124,6 +124,57 @@ func TestFakeInboundQoS2DupBeforeTake(t *testing.T) {
 	})
 }
 
+// TestFakeInboundReusedPacketID checks what the client does when a broker
+// sends a different message under a packet ID the client still holds: a
+// cluster node that took a session over without the latest state of its
+// exchanges does (nats-server 2.15 after a node is killed). A re-send of
+// the held message is still delivered once; a different message is
+// delivered too, counted in Stats, and acknowledged in its turn, while the
+// held one is not acknowledged again.
+func TestFakeInboundReusedPacketID(t *testing.T) {
+	fakeEachVersion(t, func(t *testing.T, v mqtt.ProtocolVersion, _ packet.Version) {
+		c, fc, _ := fakeClient(t, mqtt.Config{ClientID: "r", Version: v, KeepAlive: -1}, &packet.Connack{})
+		sub := fakeSubscribe(t, c, fc, mqtt.Filter{Topic: "in/#", QoS: 2})
+
+		// QoS 2: PUBREC sent, PUBREL never comes; the ID comes back with
+		// another message.
+		fc.send(&packet.Publish{Topic: "in/a", Payload: []byte("first"), QoS: 2, PacketID: 7})
+		fakeRecv(t, sub.Messages())
+		fc.expectAck(packet.PUBREC)
+		fc.send(&packet.Publish{Topic: "in/a", Payload: []byte("first"), QoS: 2, PacketID: 7, Dup: true})
+		if a := fc.expectAck(packet.PUBREC); a.PacketID != 7 {
+			t.Fatalf("PUBREC for the re-send has ID %d, want 7", a.PacketID)
+		}
+		fakeNoMsg(t, sub.Messages())
+		fc.send(&packet.Publish{Topic: "in/a", Payload: []byte("second"), QoS: 2, PacketID: 7})
+		if got := fakeRecv(t, sub.Messages()); string(got.Payload) != "second" {
+			t.Fatalf("got %q, want the second message under the reused ID", got.Payload)
+		}
+		if a := fc.expectAck(packet.PUBREC); a.PacketID != 7 {
+			t.Fatalf("PUBREC has ID %d, want 7", a.PacketID)
+		}
+		fc.send(&packet.Ack{PacketType: packet.PUBREL, PacketID: 7})
+		fc.expectAck(packet.PUBCOMP)
+
+		// QoS 1: the held message is not taken yet when its ID comes back
+		// with another; each is delivered, and one PUBACK follows.
+		fc.send(&packet.Publish{Topic: "in/b", Payload: []byte("x"), QoS: 1, PacketID: 9})
+		fc.send(&packet.Publish{Topic: "in/b", Payload: []byte("y"), QoS: 1, PacketID: 9})
+		for _, want := range []string{"x", "y"} {
+			if got := fakeRecv(t, sub.Messages()); string(got.Payload) != want {
+				t.Fatalf("got %q, want %q", got.Payload, want)
+			}
+		}
+		if a := fc.expectAck(packet.PUBACK); a.PacketID != 9 {
+			t.Fatalf("PUBACK has ID %d, want 9", a.PacketID)
+		}
+		fc.expectNothing()
+		if n := c.Stats().ReusedPacketIDs; n != 2 {
+			t.Errorf("Stats().ReusedPacketIDs = %d, want 2", n)
+		}
+	})
+}
+
 // TestFakeInboundAckOrder checks that acknowledgements go out in the order
 // the PUBLISH packets arrived, PUBACK for QoS 1 [MQTT-4.6.0-2] and PUBREC for
 // QoS 2 [MQTT-4.6.0-3], even when the application takes the messages from

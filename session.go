@@ -83,7 +83,8 @@ type inboundRef struct {
 	qos         byte
 	holders     int    // delivery queues still holding the message
 	acked       bool   // PUBACK or PUBREC sent; a QoS 2 message then waits for PUBREL
-	stale       bool   // the broker lost the session: never acknowledge
+	stale       bool   // the broker lost the session, or reused the ID: never acknowledge
+	sum         uint64 // publishSum of the message, 0 when unknown (restored from a Store)
 	manualAcked bool   // Message.Ack was called (ManualAck)
 	gen         uint32 // incremented each time the record is reused
 }

@@ -2,6 +2,7 @@ package mqtt
 
 import (
 	"fmt"
+	"hash/maphash"
 	"slices"
 	"strings"
 	"unicode/utf8"
@@ -116,14 +117,19 @@ func (s *session) receive(p *packet.Publish, bodySize int) {
 		s.refusePayload(p)
 		return
 	}
+	var sum uint64
 	if p.QoS > 0 {
-		if old, dup := s.inByID[p.PacketID]; dup {
-			// A re-sent message the client already holds: deliver it once only.
-			s.log.Debug("mqtt: PUBLISH with a packet ID in use ignored as a re-send", "id", p.PacketID, "qos", p.QoS, "dup", p.Dup)
-			if old.acked && old.qos == 2 {
-				s.sendAck(packet.PUBREC, p.PacketID, 0)
+		sum = publishSum(p)
+		if old, held := s.inByID[p.PacketID]; held {
+			if old.sum == 0 || old.sum == sum {
+				// A re-sent message the client already holds: deliver it
+				// once only [MQTT-4.3.3-9].
+				if old.acked && old.qos == 2 {
+					s.sendAck(packet.PUBREC, p.PacketID, 0)
+				}
+				return
 			}
-			return
+			s.supersede(old, p)
 		}
 		if s.deferring {
 			s.refuse(p)
@@ -151,6 +157,7 @@ func (s *session) receive(p *packet.Publish, bodySize int) {
 			s.c.counters.rmExceeded.Add(1)
 		}
 		ref = s.newRef(p.PacketID, p.QoS)
+		ref.sum = sum
 		s.inByID[p.PacketID] = ref
 		s.ackOrder.push(ref)
 	}
@@ -214,6 +221,7 @@ func (s *session) skipCopy(p *packet.Publish) {
 		return
 	}
 	ref := s.newRef(p.PacketID, p.QoS)
+	ref.sum = publishSum(p)
 	s.inByID[p.PacketID] = ref
 	s.ackOrder.push(ref)
 	s.flushAcks()
@@ -449,6 +457,13 @@ func (s *session) flushAcks() {
 	// (ignored as a duplicate while the record is held).
 	for s.conn != nil && !s.ending && s.ackOrder.len() > 0 && s.ackOrder.front().holders <= 0 {
 		ref := s.ackOrder.pop()
+		if ref.stale {
+			// Superseded: its packet ID now names another message.
+			if !s.cfg.ManualAck {
+				s.freeRef(ref)
+			}
+			continue
+		}
 		ref.acked = true
 		if ref.qos == 1 {
 			delete(s.inByID, ref.id)
@@ -463,6 +478,47 @@ func (s *session) flushAcks() {
 				}
 			}
 			s.sendAck(packet.PUBREC, ref.id, 0)
+		}
+	}
+}
+
+// publishSum identifies a received message by its topic and payload, to
+// tell a re-sent message from another one under the same packet ID. It is
+// never 0.
+func publishSum(p *packet.Publish) uint64 {
+	var h maphash.Hash
+	h.SetSeed(sumSeed)
+	h.WriteString(p.Topic)
+	h.WriteByte(0)
+	h.Write(p.Payload)
+	return h.Sum64() | 1
+}
+
+// sumSeed seeds publishSum for the life of the process.
+var sumSeed = maphash.MakeSeed()
+
+// supersede handles a PUBLISH whose packet ID the client still holds for a
+// different message. A broker may not reuse a packet ID before the client
+// acknowledged it (QoS 1) or before PUBCOMP (QoS 2), so a different message
+// under a held ID means the broker has finished with or forgotten the held
+// one: a cluster node that took over a session without the latest state of
+// its exchanges does this. The held message was delivered already, and an
+// acknowledgement for the ID would now be taken for the new message, so
+// the held record is dropped without one and the new message is delivered.
+func (s *session) supersede(old *inboundRef, p *packet.Publish) {
+	s.c.counters.reusedIDs.Add(1)
+	s.log.Warn("mqtt: the broker reused a packet ID the client still held for another message; the new message is delivered",
+		"id", p.PacketID, "qos", p.QoS, "held_qos", old.qos, "dup", p.Dup)
+	delete(s.inByID, old.id)
+	old.stale = true
+	if old.acked {
+		if s.store != nil && old.qos == 2 {
+			if err := s.store.DeleteInbound(old.id); err != nil {
+				s.log.Error("mqtt: store: deleting inbound state failed", "id", old.id, "err", err)
+			}
+		}
+		if !s.cfg.ManualAck {
+			s.freeRef(old) // out of the acknowledgement order: nothing refers to it
 		}
 	}
 }

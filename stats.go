@@ -34,6 +34,11 @@ type Stats struct {
 	// sent while Config.ReceiveMaximum of them were unacknowledged. The
 	// client tolerates them (MemoryLimit bounds their cost).
 	ReceiveMaximumExceeded uint64
+	// ReusedPacketIDs counts QoS 1 and 2 messages received with a packet
+	// identifier the client still held for a different message: the broker
+	// had finished with or forgotten that message (a cluster node that
+	// took over without its state), and the new one is delivered.
+	ReusedPacketIDs uint64
 	// HeldBytes is what the client holds for the application now, counted
 	// as Config.MemoryLimit counts it: received messages not yet taken
 	// (HeldBytes[0]) and publishes queued or in flight (HeldBytes[1]).
@@ -74,6 +79,7 @@ type counters struct {
 	dropped             atomic.Uint64
 	deferred            atomic.Uint64
 	rmExceeded          atomic.Uint64
+	reusedIDs           atomic.Uint64
 	eventsDropped       atomic.Uint64
 	inflight            atomic.Int64
 	queued              atomic.Int64
@@ -108,6 +114,7 @@ func (c *Client) Stats() Stats {
 		LastRTT:   time.Duration(k.lastRTT.Load()),
 
 		ReceiveMaximumExceeded: k.rmExceeded.Load(),
+		ReusedPacketIDs:        k.reusedIDs.Load(),
 		ConnectionLosses:       k.losses.Load(),
 		ReconnectAttempts:      k.attempts.Load(),
 		EventsDropped:          k.eventsDropped.Load(),
