@@ -3,8 +3,7 @@
 # module, built once with "go tool -n") whose nodes are killed with SIGKILL
 # under QoS 1 and QoS 2 traffic, paho.mqtt.golang measured beside this
 # client; mqtttest's public cluster helper and examples/cluster on the
-# same binary. With CI
-# set, a cluster that cannot start fails the step.
+# same binary. With CI set, a cluster that cannot start fails the step.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/../.." && pwd)"
 cd "$root/failover"
