@@ -436,9 +436,11 @@ func (r *ackReq) fail(error) {}
 
 func (r *ackReq) handle(s *session) {
 	ref := r.h.ref
-	if ref.gen != r.h.gen || ref.manualAcked || ref.stale {
-		return // already acknowledged, or from a session the broker lost
+	if ref.gen != r.h.gen || ref.manualAcked {
+		return // already acknowledged
 	}
+	// A stale record (the broker lost the session, or reused the packet
+	// ID) is never acknowledged on the wire; flushAcks passes over it.
 	ref.manualAcked = true
 	ref.holders = 0
 	s.flushAcks()
