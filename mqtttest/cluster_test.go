@@ -65,7 +65,15 @@ func TestClusterKillRestart(t *testing.T) {
 	if err := cl.Kill(node); err != nil {
 		t.Fatal(err)
 	}
-	pub := mqtttest.Connect(t, cl.URLs()[(node+1)%3], mqtt.Config{ClientID: "kill-restart-pub", Version: mqtt.Version311})
+	// The surviving nodes may hold a CONNECT while they elect new leaders,
+	// and close it after their JetStream timeout: try until one answers.
+	var others []string
+	for i, u := range cl.URLs() {
+		if i != node {
+			others = append(others, u)
+		}
+	}
+	pub := connectRetrying(t, ctx, mqtt.Config{Servers: others, ClientID: "kill-restart-pub", Version: mqtt.Version311})
 	if err := pub.Publish(ctx, mqtt.Message{Topic: "cluster/t", Payload: []byte("while away"), QoS: mqtt.AtLeastOnce}); err != nil {
 		t.Fatal(err)
 	}
@@ -78,6 +86,24 @@ func TestClusterKillRestart(t *testing.T) {
 	}
 	if !cl.Running(node) {
 		t.Errorf("node %d not running after Restart", node)
+	}
+}
+
+// connectRetrying connects with cfg, trying again until ctx ends.
+func connectRetrying(t *testing.T, ctx context.Context, cfg mqtt.Config) *mqtt.Client {
+	t.Helper()
+	for {
+		c, err := mqtt.Connect(ctx, cfg)
+		if err == nil {
+			t.Cleanup(func() { c.Close() })
+			return c
+		}
+		t.Logf("connect: %v; trying again", err)
+		select {
+		case <-ctx.Done():
+			t.Fatalf("connect: %v", ctx.Err())
+		case <-time.After(200 * time.Millisecond):
+		}
 	}
 }
 
