@@ -157,6 +157,7 @@ func (d *demo) run(ctx context.Context, stdin io.Reader) error {
 	d.drain(ctx, published)
 	cancel()
 	wg.Wait()
+	d.restarts.Wait() // killed nodes are back
 	d.report(published)
 	return nil
 }
@@ -403,9 +404,17 @@ func (d *demo) report(published int) {
 	d.out.printf("summary: %d published, %d acknowledged, %d received, %d lost, %d duplicates (QoS %d)",
 		published, len(d.acked), len(d.received), lost, dups, d.o.qos)
 	for i, f := range d.kills {
-		d.out.printf("failover %d: node %d (the %s's) killed; first acknowledged publish after %v, first message received after %v; node back after %v",
-			i+1, f.node, f.who, f.ackAfter.Round(time.Millisecond), f.receivedAfter.Round(time.Millisecond), f.restartedAfter.Round(time.Millisecond))
+		d.out.printf("failover %d: node %d (the %s's) killed; first acknowledged publish after %s, first message received after %s; node back after %s",
+			i+1, f.node, f.who, since(f.ackAfter), since(f.receivedAfter), since(f.restartedAfter))
 	}
+}
+
+// since shows a time after a kill, or "never" for one that did not come.
+func since(d time.Duration) string {
+	if d == 0 {
+		return "never"
+	}
+	return d.Round(100 * time.Microsecond).String()
 }
 
 // rotate returns servers starting at index i.
