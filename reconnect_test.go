@@ -1363,31 +1363,43 @@ func TestFakeBackoffResetsAfterSuccess(t *testing.T) {
 	})
 }
 
+// fakeConnectRecordingDials connects a client with cfg to b, through a
+// Dialer that records each address dialed, and waits for EventConnected.
+// dialed returns the addresses so far.
+func fakeConnectRecordingDials(t *testing.T, b *fakebroker.Broker, cfg mqtt.Config) (c *mqtt.Client, fc *fakeConn, dialed func() []string) {
+	t.Helper()
+	var mu sync.Mutex
+	var addrs []string
+	cfg.Dialer = func(ctx context.Context, network, addr string) (net.Conn, error) {
+		mu.Lock()
+		addrs = append(addrs, addr)
+		mu.Unlock()
+		return b.Dial(ctx, network, addr)
+	}
+	res := fakeStartConnect(t, context.Background(), b, cfg)
+	bc := fakeAccept(t, b, fakeTimeout)
+	bc.Accept(t, false)
+	c, err := fakeConnectDone(t, res, fakeTimeout)
+	if err != nil {
+		t.Fatalf("Connect: %v", err)
+	}
+	fc = fakeWatch(t, bc, fakeTimeout)
+	fakeRcExpectEvent(t, c, mqtt.EventConnected)
+	return c, fc, func() []string {
+		mu.Lock()
+		defer mu.Unlock()
+		return slices.Clone(addrs)
+	}
+}
+
 // TestFakeReconnectServerRotation checks that reconnection attempts rotate
 // over Config.Servers, starting after the server whose connection was lost,
 // and that EventConnected names the server reached.
 func TestFakeReconnectServerRotation(t *testing.T) {
 	fakeBubble(t, func(t *testing.T) {
 		b := fakebroker.New(t)
-		var mu sync.Mutex
-		var dialed []string
-		cfg := mqtt.Config{ClientID: "sr", Version: mqtt.Version5, KeepAlive: -1, Reconnect: fakeRcRetry,
-			Servers: []string{"mqtt://one:1883", "mqtt://two:1884"},
-			Dialer: func(ctx context.Context, network, addr string) (net.Conn, error) {
-				mu.Lock()
-				dialed = append(dialed, addr)
-				mu.Unlock()
-				return b.Dial(ctx, network, addr)
-			}}
-		res := fakeStartConnect(t, context.Background(), b, cfg)
-		bc := fakeAccept(t, b, fakeTimeout)
-		bc.Accept(t, false)
-		c, err := fakeConnectDone(t, res, fakeTimeout)
-		if err != nil {
-			t.Fatalf("Connect: %v", err)
-		}
-		fc := fakeWatch(t, bc, fakeTimeout)
-		fakeRcExpectEvent(t, c, mqtt.EventConnected)
+		c, fc, dialed := fakeConnectRecordingDials(t, b, mqtt.Config{ClientID: "sr", Version: mqtt.Version5, KeepAlive: -1, Reconnect: fakeRcRetry,
+			Servers: []string{"mqtt://one:1883", "mqtt://two:1884"}})
 		b.SetDialError(errors.New("unreachable"))
 		fakeRcDrop(t, c, fc)
 		for range 3 {
@@ -1398,11 +1410,8 @@ func TestFakeReconnectServerRotation(t *testing.T) {
 		if e := fakeRcExpectEvent(t, c, mqtt.EventConnected); e.Server != "mqtt://one:1883" {
 			t.Errorf("EventConnected.Server = %q, want mqtt://one:1883", e.Server)
 		}
-		mu.Lock()
-		got := slices.Clone(dialed)
-		mu.Unlock()
 		want := []string{"one:1883", "two:1884", "one:1883", "two:1884", "one:1883"}
-		if diff := cmp.Diff(want, got); diff != "" {
+		if diff := cmp.Diff(want, dialed()); diff != "" {
 			t.Errorf("dialed addresses (-want +got):\n%s", diff)
 		}
 	})
@@ -2089,25 +2098,8 @@ func TestMosquittoPersistentSession(t *testing.T) {
 func TestFakeFailoverAtOnce(t *testing.T) {
 	fakeBubble(t, func(t *testing.T) {
 		b := fakebroker.New(t)
-		var mu sync.Mutex
-		var dialed []string
-		cfg := mqtt.Config{ClientID: "fo", Version: mqtt.Version311, KeepAlive: -1, Reconnect: fakeRcRetry,
-			Servers: []string{"mqtt://one:1883", "mqtt://two:1884", "mqtt://three:1885"},
-			Dialer: func(ctx context.Context, network, addr string) (net.Conn, error) {
-				mu.Lock()
-				dialed = append(dialed, addr)
-				mu.Unlock()
-				return b.Dial(ctx, network, addr)
-			}}
-		res := fakeStartConnect(t, context.Background(), b, cfg)
-		bc := fakeAccept(t, b, fakeTimeout)
-		bc.Accept(t, false)
-		c, err := fakeConnectDone(t, res, fakeTimeout)
-		if err != nil {
-			t.Fatalf("Connect: %v", err)
-		}
-		fc := fakeWatch(t, bc, fakeTimeout)
-		fakeRcExpectEvent(t, c, mqtt.EventConnected)
+		c, fc, dialed := fakeConnectRecordingDials(t, b, mqtt.Config{ClientID: "fo", Version: mqtt.Version311, KeepAlive: -1, Reconnect: fakeRcRetry,
+			Servers: []string{"mqtt://one:1883", "mqtt://two:1884", "mqtt://three:1885"}})
 		b.SetDialError(errors.New("unreachable"))
 		if e := fakeRcDrop(t, c, fc); e.Delay != 0 {
 			t.Errorf("first attempt after a healthy connection waits %v, want 0 (another server is configured)", e.Delay)
@@ -2120,10 +2112,7 @@ func TestFakeFailoverAtOnce(t *testing.T) {
 		if e := fakeRcExpectEvent(t, c, mqtt.EventConnected); e.Server != "mqtt://three:1885" {
 			t.Errorf("EventConnected.Server = %q, want mqtt://three:1885", e.Server)
 		}
-		mu.Lock()
-		got := slices.Clone(dialed)
-		mu.Unlock()
-		if diff := cmp.Diff([]string{"one:1883", "two:1884", "three:1885"}, got); diff != "" {
+		if diff := cmp.Diff([]string{"one:1883", "two:1884", "three:1885"}, dialed()); diff != "" {
 			t.Errorf("dialed addresses (-want +got):\n%s", diff)
 		}
 	})
