@@ -22,7 +22,7 @@ func TestCluster(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	var out bytes.Buffer
-	args := []string{"-duration", "12s", "-kill-every", "6s", "-down", "2s", "-interval", "10ms"}
+	args := []string{"-duration", "30s", "-kill-every", "16s", "-down", "2s", "-interval", "10ms"} // one kill; a failover takes up to about 11 s
 	if err := run(ctx, args, strings.NewReader(""), &out); err != nil {
 		t.Fatalf("run: %v\n%s", err, out.String())
 	}
