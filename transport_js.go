@@ -20,6 +20,10 @@ import (
 // errors.ErrUnsupported.
 var errNoSockets = fmt.Errorf("TCP and unix sockets are not available in a browser (GOOS=js): use a ws:// or wss:// server and import %s: %w", websocketPackage, errors.ErrUnsupported)
 
+// errNoTLS says that TLS on TCP is not there; errors.Is matches
+// errors.ErrUnsupported.
+var errNoTLS = fmt.Errorf("TLS on TCP is not available in a browser (GOOS=js): use wss:// and import %s: %w", websocketPackage, errors.ErrUnsupported)
+
 // defaultDialer is the Dialer used when Config.Dialer is nil: it fails.
 func defaultDialer() Dialer {
 	return func(context.Context, string, string) (net.Conn, error) { return nil, errNoSockets }
@@ -31,7 +35,7 @@ func defaultDialer() Dialer {
 func checkPlatform(srv server, customDialer bool) error {
 	switch {
 	case srv.kind == kindTLS:
-		return &ArgumentError{What: "server URL", Value: srv.url, Err: fmt.Errorf("TLS on TCP is not available in a browser (GOOS=js): use wss:// and import %s: %w", websocketPackage, errors.ErrUnsupported)}
+		return &ArgumentError{What: "server URL", Value: srv.url, Err: errNoTLS}
 	case (srv.kind == kindTCP || srv.kind == kindUnix) && !customDialer:
 		return &ArgumentError{What: "server URL", Value: srv.url, Err: errNoSockets}
 	}
@@ -41,5 +45,5 @@ func checkPlatform(srv server, customDialer bool) error {
 // tlsHandshake is never reached in a browser: checkPlatform refuses TLS
 // servers, redirections included.
 func tlsHandshake(context.Context, net.Conn, *tls.Config, server) (net.Conn, error) {
-	return nil, fmt.Errorf("TLS on TCP is not available in a browser (GOOS=js): %w", errors.ErrUnsupported)
+	return nil, errNoTLS
 }

@@ -105,13 +105,11 @@ type demo struct {
 	watchers sync.WaitGroup // the goroutines printing events
 	restarts sync.WaitGroup // the goroutines restarting killed nodes
 
-	mu        sync.Mutex
-	acked     []int       // sequence numbers the broker acknowledged
-	received  map[int]int // sequence number → copies received
-	kills     []*failover
-	pub, sub  *mqtt.Client
-	lastAcked time.Time
-	lastRecv  time.Time
+	mu       sync.Mutex
+	acked    []int       // sequence numbers the broker acknowledged
+	received map[int]int // sequence number → copies received
+	kills    []*failover
+	pub, sub *mqtt.Client
 }
 
 // failover is one killed node and how long the clients took to recover.
@@ -247,7 +245,6 @@ func (d *demo) publish(ctx context.Context, kills <-chan string) int {
 			}
 			d.mu.Lock()
 			d.acked = append(d.acked, seq)
-			d.lastAcked = time.Now()
 			for _, f := range d.kills {
 				if f.ackAfter == 0 {
 					f.ackAfter = time.Since(f.at)
@@ -349,7 +346,6 @@ func (d *demo) receive(ctx context.Context, ch <-chan mqtt.Message) {
 			}
 			d.mu.Lock()
 			d.received[n]++
-			d.lastRecv = time.Now()
 			for _, f := range d.kills {
 				if f.receivedAfter == 0 {
 					f.receivedAfter = time.Since(f.at)
