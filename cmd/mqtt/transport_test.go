@@ -128,17 +128,19 @@ func TestPubLinesInterrupted(t *testing.T) {
 	stderr := newSyncBuffer()
 	code := make(chan int, 1)
 	go func() {
-		code <- run(ctx, []string{"pub", "--server", b.URL(), "-t", "cli/lines", "-q", "1", "-l"}, stdin, io.Discard, stderr)
+		code <- run(ctx, []string{"pub", "--server", b.URL(), "-t", "cli/lines", "-q", "1", "-l", "-d"}, stdin, io.Discard, stderr)
 	}()
-	if _, err := io.WriteString(input, "one\ntwo\n"); err != nil {
+	if _, err := io.WriteString(input, "one\ntwos\n"); err != nil {
 		t.Fatal(err)
 	}
 	if c := sub.wait(t); c != exitOK {
 		t.Fatalf("sub: exit status %d; stderr:\n%s", c, sub.stderr)
 	}
-	if got, want := sub.stdout.String(), "one\ntwo\n"; got != want {
+	if got, want := sub.stdout.String(), "one\ntwos\n"; got != want {
 		t.Errorf("sub printed %q, want %q", got, want)
 	}
+	// The broker may forward the second line before pub has its PUBACK.
+	stderr.waitFor(t, "published 4 bytes", make(chan struct{}))
 	// pub now waits for a third line that does not come.
 	interrupt()
 	select {
