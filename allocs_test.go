@@ -15,12 +15,12 @@ import (
 // tests that do not call t.Parallel run while no parallel test does.
 
 // allocsPerOp warms f up with runs calls (filling pools and growing
-// buffers to their working size), then returns testing.AllocsPerRun over
-// runs more calls: the allocations per call, process-wide (so including the
-// client's goroutines), rounded down. Rounding down hides what is amortized
-// over many calls, such as a buffer that grows now and then, or the reader
-// allocating messages it has read ahead of the application; a path that
-// allocates on every call still counts in full. The exact average is logged.
+// buffers to their working size), then returns the allocations per call
+// over runs more calls, process-wide (so including the client's
+// goroutines). The caller allows a margin (allocSlack) for what is
+// amortized over many calls, such as a buffer that grows now and then, or
+// the reader allocating messages it has read ahead of the application; a
+// path that allocates on every call exceeds it.
 func allocsPerOp(t *testing.T, runs int, f func()) float64 {
 	t.Helper()
 	for range runs {
@@ -28,11 +28,20 @@ func allocsPerOp(t *testing.T, runs int, f func()) float64 {
 	}
 	var before, after runtime.MemStats
 	runtime.ReadMemStats(&before)
-	got := testing.AllocsPerRun(runs, f)
+	for range runs {
+		f()
+	}
 	runtime.ReadMemStats(&after)
-	t.Logf("%.3f allocations per call (%d calls)", float64(after.Mallocs-before.Mallocs)/float64(runs+1), runs+1)
+	got := float64(after.Mallocs-before.Mallocs) / float64(runs)
+	t.Logf("%.3f allocations per call (%d calls)", got, runs)
 	return got
 }
+
+// allocSlack is the part of an allocation per call that allocsPerOp's
+// callers tolerate above their bound. The race detector makes sync.Pool
+// drop a quarter of what is put back, so pooled objects are allocated
+// again now and then.
+var allocSlack = map[bool]float64{false: 0.2, true: 0.6}[raceEnabled]
 
 func allocClient(t *testing.T, s *sink.Server, v mqtt.ProtocolVersion) *mqtt.Client {
 	t.Helper()
@@ -59,7 +68,7 @@ func TestAllocsPublish(t *testing.T) {
 						t.Fatal(err)
 					}
 				})
-				if got > tc.want {
+				if got > tc.want+allocSlack {
 					t.Errorf("Publish at %v: %v allocations per call, want at most %v", tc.qos, got, tc.want)
 				}
 			})
@@ -90,7 +99,7 @@ func TestAllocsPublishAsync(t *testing.T) {
 			if qos == mqtt.AtMostOnce {
 				want = 0 // written at once: a shared completed Pending
 			}
-			if got > want {
+			if got > want+allocSlack {
 				t.Errorf("PublishAsync at %v: %v allocations per message, want at most %v", qos, got, want)
 			}
 		})
@@ -114,8 +123,13 @@ func TestAllocsReceive(t *testing.T) {
 					if !ok || len(m.Payload) != 64 {
 						t.Fatalf("received %v (open %v)", m, ok)
 					}
+					// The sink tags its messages with the Subscription
+					// Identifier, as brokers do.
+					if ver.v == mqtt.Version5 && (len(m.SubscriptionIDs) != 1 || m.SubscriptionIDs[0] != sub.ID()) {
+						t.Fatalf("Subscription Identifiers %v, want [%d]", m.SubscriptionIDs, sub.ID())
+					}
 				})
-				if got > 1 {
+				if got > 1+allocSlack {
 					t.Errorf("receive at %v: %v allocations per message, want at most 1", qos, got)
 				}
 			})

@@ -68,7 +68,8 @@ type Message struct {
 	// them) and uses them to route the message, so they are mainly of use
 	// for logging. They are ignored when publishing: a client never sends
 	// them [MQTT-3.3.4-6], so a received message can be published again
-	// as it is.
+	// as it is. The messages of one subscription may share one slice:
+	// read it, do not modify it.
 	SubscriptionIDs []uint32
 
 	ack ackHandle // Config.ManualAck: acknowledges a received QoS 1/2 message

@@ -52,9 +52,13 @@ func (a *ackInfo) packet(t packet.Type, dst *packet.Ack) {
 	}
 }
 
-// reset clears ev for the next packet.
+// reset clears ev for the next packet. The array behind its PUBLISH's
+// Subscription Identifiers is kept for the next one to decode into: the
+// session copies out the identifiers it keeps.
 func (ev *inbound) reset() {
+	ids := ev.pub.Props.SubscriptionIDs[:0]
 	*ev = inbound{}
+	ev.pub.Props.SubscriptionIDs = ids
 }
 
 const (
@@ -97,7 +101,9 @@ func (r *reader) newBatch() *inboundBatch {
 // spare, so that a connection exchanging lone packets allocates none. Only
 // the session calls it.
 func (r *reader) recycle(b *inboundBatch) {
-	clear(b.evs)
+	for i := range b.evs {
+		b.evs[i].reset()
+	}
 	b.evs = b.evs[:0]
 	if old := r.spare.Swap(b); old != nil && old.big() {
 		bigBatches.Put(old)
@@ -292,7 +298,9 @@ func (r *reader) handled(ev *inbound) {
 		default:
 		}
 	}
+	ids := ev.pub.Props.SubscriptionIDs[:0] // see reset
 	ev.pub = packet.Publish{}
+	ev.pub.Props.SubscriptionIDs = ids
 }
 
 // dropPublish reads a QoS 0 PUBLISH that does not fit in memory through to

@@ -142,6 +142,9 @@ func (s *session) receive(p *packet.Publish, bodySize int) {
 		s.skipCopy(p)
 		return
 	}
+	if len(msg.SubscriptionIDs) > 0 {
+		msg.SubscriptionIDs = s.ownSubscriptionIDs(msg.SubscriptionIDs)
+	}
 	per := inboundFootprint(&msg, bodySize)
 	if !s.mem.tryInbound(per * int64(len(queues))) {
 		s.noRoom(p, bodySize, per*int64(len(queues)))
@@ -240,9 +243,11 @@ func (s *session) noRoom(p *packet.Publish, bodySize int, size int64) {
 		s.receive(p, bodySize) // room appeared meanwhile
 		return
 	}
-	// The packet's slices are its own allocation; the struct is the
-	// reader's and is reused, so it is copied.
+	// The packet's slices are its own allocation, except its Subscription
+	// Identifiers (the reader's scratch); the struct is the reader's and is
+	// reused, so it is copied.
 	stalled := *p
+	stalled.Props.SubscriptionIDs = slices.Clone(p.Props.SubscriptionIDs)
 	s.stalledPub, s.stalledSize = &stalled, bodySize
 	s.stalled = true
 }
@@ -567,4 +572,19 @@ func (s *session) refusePayload(p *packet.Publish) {
 		// A PUBREC with a failure code ends the QoS 2 exchange: no PUBREL follows.
 		s.sendAck(packet.PUBREC, p.PacketID, packet.PayloadFormatInvalid)
 	}
+}
+
+// ownSubscriptionIDs returns a slice with the values of ids, which is the
+// reader's scratch and is reused for the next packet. A message tagged
+// with the identifier of one subscription alone, the usual case, shares
+// that subscription's one-element slice; others get a copy.
+func (s *session) ownSubscriptionIDs(ids []uint32) []uint32 {
+	if len(ids) == 1 {
+		for _, sub := range s.subs {
+			if sub.id == ids[0] && sub.idList != nil {
+				return sub.idList
+			}
+		}
+	}
+	return slices.Clone(ids)
 }

@@ -92,6 +92,9 @@ func (s *session) trySubscribe(r *subscribeReq) bool {
 	case s.conn.subIDs:
 		sub.id = s.nextSubID()
 	}
+	if sub.id != 0 {
+		sub.idList = []uint32{sub.id}
+	}
 	r.sub = sub
 	// Route from now on: the broker may send matching messages before SUBACK.
 	s.subs = append(s.subs, sub)
@@ -122,7 +125,7 @@ func (s *session) sendSubscribe(r *subscribeReq) bool {
 	r.seq = s.seq
 	r.packet = &packet.Subscribe{PacketID: id, Subscriptions: r.filters}
 	if r.sub.id != 0 && s.conn.subIDs {
-		r.packet.Props.SubscriptionIDs = []uint32{r.sub.id}
+		r.packet.Props.SubscriptionIDs = r.sub.idList
 	}
 	s.out[id] = r
 	s.send(r.packet)

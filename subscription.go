@@ -28,6 +28,9 @@ type Subscription struct {
 	// delivery with the identifiers of the subscriptions it matched, which
 	// routes a message to exactly those subscriptions.
 	id uint32
+	// idList is []uint32{id} (nil when id is 0): the SubscriptionIDs of
+	// every message tagged with this subscription's identifier alone.
+	idList []uint32
 }
 
 // Messages returns the channel that receives this subscription's messages.

@@ -31,6 +31,7 @@ type benchClient interface {
 type dialOpts struct {
 	id         string
 	version    byte // MQTT version for ours and raw
+	noAliases  bool // ours: Config.DisableTopicAliases
 	topic      string
 	payload    []byte
 	receiveMax int  // announced Receive Maximum (5.0 clients); 0 keeps the library default

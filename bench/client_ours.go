@@ -19,13 +19,14 @@ type oursClient struct {
 
 func dialOurs(ctx context.Context, addr string, o dialOpts) (benchClient, error) {
 	cfg := mqtt.Config{
-		Servers:      []string{"mqtt://" + addr},
-		ClientID:     o.id,
-		CleanStart:   true,
-		Version:      mqtt.ProtocolVersion(o.version),
-		QoS0Overflow: mqtt.Block,
-		KeepAlive:    60 * time.Second,
-		Dialer:       o.netDialer().DialContext,
+		Servers:             []string{"mqtt://" + addr},
+		ClientID:            o.id,
+		CleanStart:          true,
+		Version:             mqtt.ProtocolVersion(o.version),
+		QoS0Overflow:        mqtt.Block,
+		KeepAlive:           60 * time.Second,
+		DisableTopicAliases: o.noAliases,
+		Dialer:              o.netDialer().DialContext,
 	}
 	cfg.Reconnect.Disable = o.noReconnect
 	if o.receiveMax > 0 {

@@ -90,6 +90,7 @@ func runChild(ctx context.Context, self string, wl workload, cfg runConfig, targ
 		"-n", strconv.Itoa(cfg.n),
 		"-window", strconv.Itoa(cfg.window),
 		"-mqttv", strconv.Itoa(int(cfg.version)),
+		"-noaliases=" + strconv.FormatBool(cfg.noAliases),
 		"-payload", strconv.Itoa(len(cfg.payload)),
 	}
 	cmd := exec.CommandContext(cctx, self, args...)

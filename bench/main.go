@@ -45,8 +45,10 @@ type runConfig struct {
 	n        int // 0: the workload's default for the target
 	window   int
 	version  byte
-	topic    string
-	payload  []byte
+	// noAliases stops ours from sending topic aliases.
+	noAliases bool
+	topic     string
+	payload   []byte
 	// memprofile, when set, receives a heap profile taken while all
 	// connections of the idle and conn workloads are open.
 	memprofile string
@@ -70,24 +72,26 @@ func main() {
 		n          = flag.Int("n", 0, "messages (or connections) per run; 0: the workload's default")
 		window     = flag.Int("window", 1000, "QoS 1/2 messages in flight (publish and receive flood)")
 		version    = flag.Int("mqttv", 5, "MQTT version for ours and raw (4 or 5)")
+		noAliases  = flag.Bool("noaliases", false, "ours: send no topic aliases (the library sends them when the broker allows)")
 		payload    = flag.Int("payload", 64, "payload size in bytes")
 		compare    = flag.Bool("compare", false, "run every client in child processes and print a markdown table")
 		rounds     = flag.Int("rounds", 1, "compare: repetitions of the three interleaved orders")
 		only       = flag.String("clients", strings.Join(clients, ","), "compare: clients to run")
 		cpuprofile = flag.String("cpuprofile", "", "single run: write a CPU profile of the whole process to this file")
-		memprofile = flag.String("memprofile", "", "single run of idle or conn: write a heap profile taken with all connections open")
+		memprofile = flag.String("memprofile", "", "single run: write a heap profile taken with all connections open (idle, conn), or every allocation of the run (the other workloads)")
 	)
 	flag.Parse()
 	raiseFileLimit()
 	cfg := runConfig{
-		workload: *workloadF,
-		client:   *client,
-		target:   *target,
-		n:        *n,
-		window:   *window,
-		version:  byte(*version),
-		topic:    "bench/topic",
-		payload:  make([]byte, *payload),
+		workload:  *workloadF,
+		client:    *client,
+		target:    *target,
+		n:         *n,
+		window:    *window,
+		version:   byte(*version),
+		noAliases: *noAliases,
+		topic:     "bench/topic",
+		payload:   make([]byte, *payload),
 
 		memprofile: *memprofile,
 	}
@@ -147,6 +151,12 @@ func main() {
 	if err := runOne(os.Stdout, ws[0], cfg); err != nil {
 		pprof.StopCPUProfile()
 		fatalf("%s %s %s: %v", cfg.workload, cfg.client, cfg.target, err)
+	}
+	if *memprofile != "" && ws[0].name != "idle" && ws[0].name != "conn" {
+		// The message workloads: every allocation of the run, by site.
+		if err := writeProfile("allocs", *memprofile); err != nil {
+			fatalf("%v", err)
+		}
 	}
 }
 
@@ -259,5 +269,6 @@ func describe(r result) string {
 	add(r.ConnGs, "%.1f goroutines/conn")
 	add(r.PeakMiB, "heap+stack %.1f MiB")
 	add(r.BrokerMiB, "broker RSS %.1f MiB")
+	add(r.BrokerCPU, "broker CPU %.2f µs/msg")
 	return strings.Join(parts, ", ")
 }

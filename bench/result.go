@@ -8,6 +8,7 @@ import (
 	"runtime"
 	"runtime/pprof"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -28,6 +29,7 @@ type result struct {
 	ConnGs    float64 `json:"conn_goroutines,omitempty"` // goroutines per connection
 	PeakMiB   float64 `json:"peak_mib,omitempty"`        // Go heap + stacks with all connections open
 	BrokerMiB float64 `json:"broker_mib,omitempty"`      // broker RSS with all connections open
+	BrokerCPU float64 `json:"broker_cpu,omitempty"`      // broker CPU time per message, microseconds
 }
 
 const resultPrefix = "RESULT "
@@ -100,17 +102,67 @@ func processRSS(pid int) float64 {
 	return 0
 }
 
+// processCPU returns the user plus system CPU time pid has used (all its
+// threads), or 0 when it cannot be read.
+func processCPU(pid int) time.Duration {
+	if pid == 0 {
+		return 0
+	}
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	// The command name, field 2, is in parentheses and may hold spaces;
+	// utime and stime are fields 14 and 15, in clock ticks (100 a second
+	// on Linux).
+	s := string(b)
+	fields := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
+	if len(fields) < 13 {
+		return 0
+	}
+	var ticks int64
+	for _, f := range fields[11:13] {
+		v, _ := strconv.ParseInt(f, 10, 64)
+		ticks += v
+	}
+	return time.Duration(ticks) * 10 * time.Millisecond
+}
+
+// brokerCPUMeter measures the broker's CPU time per message over a section.
+type brokerCPUMeter struct {
+	pid    int
+	before time.Duration
+}
+
+func startBrokerCPU(pid int) brokerCPUMeter {
+	return brokerCPUMeter{pid: pid, before: processCPU(pid)}
+}
+
+// perMsg returns microseconds of broker CPU per message since start, 0
+// for the in-process sink.
+func (m brokerCPUMeter) perMsg(n int) float64 {
+	if m.pid == 0 {
+		return 0
+	}
+	return float64(processCPU(m.pid)-m.before) / float64(time.Microsecond) / float64(n)
+}
+
 // writeHeapProfile writes the current heap profile to path; an empty path
 // writes nothing.
 func writeHeapProfile(path string) error {
 	if path == "" {
 		return nil
 	}
+	return writeProfile("heap", path)
+}
+
+// writeProfile writes the named runtime profile to path.
+func writeProfile(name, path string) error {
 	f, err := os.Create(path)
 	if err != nil {
 		return err
 	}
-	if err := pprof.WriteHeapProfile(f); err != nil {
+	if err := pprof.Lookup(name).WriteTo(f, 0); err != nil {
 		f.Close()
 		return err
 	}

@@ -21,7 +21,7 @@ type env struct {
 }
 
 func (e env) opts(id string) dialOpts {
-	return dialOpts{id: id, version: e.cfg.version, topic: e.cfg.topic, payload: e.cfg.payload}
+	return dialOpts{id: id, version: e.cfg.version, noAliases: e.cfg.noAliases, topic: e.cfg.topic, payload: e.cfg.payload}
 }
 
 func (e env) dial(ctx context.Context, id string) (benchClient, error) {
@@ -40,12 +40,13 @@ func runPub(qos byte) func(context.Context, env) (result, error) {
 		defer c.close(ctx)
 		var am allocMeter
 		am.start()
+		cpu := startBrokerCPU(e.brokerPID)
 		start := time.Now()
 		if err := c.pipeline(ctx, e.cfg.n, qos, e.cfg.window); err != nil {
 			return result{}, err
 		}
 		d := time.Since(start)
-		return result{Rate: float64(e.cfg.n) / d.Seconds(), Secs: d.Seconds(), Count: e.cfg.n, Allocs: am.perMsg(e.cfg.n)}, nil
+		return result{Rate: float64(e.cfg.n) / d.Seconds(), Secs: d.Seconds(), Count: e.cfg.n, Allocs: am.perMsg(e.cfg.n), BrokerCPU: cpu.perMsg(e.cfg.n)}, nil
 	}
 }
 
@@ -114,6 +115,7 @@ func runE2E(qos byte) func(context.Context, env) (result, error) {
 		defer pub.close(ctx)
 		var am allocMeter
 		am.start()
+		cpu := startBrokerCPU(e.brokerPID)
 		start := time.Now()
 		pubErr := make(chan error, 1)
 		go func() { pubErr <- pub.pipeline(ctx, e.cfg.n, qos, e.cfg.window) }()
@@ -134,7 +136,7 @@ func runE2E(qos byte) func(context.Context, env) (result, error) {
 			}
 		}
 		d := time.Since(start)
-		return result{Rate: float64(e.cfg.n) / d.Seconds(), Secs: d.Seconds(), Count: e.cfg.n, Allocs: am.perMsg(e.cfg.n)}, nil
+		return result{Rate: float64(e.cfg.n) / d.Seconds(), Secs: d.Seconds(), Count: e.cfg.n, Allocs: am.perMsg(e.cfg.n), BrokerCPU: cpu.perMsg(e.cfg.n)}, nil
 	}
 }
 

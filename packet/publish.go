@@ -73,9 +73,14 @@ func (p *Publish) Append(dst []byte, v Version) ([]byte, error) {
 
 // DecodePublish decodes a PUBLISH body into p without copying: the topic,
 // string properties and payload share body, so the caller must not modify
-// body afterwards. p is overwritten.
+// body afterwards. p is overwritten, except that the capacity of
+// p.Props.SubscriptionIDs is reused for the identifiers decoded (so that a
+// reused p decodes without allocating): copy them to keep them past the
+// next decode into p.
 func DecodePublish(h Header, body []byte, v Version, p *Publish) error {
+	ids := p.Props.SubscriptionIDs[:0] // its capacity is reused
 	*p = Publish{}
+	p.Props.SubscriptionIDs = ids
 	qos := h.Flags >> 1 & 3
 	if qos == 3 {
 		return malformed(PUBLISH, "QoS 3 [MQTT-3.3.1-4]")

@@ -200,7 +200,8 @@ func (s *Server) serve(nc net.Conn) {
 			reply = append(rb[:0], 0x62, 2, body[0], body[1])
 		case packet.SUBSCRIBE:
 			var granted byte
-			reply, granted = c.suback(h, body)
+			var subID uint32
+			reply, granted, subID = c.suback(h, body)
 			if s.opts.FloodCount > 0 && floodDone == nil {
 				// The SUBACK goes out before the flood starts.
 				c.mu.Lock()
@@ -213,7 +214,7 @@ func (s *Server) serve(nc net.Conn) {
 					return
 				}
 				reply = nil
-				fl, err := s.newFlood(c, min(s.opts.FloodQoS, granted))
+				fl, err := s.newFlood(c, min(s.opts.FloodQoS, granted), subID)
 				if err != nil {
 					return
 				}
@@ -252,10 +253,10 @@ func (s *Server) serve(nc net.Conn) {
 
 // suback returns the SUBACK granting each filter the QoS it asked for, and
 // the highest QoS granted.
-func (c *conn) suback(h packet.Header, body []byte) ([]byte, byte) {
+func (c *conn) suback(h packet.Header, body []byte) ([]byte, byte, uint32) {
 	p, err := packet.Decode(h, body, c.version)
 	if err != nil {
-		return nil, 0
+		return nil, 0, 0
 	}
 	sp := p.(*packet.Subscribe)
 	ack := &packet.Suback{PacketID: sp.PacketID}
@@ -265,7 +266,11 @@ func (c *conn) suback(h packet.Header, body []byte) ([]byte, byte) {
 		granted = max(granted, f.QoS)
 	}
 	out, _ := ack.Append(nil, c.version)
-	return out, granted
+	var subID uint32
+	if ids := sp.Props.SubscriptionIDs; len(ids) > 0 {
+		subID = ids[0]
+	}
+	return out, granted, subID
 }
 
 // floodBatch is how many bytes of flood messages the flooder gathers for
@@ -282,8 +287,14 @@ type flood struct {
 	window int    // unacknowledged QoS 1/2 messages at most
 }
 
-func (s *Server) newFlood(c *conn, qos byte) (*flood, error) {
+// newFlood prepares the flood for c at qos. Like a broker, it tags each
+// message with the Subscription Identifier of the SUBSCRIBE (subID, 0 for
+// none).
+func (s *Server) newFlood(c *conn, qos byte, subID uint32) (*flood, error) {
 	p := packet.Publish{Topic: s.opts.FloodTopic, QoS: qos, Payload: make([]byte, s.opts.FloodPayload)}
+	if subID != 0 && c.version == packet.V5 {
+		p.Props.SubscriptionIDs = []uint32{subID}
+	}
 	if qos > 0 {
 		p.PacketID = 1
 	}
