@@ -125,6 +125,11 @@ var workloads = []workload{
 		metrics: e2eMetrics,
 	},
 	{
+		name: "e2e-cpu", what: "QoS 0 publisher → mosquitto → subscriber at 20,000 msg/s", targets: []string{"mosquitto"},
+		n: map[string]int{"mosquitto": 60000}, run: runE2ECPU,
+		metrics: []metric{{label: "broker CPU µs/msg", get: brokerCPU, lower: true, goal: "≤ best peer", met: noWorseThanPeers}},
+	},
+	{
 		name: "e2e-lat", what: "QoS 0 publisher → mosquitto → subscriber, 1 in flight", targets: []string{"mosquitto"},
 		n: map[string]int{"mosquitto": 20000}, run: runE2ELat,
 		metrics: latMetrics("p99.9"),

@@ -326,3 +326,56 @@ func runConns(ctx context.Context, e env) (result, error) {
 		BrokerMiB: broker,
 	}, nil
 }
+
+// e2eCPURate is the publish rate of the e2e-cpu workload, well below what
+// mosquitto forwards here, so that every client meets the same load.
+const e2eCPURate = 20000
+
+// runE2ECPU publishes n QoS 0 messages through mosquitto to a subscriber
+// at e2eCPURate (a burst every millisecond) and reports the broker's CPU
+// time per message: its cost of what each client sends and subscribes
+// with, at a load where the broker never falls behind.
+func runE2ECPU(ctx context.Context, e env) (result, error) {
+	sub, err := e.dial(ctx, "bench-sub")
+	if err != nil {
+		return result{}, err
+	}
+	defer sub.close(ctx)
+	got := newCounter(e.cfg.n)
+	if err := sub.subscribe(ctx, e.cfg.topic, 0, got.inc); err != nil {
+		return result{}, fmt.Errorf("subscribe: %w", err)
+	}
+	pub, err := e.dial(ctx, "bench-pub")
+	if err != nil {
+		return result{}, err
+	}
+	defer pub.close(ctx)
+	const perTick = e2eCPURate / 1000
+	tick := time.NewTicker(time.Millisecond)
+	defer tick.Stop()
+	cpu := startBrokerCPU(e.brokerPID)
+	start := time.Now()
+	for sent := 0; sent < e.cfg.n; {
+		select {
+		case <-tick.C:
+		case <-ctx.Done():
+			return result{}, ctx.Err()
+		}
+		// Catch up after a late tick, so the rate holds on average.
+		due := min(e.cfg.n, int(time.Since(start).Seconds()*e2eCPURate)+perTick)
+		for ; sent < due; sent++ {
+			if err := pub.publish(ctx, 0); err != nil {
+				return result{}, err
+			}
+		}
+	}
+	select {
+	case <-got.done:
+	case <-time.After(5 * time.Second):
+		return result{}, fmt.Errorf("%w: received %d of %d", errLost, got.n.Load(), e.cfg.n)
+	case <-ctx.Done():
+		return result{}, ctx.Err()
+	}
+	d := time.Since(start)
+	return result{Rate: float64(e.cfg.n) / d.Seconds(), Secs: d.Seconds(), Count: e.cfg.n, BrokerCPU: cpu.perMsg(e.cfg.n)}, nil
+}
