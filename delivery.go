@@ -105,18 +105,22 @@ func (q *deliveryQueue) peek() (delivery, bool) {
 	return q.items.front(), true
 }
 
-// taken removes the head after the pump handed it over. It returns false if
-// the queue was closed meanwhile (close already accounted for the head).
-func (q *deliveryQueue) taken() bool {
+// taken removes the head after the pump handed it over and returns the
+// new head, if any, in the same critical section. open is false if the
+// queue was closed meanwhile (close already accounted for the head).
+func (q *deliveryQueue) taken() (next delivery, more, open bool) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	if q.closed {
-		return false
+		return delivery{}, false, false
 	}
 	if d := q.items.pop(); d.ref == nil {
 		q.qos0--
 	}
-	return true
+	if q.items.len() == 0 {
+		return delivery{}, false, true
+	}
+	return q.items.front(), true, true
 }
 
 // close stops the queue and returns the entries not yet taken (including a
@@ -144,11 +148,12 @@ func (q *deliveryQueue) close() ([]delivery, bool) {
 // ends a blocked send.
 func (q *deliveryQueue) pump(inbox *requestQueue, mem *memoryBudget, stop <-chan struct{}) {
 	defer close(q.out)
+	d, ok := q.peek()
 	for {
-		d, ok := q.peek()
 		if !ok {
 			select {
 			case <-q.wake:
+				d, ok = q.peek()
 				continue
 			case <-q.done:
 				return
@@ -169,7 +174,8 @@ func (q *deliveryQueue) pump(inbox *requestQueue, mem *memoryBudget, stop <-chan
 				return
 			}
 		}
-		if !q.taken() {
+		next, more, open := q.taken()
+		if !open {
 			return
 		}
 		// The session hears of both through its request queue; a push
@@ -180,6 +186,7 @@ func (q *deliveryQueue) pump(inbox *requestQueue, mem *memoryBudget, stop <-chan
 		if d.ref != nil && inbox.push(context.Background(), d.ref) != nil {
 			return
 		}
+		d, ok = next, more
 	}
 }
 
