@@ -94,24 +94,37 @@ func (c *counter) inc() {
 	}
 }
 
+// dialRoute connects a subscriber, subscribed to the run's topic at qos
+// with onMsg called for each message, and a publisher: the two ends of a
+// route through the broker. The caller closes both.
+func dialRoute(ctx context.Context, e env, qos byte, onMsg func()) (sub, pub benchClient, err error) {
+	sub, err = e.dial(ctx, "bench-sub")
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := sub.subscribe(ctx, e.cfg.topic, qos, onMsg); err != nil {
+		sub.close(ctx)
+		return nil, nil, fmt.Errorf("subscribe: %w", err)
+	}
+	pub, err = e.dial(ctx, "bench-pub")
+	if err != nil {
+		sub.close(ctx)
+		return nil, nil, err
+	}
+	return sub, pub, nil
+}
+
 // runE2E publishes n messages pipelined through mosquitto to a subscriber
 // on a second connection of the same client, at the same QoS, and reports
 // the rate at which the subscriber received them.
 func runE2E(qos byte) func(context.Context, env) (result, error) {
 	return func(ctx context.Context, e env) (result, error) {
-		sub, err := e.dial(ctx, "bench-sub")
+		got := newCounter(e.cfg.n)
+		sub, pub, err := dialRoute(ctx, e, qos, got.inc)
 		if err != nil {
 			return result{}, err
 		}
 		defer sub.close(ctx)
-		got := newCounter(e.cfg.n)
-		if err := sub.subscribe(ctx, e.cfg.topic, qos, got.inc); err != nil {
-			return result{}, fmt.Errorf("subscribe: %w", err)
-		}
-		pub, err := e.dial(ctx, "bench-pub")
-		if err != nil {
-			return result{}, err
-		}
 		defer pub.close(ctx)
 		var am allocMeter
 		am.start()
@@ -144,11 +157,6 @@ func runE2E(qos byte) func(context.Context, env) (result, error) {
 // subscriber on a second connection, each after the previous one arrived,
 // and reports publish-to-receive latency percentiles.
 func runE2ELat(ctx context.Context, e env) (result, error) {
-	sub, err := e.dial(ctx, "bench-sub")
-	if err != nil {
-		return result{}, err
-	}
-	defer sub.close(ctx)
 	arrived := make(chan struct{}, 1)
 	onMsg := func() {
 		select {
@@ -156,13 +164,11 @@ func runE2ELat(ctx context.Context, e env) (result, error) {
 		default:
 		}
 	}
-	if err := sub.subscribe(ctx, e.cfg.topic, 0, onMsg); err != nil {
-		return result{}, fmt.Errorf("subscribe: %w", err)
-	}
-	pub, err := e.dial(ctx, "bench-pub")
+	sub, pub, err := dialRoute(ctx, e, 0, onMsg)
 	if err != nil {
 		return result{}, err
 	}
+	defer sub.close(ctx)
 	defer pub.close(ctx)
 	samples := make([]time.Duration, 0, e.cfg.n)
 	lost := time.NewTimer(time.Hour)
@@ -336,19 +342,12 @@ const e2eCPURate = 20000
 // time per message: its cost of what each client sends and subscribes
 // with, at a load where the broker never falls behind.
 func runE2ECPU(ctx context.Context, e env) (result, error) {
-	sub, err := e.dial(ctx, "bench-sub")
+	got := newCounter(e.cfg.n)
+	sub, pub, err := dialRoute(ctx, e, 0, got.inc)
 	if err != nil {
 		return result{}, err
 	}
 	defer sub.close(ctx)
-	got := newCounter(e.cfg.n)
-	if err := sub.subscribe(ctx, e.cfg.topic, 0, got.inc); err != nil {
-		return result{}, fmt.Errorf("subscribe: %w", err)
-	}
-	pub, err := e.dial(ctx, "bench-pub")
-	if err != nil {
-		return result{}, err
-	}
 	defer pub.close(ctx)
 	const perTick = e2eCPURate / 1000
 	tick := time.NewTicker(time.Millisecond)
