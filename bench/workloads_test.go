@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -110,5 +111,26 @@ func TestNumber(t *testing.T) {
 		if got := number(tc.v); got != tc.want {
 			t.Errorf("number(%v) = %q, want %q", tc.v, got, tc.want)
 		}
+	}
+}
+
+// TestProcessCPU checks the broker CPU meter on this process, which burns
+// some CPU between two readings.
+func TestProcessCPU(t *testing.T) {
+	t.Parallel()
+	before := processCPU(os.Getpid())
+	deadline := time.Now().Add(10 * time.Second)
+	x := uint64(1)
+	for processCPU(os.Getpid()) <= before {
+		for range 1 << 20 {
+			x = x*6364136223846793005 + 1442695040888963407
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the CPU time read from /proc stayed at %v", before)
+		}
+	}
+	_ = x
+	if got := startBrokerCPU(0).perMsg(100); got != 0 {
+		t.Errorf("CPU per message without a broker process: %v, want 0", got)
 	}
 }
