@@ -17,8 +17,13 @@ type ReconnectConfig struct {
 	// stops the client (Done closes, Err wraps ErrConnectionLost).
 	Disable bool
 	// MinDelay is the wait before the first attempt (default 100 ms). Each
-	// failed attempt doubles it, up to MaxDelay (default 30 s); every wait
-	// is randomised by ±25 % so that many clients do not retry in step.
+	// failed attempt doubles it, up to MaxDelay (default 30 s); with
+	// several Servers it doubles once per round over them, so that a dead
+	// node does not hold up the attempt on the next one. Every wait is
+	// randomised by ±25 % so that many clients do not retry in step, and
+	// is counted from the start of the failed attempt before it: an
+	// attempt that took longer than the wait (a cluster node holding the
+	// CONNECT while it elects leaders) is followed by the next at once.
 	MinDelay time.Duration
 	MaxDelay time.Duration
 	// MaxAttempts gives up after this many failed attempts in a row
@@ -102,9 +107,12 @@ func (q *QueueConfig) withDefaults() {
 	}
 }
 
-// backoff returns the wait before attempt n (1-based): exponential from
-// MinDelay, capped at MaxDelay, with ±25 % jitter.
-func (r *ReconnectConfig) backoff(n int) time.Duration {
+// backoff returns the wait before attempt n (1-based) of a series of
+// failures over the given number of servers: exponential from MinDelay,
+// doubling once per round over the servers, capped at MaxDelay, with ±25 %
+// jitter.
+func (r *ReconnectConfig) backoff(n, servers int) time.Duration {
+	n = (n-1)/max(servers, 1) + 1
 	d := r.MinDelay
 	for i := 1; i < n && d < r.MaxDelay; i++ {
 		d *= 2
@@ -275,11 +283,17 @@ func (c *Client) serverIndex(srv server) int {
 func (c *Client) redial(ctx context.Context, out chan<- dialResult, plan redialPlan) {
 	rc := &c.cfg.Reconnect
 	var last error
+	var tried time.Time // when the last failed attempt started
 	redirect := plan.first
 	for attempt := 1; ; attempt++ {
-		delay := rc.backoff(plan.step + attempt)
-		if attempt == 1 && plan.wait >= 0 {
+		delay := rc.backoff(plan.step+attempt, len(c.servers))
+		switch {
+		case attempt == 1 && plan.wait >= 0:
 			delay = plan.wait
+		case attempt > 1:
+			// The backoff paces the starts of attempts: time the failed
+			// one took counts towards the wait.
+			delay = max(delay-time.Since(tried), 0)
 		}
 		c.counters.attempts.Add(1)
 		c.emit(Event{Kind: EventReconnecting, Attempt: attempt, Delay: delay})
@@ -296,6 +310,7 @@ func (c *Client) redial(ctx context.Context, out chan<- dialResult, plan redialP
 		if redirect != nil {
 			srv, redirect = *redirect, nil
 		}
+		tried = time.Now()
 		conn, err := c.dial(ctx, srv)
 		if err == nil {
 			out <- dialResult{conn: conn, attempts: attempt}

@@ -2092,9 +2092,10 @@ func TestMosquittoPersistentSession(t *testing.T) {
 // TestFakeFailoverAtOnce: with several servers, losing a healthy
 // connection (a cluster node died) sends the first attempt to the next
 // server without waiting; an attempt that fails there is followed by the
-// backoff as usual. Paho.mqtt.golang also retries at once, and a cluster
-// failover measured here recovered about 100 ms later than it when the
-// first attempt waited MinDelay.
+// backoff, which doubles once per round over the servers: MinDelay before
+// the attempts on the other two servers, twice MinDelay once each was
+// tried. Paho.mqtt.golang also retries at once, and tries every server
+// before it waits.
 func TestFakeFailoverAtOnce(t *testing.T) {
 	fakeBubble(t, func(t *testing.T) {
 		b := fakebroker.New(t)
@@ -2104,17 +2105,60 @@ func TestFakeFailoverAtOnce(t *testing.T) {
 		if e := fakeRcDrop(t, c, fc); e.Delay != 0 {
 			t.Errorf("first attempt after a healthy connection waits %v, want 0 (another server is configured)", e.Delay)
 		}
-		if e := fakeRcExpectEvent(t, c, mqtt.EventReconnecting); e.Attempt != 2 || !fakeRcWithin(e.Delay, 2*time.Second) {
-			t.Errorf("second attempt %d waits %v, want attempt 2 after 2 s ±25%% (the backoff)", e.Attempt, e.Delay)
+		for _, w := range []struct {
+			attempt int
+			delay   time.Duration
+		}{{2, time.Second}, {3, time.Second}, {4, 2 * time.Second}} {
+			if e := fakeRcExpectEvent(t, c, mqtt.EventReconnecting); e.Attempt != w.attempt || !fakeRcWithin(e.Delay, w.delay) {
+				t.Errorf("attempt %d waits %v, want attempt %d after %v ±25%% (the backoff)", e.Attempt, e.Delay, w.attempt, w.delay)
+			}
 		}
 		b.SetDialError(nil)
 		fakeRcAccept(t, b, &packet.Connack{SessionPresent: true})
-		if e := fakeRcExpectEvent(t, c, mqtt.EventConnected); e.Server != "mqtt://three:1885" {
-			t.Errorf("EventConnected.Server = %q, want mqtt://three:1885", e.Server)
+		if e := fakeRcExpectEvent(t, c, mqtt.EventConnected); e.Server != "mqtt://two:1884" {
+			t.Errorf("EventConnected.Server = %q, want mqtt://two:1884", e.Server)
 		}
-		if diff := cmp.Diff([]string{"one:1883", "two:1884", "three:1885"}, dialed()); diff != "" {
+		if diff := cmp.Diff([]string{"one:1883", "two:1884", "three:1885", "one:1883", "two:1884"}, dialed()); diff != "" {
 			t.Errorf("dialed addresses (-want +got):\n%s", diff)
 		}
+	})
+}
+
+// TestFakeBackoffCountsAttemptTime: the backoff paces the starts of
+// attempts, so the time a failed attempt took counts towards the wait
+// after it. A cluster node that holds the CONNECT until it gives up (nats-
+// server does for js_api_timeout, 5 s, while it elects leaders) is
+// followed by the next attempt at once, where waiting the backoff on top
+// only delayed the failover; an attempt that failed sooner than the
+// backoff waits the rest of it.
+func TestFakeBackoffCountsAttemptTime(t *testing.T) {
+	fakeBubble(t, func(t *testing.T) {
+		cfg := mqtt.Config{ClientID: "held", Version: mqtt.Version311, KeepAlive: -1}
+		c, b, fc := fakeRcClient(t, cfg, &packet.Connack{})
+		fakeRcDrop(t, c, fc)
+
+		bc := fakeAccept(t, b, fakeTimeout)
+		bc.ExpectConnect(t)
+		fakeAdvance(3 * time.Second) // longer than the next wait, 2 s ±25 %
+		bc.Close()
+		if e := fakeRcExpectEvent(t, c, mqtt.EventReconnecting); e.Attempt != 2 || e.Delay != 0 {
+			t.Errorf("after a CONNECT held 3 s: attempt %d waits %v, want attempt 2 at once", e.Attempt, e.Delay)
+		}
+
+		bc = fakeAccept(t, b, fakeTimeout)
+		bc.ExpectConnect(t)
+		fakeAdvance(time.Second) // shorter than the next wait, 4 s ±25 %
+		bc.Close()
+		e := fakeRcExpectEvent(t, c, mqtt.EventReconnecting)
+		if e.Attempt != 3 || !fakeRcWithin(e.Delay+time.Second, 4*time.Second) {
+			t.Errorf("after a CONNECT held 1 s: attempt %d waits %v, want attempt 3 after 4 s ±25%% less the 1 s", e.Attempt, e.Delay)
+		}
+		fakeRcAccept(t, b, &packet.Connack{SessionPresent: true})
+		if waited := time.Since(e.Time); waited != e.Delay {
+			t.Errorf("attempt 3 came %v after its EventReconnecting, want its Delay %v", waited, e.Delay)
+		}
+		fakeRcExpectEvent(t, c, mqtt.EventConnected)
+		fakeRcRunning(t, c)
 	})
 }
 

@@ -69,7 +69,7 @@ func startOurs(ctx context.Context, pc pairConfig) (*oursPair, error) {
 	if p.sub, err = mqtt.Connect(ctx, cfg(pc.name+"-sub", pc.subServers)); err != nil {
 		return nil, err
 	}
-	p.follow(p.sub, p.rec.subConnected)
+	p.follow(p.sub, p.rec.subConnected, false)
 	sub, err := p.sub.Subscribe(ctx, pc.topic, mqtt.QoS(pc.qos))
 	if err != nil {
 		p.sub.Close()
@@ -90,13 +90,14 @@ func startOurs(ctx context.Context, pc pairConfig) (*oursPair, error) {
 		p.wg.Wait()
 		return nil, err
 	}
-	p.follow(p.pub, p.rec.pubConnected)
+	p.follow(p.pub, p.rec.pubConnected, true)
 	go func() { p.pubDone <- p.publish(pc) }()
 	return p, nil
 }
 
-// follow records c's connections from its events.
-func (p *oursPair) follow(c *mqtt.Client, connected func(string)) {
+// follow records c's connections and reconnection waits from its events;
+// pub says whether c is the publisher.
+func (p *oursPair) follow(c *mqtt.Client, connected func(string), pub bool) {
 	connected(c.Connection().Server)
 	p.wg.Go(func() {
 		first := true
@@ -111,6 +112,8 @@ func (p *oursPair) follow(c *mqtt.Client, connected func(string)) {
 				p.rec.session(e.SessionPresent)
 			case mqtt.EventConnectionLost:
 				connected("")
+			case mqtt.EventReconnecting:
+				p.rec.waited(pub, e.Time, e.Delay)
 			case mqtt.EventResubscribed:
 				p.rec.resubscribed(e.Err)
 			}
@@ -201,19 +204,28 @@ func startPaho(ctx context.Context, pc pairConfig) (*pahoPair, error) {
 		}
 		var mu sync.Mutex
 		var attempt string
+		log := slog.New(slog.DiscardHandler)
+		if debugLog != nil {
+			log = debugLog.With("client", id)
+		}
 		o.SetConnectionAttemptHandler(func(broker *url.URL, cfg *tls.Config) *tls.Config {
 			mu.Lock()
 			attempt = oursURL(broker)
 			mu.Unlock()
+			log.Info("paho: connecting", "server", oursURL(broker))
 			return cfg
 		})
 		o.SetOnConnectHandler(func(paho.Client) {
 			mu.Lock()
 			a := attempt
 			mu.Unlock()
+			log.Info("paho: connected", "server", a)
 			connected(a)
 		})
-		o.SetConnectionLostHandler(func(paho.Client, error) { connected("") })
+		o.SetConnectionLostHandler(func(_ paho.Client, err error) {
+			log.Info("paho: connection lost", "err", err)
+			connected("")
+		})
 		return o
 	}
 	handler := func(_ paho.Client, m paho.Message) {

@@ -26,6 +26,14 @@ type record struct {
 	pubNode  []nodeSpan   // where the publisher was connected, over time
 	subNode  []nodeSpan   // where the subscriber was connected, over time
 	sessions sessionCount
+	waits    []backoffWait // the client's own waits before reconnection attempts (this module's client only)
+}
+
+// backoffWait is a wait the client announced before a reconnection attempt.
+type backoffWait struct {
+	pub bool // the publisher's, else the subscriber's
+	at  time.Time
+	d   time.Duration
 }
 
 // receipt is one message received.
@@ -134,6 +142,31 @@ func (r *record) resubscribed(err error) {
 	r.mu.Unlock()
 }
 
+// waited notes a wait before a reconnection attempt of the publisher or
+// the subscriber.
+func (r *record) waited(pub bool, at time.Time, d time.Duration) {
+	r.mu.Lock()
+	r.waits = append(r.waits, backoffWait{pub, at, d})
+	r.mu.Unlock()
+}
+
+// waitedWithin returns how long the clients a kill hit (who) waited before
+// reconnection attempts between t and t+d: the part of a recovery that was
+// the client's own backoff.
+func (r *record) waitedWithin(who role, t time.Time, d time.Duration) time.Duration {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var sum time.Duration
+	for _, w := range r.waits {
+		mine := (w.pub && who != hitSub) || (!w.pub && who != hitPub)
+		if !mine || w.at.Before(t) || !w.at.Before(t.Add(d)) {
+			continue
+		}
+		sum += min(w.d, t.Add(d).Sub(w.at))
+	}
+	return sum
+}
+
 // nodeAt returns where spans say the client was connected at t.
 func nodeAt(spans []nodeSpan, t time.Time) string {
 	url := ""
@@ -217,6 +250,36 @@ func (r *record) recoveryAfter(t time.Time) recovery {
 		}
 	}
 	return rec
+}
+
+// role says which of a pair's clients a kill hit.
+type role string
+
+const (
+	hitNone role = ""
+	hitPub  role = "publisher"
+	hitSub  role = "subscriber"
+	hitBoth role = "both"
+)
+
+// hitRecovery is how long the pair took to recover from the kill of url at
+// t, measured on the client it hit: the first acknowledged publish made
+// after the kill when it hit only the publisher, the first message
+// received that was published after the kill when it hit the subscriber
+// (which, when it hit both, includes the publisher's recovery). A kill
+// that hit neither returns hitNone; -1 means no recovery was seen.
+func (r *record) hitRecovery(url string, t time.Time) (time.Duration, role) {
+	pub, sub := r.on(url, t.Add(-time.Millisecond))
+	rec := r.recoveryAfter(t)
+	switch {
+	case pub && sub:
+		return rec.recv, hitBoth
+	case pub:
+		return rec.ack, hitPub
+	case sub:
+		return rec.recv, hitSub
+	}
+	return 0, hitNone
 }
 
 // summary is what a pair's run came to.

@@ -20,6 +20,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"os/signal"
 	"slices"
@@ -50,6 +51,7 @@ type options struct {
 	down      time.Duration
 	interval  time.Duration
 	qos       mqtt.QoS
+	logPath   string
 }
 
 func parseFlags(args []string) (options, error) {
@@ -61,6 +63,7 @@ func parseFlags(args []string) (options, error) {
 	fs.DurationVar(&o.down, "down", 3*time.Second, "how long a killed node stays down")
 	fs.DurationVar(&o.interval, "interval", 20*time.Millisecond, "time between publishes")
 	qos := fs.Int("qos", 1, "QoS of the stream (1 or 2)")
+	fs.StringVar(&o.logPath, "log", "", "file for the clients' debug logs, the publishes and receipts, and at the end the nodes' logs")
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
@@ -80,20 +83,42 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout io.Writer) 
 		return err
 	}
 	out := &printer{w: stdout, start: time.Now()}
-	var cluster *mqtttest.Cluster
-	if o.servers == nil {
-		out.printf("starting a three-node NATS cluster")
-		if cluster, err = mqtttest.StartCluster(mqtttest.ClusterConfig{}); err != nil {
+	d := &demo{o: o, out: out, received: map[int]int{}, drainFor: drainFor}
+	if o.logPath != "" {
+		f, err := os.Create(o.logPath)
+		if err != nil {
 			return err
 		}
-		defer cluster.Close()
-		o.servers = cluster.URLs()
+		defer f.Close()
+		d.logFile = f
+		d.log = slog.New(slog.NewTextHandler(f, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	if o.servers == nil {
+		out.printf("starting a three-node NATS cluster")
+		if d.cluster, err = mqtttest.StartCluster(mqtttest.ClusterConfig{}); err != nil {
+			return err
+		}
+		defer d.cluster.Close()
+		defer d.writeNodeLogs()
+		o.servers = d.cluster.URLs()
+		d.o.servers = o.servers
 		for i, u := range o.servers {
 			out.printf("node %d: %s", i, u)
 		}
 	}
-	d := &demo{o: o, out: out, cluster: cluster, received: map[int]int{}}
 	return d.run(ctx, stdin)
+}
+
+// writeNodeLogs appends the nodes' logs to the -log file.
+func (d *demo) writeNodeLogs() {
+	if d.logFile == nil {
+		return
+	}
+	for i := range d.o.servers {
+		for line := range strings.Lines(d.cluster.Log(i)) {
+			fmt.Fprintf(d.logFile, "[node %d] %s", i, line)
+		}
+	}
 }
 
 // demo is one run: a publisher, a subscriber and the failovers.
@@ -101,6 +126,8 @@ type demo struct {
 	o       options
 	out     *printer
 	cluster *mqtttest.Cluster // nil with -servers: nodes cannot be killed
+	log     *slog.Logger      // with -log: the clients' debug logs, publishes and receipts
+	logFile *os.File
 
 	watchers sync.WaitGroup // the goroutines printing events
 	restarts sync.WaitGroup // the goroutines restarting killed nodes
@@ -108,9 +135,15 @@ type demo struct {
 	mu       sync.Mutex
 	acked    []int       // sequence numbers the broker acknowledged
 	received map[int]int // sequence number → copies received
+	resent   []int       // sequence numbers whose first copy received had DUP set
 	kills    []*failover
 	pub, sub *mqtt.Client
+	drainFor time.Duration // the longest wait for the last messages after publishing
 }
+
+// drainFor is demo.drainFor: longer than the cluster's ack_wait (30 s),
+// after which it sends again a message it failed to forward.
+const drainFor = time.Minute
 
 // failover is one killed node and how long the clients took to recover.
 type failover struct {
@@ -143,16 +176,9 @@ func (d *demo) run(ctx context.Context, stdin io.Reader) error {
 	runCtx, cancel := context.WithTimeout(ctx, d.o.duration)
 	defer cancel()
 	var wg sync.WaitGroup
-	wg.Add(2)
-	go func() { defer wg.Done(); d.receive(runCtx, s.Messages()) }()
-	go func() { defer wg.Done(); d.receive(runCtx, d.sub.Messages()) }()
 	kills := make(chan string)
-	wg.Add(1)
-	go func() { defer wg.Done(); d.keys(runCtx, stdin, kills) }()
-	published := d.publish(runCtx, kills)
-	// Let the last messages arrive.
-	d.out.printf("published %d messages; waiting for the last to arrive", published)
-	d.drain(ctx, published)
+	wg.Go(func() { d.keys(runCtx, stdin, kills) })
+	published := d.exchange(ctx, func() int { return d.publish(runCtx, kills) }, s.Messages(), d.sub.Messages())
 	cancel()
 	wg.Wait()
 	d.restarts.Wait() // killed nodes are back
@@ -170,6 +196,9 @@ func (d *demo) connect(ctx context.Context, who, id string, servers []string) (*
 		Version:    mqtt.Version311, // NATS speaks MQTT 3.1.1
 		CleanStart: true,
 		KeepAlive:  5 * time.Second,
+	}
+	if d.log != nil {
+		cfg.Logger = d.log.With("client", who)
 	}
 	c, err := mqtt.Connect(ctx, cfg)
 	if err == nil {
@@ -242,6 +271,9 @@ func (d *demo) publish(ctx context.Context, kills <-chan string) int {
 					d.out.printf("publish %d: %v", seq, err)
 				}
 				return seq
+			}
+			if d.log != nil {
+				d.log.Info("cluster: acknowledged", "seq", seq)
 			}
 			d.mu.Lock()
 			d.acked = append(d.acked, seq)
@@ -344,7 +376,13 @@ func (d *demo) receive(ctx context.Context, ch <-chan mqtt.Message) {
 			if err != nil {
 				continue
 			}
+			if d.log != nil {
+				d.log.Info("cluster: received", "seq", n, "dup", m.Duplicate)
+			}
 			d.mu.Lock()
+			if d.received[n] == 0 && m.Duplicate {
+				d.resent = append(d.resent, n)
+			}
 			d.received[n]++
 			for _, f := range d.kills {
 				if f.receivedAfter == 0 {
@@ -356,10 +394,31 @@ func (d *demo) receive(ctx context.Context, ch <-chan mqtt.Message) {
 	}
 }
 
-// drain waits until every acknowledged message arrived, for at most a
-// minute.
-func (d *demo) drain(ctx context.Context, published int) {
-	deadline := time.After(time.Minute)
+// exchange runs publish, which publishes the stream and returns how many
+// messages it published, and receives from chans until every acknowledged
+// message arrived, at most drainFor after publish returned. Receiving
+// outlives publishing: a message whose node died after acknowledging it
+// and before forwarding it reaches the subscriber only when the cluster
+// sends it again, after its ack_wait (30 s by default) with DUP set, which
+// can be well after the last publish.
+func (d *demo) exchange(ctx context.Context, publish func() int, chans ...<-chan mqtt.Message) int {
+	recvCtx, stop := context.WithCancel(ctx)
+	var receivers sync.WaitGroup
+	for _, ch := range chans {
+		receivers.Go(func() { d.receive(recvCtx, ch) })
+	}
+	published := publish()
+	d.out.printf("published %d messages; waiting for the last to arrive", published)
+	d.drain(ctx)
+	stop()
+	receivers.Wait()
+	return published
+}
+
+// drain waits until every acknowledged message arrived, for at most
+// drainFor.
+func (d *demo) drain(ctx context.Context) {
+	deadline := time.After(d.drainFor)
 	tick := time.NewTicker(100 * time.Millisecond)
 	defer tick.Stop()
 	for {
@@ -389,21 +448,34 @@ func (d *demo) report(published int) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	lost, dups := 0, 0
+	var lostSeqs []int
 	for _, n := range d.acked {
 		switch c := d.received[n]; {
 		case c == 0:
 			lost++
+			lostSeqs = append(lostSeqs, n)
 		case c > 1:
 			dups += c - 1
 		}
 	}
 	d.out.printf("summary: %d published, %d acknowledged, %d received, %d lost, %d duplicates (QoS %d)",
 		published, len(d.acked), len(d.received), lost, dups, d.o.qos)
+	if lost > 0 {
+		d.out.printf("lost: %v", firstFew(lostSeqs))
+	}
+	if len(d.resent) > 0 {
+		// The node that acknowledged them died before forwarding them;
+		// the cluster sent them again after its ack_wait.
+		d.out.printf("first received as a copy sent again (DUP): %v", firstFew(d.resent))
+	}
 	for i, f := range d.kills {
 		d.out.printf("failover %d: node %d (the %s's) killed; first acknowledged publish after %s, first message received after %s; node back after %s",
 			i+1, f.node, f.who, since(f.ackAfter), since(f.receivedAfter), since(f.restartedAfter))
 	}
 }
+
+// firstFew returns up to ten of seqs.
+func firstFew(seqs []int) []int { return seqs[:min(len(seqs), 10)] }
 
 // since shows a time after a kill, or "never" for one that did not come.
 func since(d time.Duration) string {
