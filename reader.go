@@ -298,9 +298,7 @@ func (r *reader) handled(ev *inbound) {
 		default:
 		}
 	}
-	ids := ev.pub.Props.SubscriptionIDs[:0] // see reset
-	ev.pub = packet.Publish{}
-	ev.pub.Props.SubscriptionIDs = ids
+	ev.reset()
 }
 
 // dropPublish reads a QoS 0 PUBLISH that does not fit in memory through to

@@ -137,13 +137,13 @@ func (s *session) receive(p *packet.Publish, bodySize int) {
 		}
 	}
 	msg := messageFrom(p)
-	queues := s.route(&msg)
+	queues, first := s.route(&msg)
 	if len(queues) == 0 {
 		s.skipCopy(p)
 		return
 	}
 	if len(msg.SubscriptionIDs) > 0 {
-		msg.SubscriptionIDs = s.ownSubscriptionIDs(msg.SubscriptionIDs)
+		msg.SubscriptionIDs = ownSubscriptionIDs(msg.SubscriptionIDs, first)
 	}
 	per := inboundFootprint(&msg, bodySize)
 	if !s.mem.tryInbound(per * int64(len(queues))) {
@@ -178,20 +178,24 @@ func (s *session) receive(p *packet.Publish, bodySize int) {
 // subscriptions, or the default queue; under Config.OncePerClient only the
 // first matching subscription's, and none for a copy the broker tagged for
 // other subscriptions (see OncePerClient). The slice is reused by the next
-// call.
-func (s *session) route(msg *Message) []*deliveryQueue {
-	queues := s.routeBuf[:0]
+// call. first is the first subscription msg goes to (nil for none or the
+// default queue).
+func (s *session) route(msg *Message) (queues []*deliveryQueue, first *Subscription) {
+	queues = s.routeBuf[:0]
 	if s.cfg.OncePerClient {
-		if first := s.firstMatching(msg.Topic); first == nil {
+		if sub := s.firstMatching(msg.Topic); sub == nil {
 			queues = append(queues, s.defaultQ)
-		} else if len(msg.SubscriptionIDs) == 0 || slices.Contains(msg.SubscriptionIDs, first.id) {
-			queues = append(queues, first.q)
+		} else if len(msg.SubscriptionIDs) == 0 || slices.Contains(msg.SubscriptionIDs, sub.id) {
+			queues, first = append(queues, sub.q), sub
 		}
 		s.routeBuf = queues
-		return queues
+		return queues, first
 	}
 	for _, sub := range s.subs {
 		if sub.routes(msg) {
+			if first == nil {
+				first = sub
+			}
 			queues = append(queues, sub.q)
 		}
 	}
@@ -199,7 +203,7 @@ func (s *session) route(msg *Message) []*deliveryQueue {
 		queues = append(queues, s.defaultQ)
 	}
 	s.routeBuf = queues
-	return queues
+	return queues, first
 }
 
 // firstMatching returns the earliest live subscription with a filter that
@@ -576,15 +580,11 @@ func (s *session) refusePayload(p *packet.Publish) {
 
 // ownSubscriptionIDs returns a slice with the values of ids, which is the
 // reader's scratch and is reused for the next packet. A message tagged
-// with the identifier of one subscription alone, the usual case, shares
-// that subscription's one-element slice; others get a copy.
-func (s *session) ownSubscriptionIDs(ids []uint32) []uint32 {
-	if len(ids) == 1 {
-		for _, sub := range s.subs {
-			if sub.id == ids[0] && sub.idList != nil {
-				return sub.idList
-			}
-		}
+// with the identifier of sub alone, the subscription it was routed to (the
+// usual case), shares sub's one-element slice; others get a copy.
+func ownSubscriptionIDs(ids []uint32, sub *Subscription) []uint32 {
+	if len(ids) == 1 && sub != nil && sub.id == ids[0] {
+		return sub.idList
 	}
 	return slices.Clone(ids)
 }
