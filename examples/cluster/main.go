@@ -100,9 +100,8 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout io.Writer) 
 		}
 		defer d.cluster.Close()
 		defer d.writeNodeLogs()
-		o.servers = d.cluster.URLs()
-		d.o.servers = o.servers
-		for i, u := range o.servers {
+		d.o.servers = d.cluster.URLs()
+		for i, u := range d.o.servers {
 			out.printf("node %d: %s", i, u)
 		}
 	}
